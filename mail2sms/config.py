@@ -1,0 +1,384 @@
+"""Configuration: TOML validated with pydantic, secrets resolved from *_env / *_file / $CREDENTIALS_DIRECTORY.
+
+`load()` returns a frozen `Config` or raises `ConfigError` whose lines each name the key path that is wrong
+(`routes[2].provider: no provider named 'kwt2'`), because an operator fixing a config file needs the place, not a
+traceback. Secrets live in `SecretStr` so that printing a config never shows them; `show()` renders `***`.
+
+This module must never log or echo a secret value, nor read a secret file that is not named in the config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from mail2sms.errors import ConfigError
+
+PROVIDER_TYPES = ("kapow", "kwtsms", "bulksms", "kobomobile", "cellcast", "outbox")
+SECRET_FIELDS = ("password", "key")
+
+DEFAULT_URLS: dict[str, str] = {
+    "kapow": "https://www.kapow.co.uk/scripts/",
+    "kwtsms": "https://www.kwtsms.com/API/",
+    "bulksms": "https://bulksms.vsms.net/eapi/",
+    "kobomobile": "https://kobomobile.net/api/",
+    "cellcast": "https://cellcast.com.au/api/v3/",
+}
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "mi": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_size(value: object) -> int:
+    """'10MiB' → 10485760; bare numbers are bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"not a size: {value!r} (write e.g. 10MiB, 500KB or 1048576)")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+
+
+def parse_duration(value: object) -> float:
+    """'24h' → 86400.0; bare numbers are seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (write e.g. 30s, 15m, 24h or 2d)")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or ""]
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def parse_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
+    """'127.0.0.1:8025', '[::1]:25', 'host' → (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":")
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, ""
+    if not host:
+        raise ValueError(f"no host in {value!r}")
+    try:
+        number = int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"bad port in {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port out of range in {value!r}")
+    return host, number
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ServerConfig(_Model):
+    listen: list[str] = ["127.0.0.1:8025"]
+    tls_listen: list[str] = []
+    hostname: str = "sms.localhost"
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_message_size: Size = 10 * 1024 * 1024
+    max_recipients: int = Field(default=1000, ge=1)
+    trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    ]
+    workers: int = Field(default=1, ge=1, le=64)
+    max_received_headers: int = Field(default=100, ge=5)
+
+    @field_validator("listen", "tls_listen")
+    @classmethod
+    def _hostports(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parse_hostport(item)
+        return value
+
+
+class SpoolConfig(_Model):
+    url: str = "sqlite:///var/lib/mail2sms/spool.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+class ReportsConfig(_Model):
+    smarthost: str = ""
+    maildir: str = "/var/lib/mail2sms/reports"
+    from_: str = Field(default="mail2sms@sms.localhost", alias="from")
+    when: Literal["always", "failures", "never"] = "always"
+    per_sender_per_hour: int = Field(default=60, ge=0)
+
+    @field_validator("smarthost")
+    @classmethod
+    def _hostport(cls, value: str) -> str:
+        if value:
+            parse_hostport(value)
+        return value
+
+
+class HttpConfig(_Model):
+    listen: str = "127.0.0.1:8026"
+
+
+class DispatchConfig(_Model):
+    """How the dispatcher retries: full-jitter exponential backoff between `retry_base` and `retry_cap`."""
+
+    retry_base: Duration = 5.0
+    retry_cap: Duration = 600.0
+    poll_interval: Duration = 1.0
+    max_attempts: int = Field(default=50, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+
+
+class ProviderConfig(_Model):
+    type: Literal["kapow", "kwtsms", "bulksms", "kobomobile", "cellcast", "outbox"]
+    url: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    key: SecretStr = SecretStr("")
+    sender: str | None = None
+    rate: float | None = Field(default=None, gt=0)
+    timeout: Duration = 30.0
+    max_recipients: int | None = Field(default=None, ge=1)
+    path: str = ""  # outbox only
+    options: dict[str, Any] = {}  # adapter-specific extras (e.g. kapow route, bulksms routing_group)
+
+    @property
+    def base_url(self) -> str:
+        url = self.url or DEFAULT_URLS.get(self.type, "")
+        return url if url.endswith("/") or not url else url + "/"
+
+
+class RouteConfig(_Model):
+    match: str
+    format: Literal["address", "keyvalue", "csv"]
+    provider: str
+    region: str | None = None
+    allow: list[str] = ["trusted", "authenticated"]
+    text_from: Literal["body", "subject", "subject+body"] = "body"
+    plus_as_space: bool = True  # keyvalue: KwtSMS's rule that '+' means a space in sender and text
+    sender: str | None = None
+    lifetime: Duration = 86400.0
+    dry_run: bool = False
+    credentials_in_body: bool = False  # address format: Kapow mail form (username/password lines in the body)
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, value: str) -> str:
+        local, at, domain = value.rpartition("@")
+        if not at or not local or not domain or ("*" in local and local != "*") or "*" in domain:
+            raise ValueError(f"{value!r} is neither an address nor '*@domain'")
+        return value.lower()
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region code such as KW, GB or AU")
+        return value.upper()
+
+
+class UserConfig(_Model):
+    name: str
+    password_hash: SecretStr
+    provider_username: str = ""
+    provider_password: SecretStr = SecretStr("")
+
+
+class Config(_Model):
+    server: ServerConfig = ServerConfig()
+    spool: SpoolConfig = SpoolConfig()
+    reports: ReportsConfig = ReportsConfig()
+    http: HttpConfig = HttpConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    providers: dict[str, ProviderConfig] = {}
+    routes: list[RouteConfig] = []
+    users: list[UserConfig] = []
+    source: str = Field(default="", exclude=True)  # where this config came from, for messages
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for the log redactor."""
+        values = [p.password.get_secret_value() for p in self.providers.values()]
+        values += [p.key.get_secret_value() for p in self.providers.values()]
+        values += [u.provider_password.get_secret_value() for u in self.users]
+        return [v for v in values if v]
+
+
+def _resolve_secrets(raw: dict[str, Any], base: Path, problems: list[str]) -> None:
+    """Turn `password_env` / `password_file` (and `key_*`) into the plain field, in place."""
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    sections: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
+    providers = raw.get("providers")
+    if isinstance(providers, dict):
+        sections += [(f"providers.{n}", p, SECRET_FIELDS) for n, p in providers.items() if isinstance(p, dict)]
+    users = raw.get("users")
+    if isinstance(users, list):
+        sections += [(f"users[{i}]", u, ("provider_password",)) for i, u in enumerate(users) if isinstance(u, dict)]
+    for where, section, fields in sections:
+        for name in fields:
+            given = [k for k in (name, f"{name}_env", f"{name}_file") if k in section]
+            if len(given) > 1:
+                problems.append(f"{where}: give only one of {', '.join(given)}")
+                continue
+            if f"{name}_env" in section:
+                var = str(section.pop(f"{name}_env"))
+                if var not in os.environ:
+                    problems.append(f"{where}.{name}_env: environment variable {var} is not set")
+                    continue
+                section[name] = os.environ[var]
+            elif f"{name}_file" in section:
+                path = Path(str(section.pop(f"{name}_file")))
+                if not path.is_absolute():
+                    path = (Path(cred_dir) if cred_dir else base) / path
+                try:
+                    section[name] = path.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    problems.append(f"{where}.{name}_file: cannot read {path}: {exc.strerror}")
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _cross_check(config: Config) -> list[str]:
+    problems: list[str] = []
+    for i, route in enumerate(config.routes):
+        if route.provider not in config.providers:
+            problems.append(f"routes[{i}].provider: no provider named {route.provider!r}")
+    seen: dict[str, int] = {}
+    for i, route in enumerate(config.routes):
+        if route.match in seen:
+            problems.append(f"routes[{i}].match: {route.match!r} is already matched by routes[{seen[route.match]}]")
+        seen.setdefault(route.match, i)
+    for name, provider in config.providers.items():
+        if provider.type == "outbox" and not provider.path:
+            problems.append(f"providers.{name}.path: the outbox provider needs a file path")
+        if provider.type == "cellcast" and not provider.key.get_secret_value():
+            problems.append(f"providers.{name}.key: cellcast needs an API key (key, key_env or key_file)")
+    names = [u.name for u in config.users]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append(f"users[{i}].name: {name!r} is defined twice")
+    if bool(config.server.tls_cert) != bool(config.server.tls_key):
+        problems.append("server.tls_cert: tls_cert and tls_key go together")
+    if config.server.tls_listen and not config.server.tls_cert:
+        problems.append("server.tls_listen: implicit TLS needs tls_cert and tls_key")
+    return problems
+
+
+def parse(text: str, source: str = "<config>", base: Path | None = None) -> Config:
+    """Validate TOML text; raise ConfigError naming every wrong key path."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    _resolve_secrets(raw, base or Path.cwd(), problems)
+    raw["source"] = source
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = _loc(tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{loc}: {msg}" if loc else msg)
+        raise ConfigError(problems) from None
+    problems += _cross_check(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def default_text(data_dir: str = "mail2sms-data") -> str:
+    """The embedded default config, with paths under `data_dir`."""
+    template = resources.files("mail2sms").joinpath("default.toml").read_text(encoding="utf-8")
+    return template.replace("{data}", data_dir)
+
+
+def load(path: str | None) -> Config:
+    """Load `path`, or the embedded default when `path` is None."""
+    if path is None:
+        return parse(default_text(), source="<embedded default>")
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse(text, source=str(file), base=file.parent)
+
+
+def show(config: Config) -> str:
+    """Render the effective config as TOML-ish text with every secret replaced by ***."""
+    data = config.model_dump(mode="python", by_alias=True)
+    lines: list[str] = [f"# effective configuration from {config.source}"]
+
+    def value(v: Any) -> str:
+        if isinstance(v, SecretStr):
+            return '"***"' if v.get_secret_value() else '""'
+        if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return f'"{v}"'
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if v is None:
+            return '""'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        return str(v)
+
+    def table(header: str, body: dict[str, Any]) -> None:
+        lines.append(f"\n[{header}]" if not header.startswith("[") else f"\n{header}")
+        for k, v in body.items():
+            if v is None:
+                continue
+            lines.append(f"{k} = {value(v)}")
+
+    for section in ("server", "spool", "reports", "http", "dispatch"):
+        table(section, data[section])
+    for name, provider in data["providers"].items():
+        table(f"providers.{name}", provider)
+    for route in data["routes"]:
+        table("[[routes]]", route)
+    for user in data["users"]:
+        table("[[users]]", user)
+    return "\n".join(lines) + "\n"

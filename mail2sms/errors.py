@@ -1,0 +1,58 @@
+"""One exception tree for mail2sms.
+
+    Mail2SmsError
+    ├── ConfigError            a configuration file or value is wrong (message names the key path)
+    ├── ContentError           a mail cannot be turned into SMS (554 5.6.0; message names the line, key or row)
+    │   └── NumberError        a value is not a usable phone number (550 5.1.1 at RCPT, 554 5.6.0 in a body)
+    ├── LimitError             too big / too many recipients or rows (552 5.3.4)
+    ├── LoopError              too many Received: headers (554 5.4.6)
+    ├── SpoolError             the spool could not store or read (451 4.3.0; never shown to the client)
+    │   └── SpoolFullError     the spool has no room (452 4.3.1)
+    └── ProviderError          an adapter could not make sense of a provider's reply (mapped to a Result)
+
+Messages of ContentError, NumberError and LimitError are written for the sender and go into SMTP replies and
+outcome mail, so they must never carry secrets. Every other error's text stays in logs (redacted) and the
+client sees only the generic reply from `smtp.replies`.
+"""
+
+from __future__ import annotations
+
+
+class Mail2SmsError(Exception):
+    """Base of every error mail2sms raises on purpose."""
+
+
+class ConfigError(Mail2SmsError):
+    """A configuration problem; `problems` holds one "key.path: what is wrong" line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ContentError(Mail2SmsError):
+    """The mail's content cannot be turned into SMS. The message is shown to the sender."""
+
+
+class NumberError(ContentError):
+    """A value is not a usable phone number. The message says which value and why."""
+
+
+class LimitError(Mail2SmsError):
+    """A size or count limit was exceeded. The message is shown to the sender."""
+
+
+class LoopError(Mail2SmsError):
+    """The mail has passed through too many hops: a mail loop."""
+
+
+class SpoolError(Mail2SmsError):
+    """The spool failed to store or read; the client gets a temporary failure."""
+
+
+class SpoolFullError(SpoolError):
+    """The spool's storage is full."""
+
+
+class ProviderError(Mail2SmsError):
+    """A provider's reply made no sense to its adapter."""

@@ -1,0 +1,179 @@
+"""Plain typed data that crosses the pipeline's boundaries: Submission, Job, Batch, Result, states.
+
+Nothing here does I/O. Everything the SMTP side produces, the spool stores, the dispatcher hands a provider
+and the reporter mails back is one of these types, so each stage can be tested without the others.
+
+Secrets (`Account.password`, `Account.key`) are kept out of `repr()` so that a stray log line or a failing test
+assertion cannot print them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    """A job's life (DESIGN.md "Job states")."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobState.SENT, JobState.REJECTED, JobState.UNKNOWN, JobState.EXPIRED, JobState.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    """Provider credentials: the route's configured account, or one that came inside a mail body."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    key: str = field(default="", repr=False)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.password, self.key) if s]
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str] | None) -> Account | None:
+        return cls(**data) if data else None
+
+
+@dataclass(frozen=True)
+class SmsOptions:
+    """Per-message options a provider may honour. Unknown to a provider = ignored by it."""
+
+    lang: int | None = None  # KwtSMS lang code when the mail named one
+    flash: bool = False
+    sendtime: str | None = None  # ISO 8601 UTC, when the mail asked to schedule
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, False)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SmsOptions:
+        return cls(**(data or {}))
+
+
+@dataclass
+class Job:
+    """One SMS to one number. The unit the spool stores and the dispatcher claims."""
+
+    number: str  # E.164 without "+", e.g. "96550000000"
+    text: str
+    provider: str  # configured provider name
+    sender: str | None = None
+    account: Account | None = None  # from the mail body; None = the provider's configured account
+    options: SmsOptions = field(default_factory=SmsOptions)
+    row: int | None = None  # CSV row (as a spreadsheet numbers it), for reports
+    id: str = ""
+    submission_id: str = ""
+    idempotency_key: str = ""  # fixed at commit, sent on every attempt to providers that honour one
+    state: JobState = JobState.QUEUED
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    expires_at: float = 0.0
+    provider_id: str | None = None
+    code: str | None = None  # provider's own code or word (ERR003, USERPASS, ...)
+    error: str | None = None  # plain words: what went wrong and what to do
+    parts: int = 1
+    encoding: str = "gsm7"
+
+
+@dataclass
+class Submission:
+    """One accepted mail: its envelope, where the outcome goes, and one Job per SMS."""
+
+    envelope_from: str
+    recipients: list[str]
+    jobs: list[Job]
+    route: str
+    message_id: str | None = None
+    subject: str = ""
+    report_to: str | None = None  # None: no outcome mail (backscatter rules said no)
+    report_suppressed: str | None = None  # why no report is sent
+    dry_run: bool = False
+    id: str = ""
+    received_at: float = 0.0
+    peer: str = ""
+    user: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. csv rows for results.csv
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Jobs that go to one provider in one request: same account, sender, text and options."""
+
+    provider: str
+    account: Account | None
+    sender: str | None
+    text: str
+    options: SmsOptions
+    jobs: tuple[Job, ...]
+
+    @property
+    def numbers(self) -> list[str]:
+        return [j.number for j in self.jobs]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The provider accepted the SMS for this number."""
+
+    provider_id: str | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The provider (or mail2sms) refused the SMS; repeating the same request will not help."""
+
+    code: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The request surely was not processed, or the provider honours an idempotency key: try again."""
+
+    code: str
+    why: str
+    after: float | None = None  # seconds the provider asked us to wait (Retry-After)
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The request may have reached the provider and cannot be safely repeated: "may have been sent"."""
+
+    code: str
+    why: str
+
+
+Result = Sent | Rejected | Retry | Unknown
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A provider account's credit, as the provider states it."""
+
+    provider: str
+    credit: float | None
+    detail: str = ""
