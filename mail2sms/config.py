@@ -111,6 +111,7 @@ class ServerConfig(_Model):
     ]
     workers: int = Field(default=1, ge=1, le=64)
     max_received_headers: int = Field(default=100, ge=5)
+    dedupe_window: Duration = 86400.0
 
     @field_validator("listen", "tls_listen")
     @classmethod
@@ -126,8 +127,8 @@ class SpoolConfig(_Model):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("must start with sqlite:/// or postgresql://")
+        if not value.startswith(("sqlite:", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///absolute/path, sqlite:relative/path or postgresql://...")
         return value
 
 

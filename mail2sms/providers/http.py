@@ -1,18 +1,56 @@
-"""The one place an `httpx.AsyncClient` is built for provider adapters.
+"""The one place an `httpx.AsyncClient` is built for provider adapters, and the "request is leaving" hook.
 
 Timeouts and pool limits come from config; httpx's and httpcore's own request logging is silenced because
 request URLs of GET-style providers carry passwords. Adapters receive the client; they never build one.
+
+The dispatcher must record durably that a request *may* have reached a provider before it does, and no
+earlier: a crash before that point means "surely not sent" (send again), after it "may have been sent"
+(`unknown`, unless the provider honours an idempotency key). httpcore's trace extension is awaited right before
+the request headers are written, after the connection is up, so `LeavingClient` runs the hook exactly there.
+A connection refused, a DNS or a TLS failure therefore never makes a job `unknown`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 
 from mail2sms import __version__
 
 USER_AGENT = f"mail2sms/{__version__}"
+
+Hook = Callable[[], Awaitable[None]]
+
+# Set by the dispatcher around `provider.send()`; adapters that do not use HTTP call `request_leaving()`.
+BEFORE_SEND: contextvars.ContextVar[Hook | None] = contextvars.ContextVar("mail2sms_before_send", default=None)
+
+
+async def request_leaving() -> None:
+    """Tell the dispatcher that a request is about to leave (idempotent: the hook runs once per batch)."""
+    hook = BEFORE_SEND.get()
+    if hook is not None:
+        await hook()
+
+
+class LeavingClient(httpx.AsyncClient):
+    """An AsyncClient that runs the BEFORE_SEND hook when request headers start going out."""
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if BEFORE_SEND.get() is not None:
+            previous = request.extensions.get("trace")
+
+            async def trace(name: str, info: dict[str, Any]) -> None:
+                if name.endswith("send_request_headers.started"):
+                    await request_leaving()
+                if previous is not None:
+                    await previous(name, info)
+
+            request.extensions = {**request.extensions, "trace": trace}
+        return await super().send(request, **kwargs)
 
 
 def quiet_http_logging() -> None:
@@ -23,7 +61,7 @@ def quiet_http_logging() -> None:
 
 def build_client(timeout: float = 30.0, max_connections: int = 50) -> httpx.AsyncClient:
     quiet_http_logging()
-    return httpx.AsyncClient(
+    return LeavingClient(
         timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
         headers={"User-Agent": USER_AGENT},

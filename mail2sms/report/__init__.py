@@ -1,0 +1,1 @@
+"""Outcome reports: who may get one (backscatter), what it says (compose) and how it leaves (send)."""

@@ -1,0 +1,128 @@
+"""Composition root: builds everything from a Config, runs it in one event loop, shuts it down gracefully.
+
+Nothing else wires components together, so tests can start a whole mail2sms in-process (`App.start()`) with the
+same code `mail2sms serve` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from mail2sms.config import Config
+from mail2sms.dispatch.dispatcher import Dispatcher
+from mail2sms.dispatch.retry import RetryPolicy
+from mail2sms.model import Account
+from mail2sms.observability import SECRETS, get_logger
+from mail2sms.providers.base import Provider
+from mail2sms.providers.http import build_client
+from mail2sms.providers.registry import build_provider
+from mail2sms.report.reporter import Reporter
+from mail2sms.smtp.handler import Handler
+from mail2sms.smtp.server import ConnectionGate, start_listeners
+from mail2sms.spool.base import Spool
+from mail2sms.spool.sqlite import open_spool
+
+log = get_logger("mail2sms.app")
+
+
+def build_providers(config: Config) -> tuple[dict[str, Provider], list[httpx.AsyncClient]]:
+    providers: dict[str, Provider] = {}
+    clients: list[httpx.AsyncClient] = []
+    for name, pconf in config.providers.items():
+        client = build_client(timeout=pconf.timeout)
+        clients.append(client)
+        providers[name] = build_provider(name, pconf, client)
+    return providers, clients
+
+
+class App:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        SECRETS.add(config.secrets())
+        self.spool: Spool = open_spool(config.spool.url)
+        self.providers, self._clients = build_providers(config)
+        self.gate = ConnectionGate()
+        self._parse_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
+        self.reporter = Reporter(self.spool, config.reports, config.server.hostname)
+        d = config.dispatch
+        self.dispatcher = Dispatcher(
+            self.spool,
+            self.providers,
+            RetryPolicy(base=d.retry_base, cap=d.retry_cap, max_attempts=d.max_attempts),
+            concurrency=d.concurrency,
+            poll_interval=d.poll_interval,
+            on_final=self.reporter.wake,
+            rate_share=config.server.workers,
+        )
+        user_accounts = {
+            u.name: Account(u.provider_username, u.provider_password.get_secret_value())
+            for u in config.users
+            if u.provider_username
+        }
+        self.handler = Handler(
+            config,
+            self.spool,
+            on_commit=self.dispatcher.wake,
+            user_accounts=user_accounts,
+            provider_max_parts={n: p.limits.max_parts for n, p in self.providers.items()},
+            executor=self._parse_pool,
+        )
+        self.servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def smtp_ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
+
+    async def start(self) -> None:
+        """Open the spool, recover what a crash left, start sending, then start listening."""
+        await self.spool.open()
+        await self.dispatcher.recover()
+        self._tasks = [
+            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(self.reporter.run(), name="reporter"),
+        ]
+        self.servers = await start_listeners(self.config, self.handler, self.gate,
+                                             reuse_port=self.config.server.workers > 1)
+        log.info("listening", smtp=[f"{s.sockets[0].getsockname()[0]}:{p}"
+                                    for s, p in zip(self.servers, self.smtp_ports, strict=True)],
+                 spool=self.config.spool.url.split("@")[-1], providers=sorted(self.providers))
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop accepting, let sessions and in-flight provider calls finish within `deadline`, close."""
+        self.gate.draining = True
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), deadline)
+        await self.dispatcher.stop(deadline)
+        await self.reporter.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients:
+            await client.aclose()
+        await self.spool.close()
+        self._parse_pool.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped")
+
+
+async def serve(config: Config, hint: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    app = App(config)
+    await app.start()
+    if hint:
+        log.info(hint)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await app.stop()

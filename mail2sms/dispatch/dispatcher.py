@@ -1,0 +1,211 @@
+"""The dispatcher: claim ready jobs, batch them, respect each provider's rate, send, record every Result.
+
+It runs beside the SMTP server in the same event loop and never blocks it: spool calls run on the spool's
+thread, provider calls are async HTTP. The SMTP handler only `wake()`s it after a commit; no provider is
+ever called from an SMTP session.
+
+The crash-recovery boundary is `spool.mark_sending()`, written durably when the request's first bytes are about
+to be written (see `providers.http`): a job that crashes before it is still `queued` (sent later, once); after
+it, `recover()` applies DESIGN.md's rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from mail2sms.dispatch.batching import make_batches
+from mail2sms.dispatch.ratelimit import TokenBucket
+from mail2sms.dispatch.retry import RetryPolicy
+from mail2sms.model import Batch, Job, JobState, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.observability import get_logger
+from mail2sms.providers.base import Provider
+from mail2sms.providers.http import BEFORE_SEND
+from mail2sms.spool.base import JobUpdate, Spool
+
+log = get_logger("mail2sms.dispatch")
+
+LEASE_SECONDS = 300.0
+RECOVER_EVERY = 30.0
+
+
+def process_owner() -> str:
+    """This process's lease owner name: host, pid and start time (a reused pid is not the same owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when `owner` was a process on this host that no longer runs (or is an older incarnation)."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, _started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner != CURRENT_OWNER
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+CURRENT_OWNER = process_owner()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        spool: Spool,
+        providers: Mapping[str, Provider],
+        policy: RetryPolicy,
+        *,
+        concurrency: int = 8,
+        poll_interval: float = 1.0,
+        claim_limit: int = 2000,
+        on_final: Callable[[list[str]], Awaitable[None] | None] | None = None,
+        rate_share: int = 1,
+    ) -> None:
+        self.spool = spool
+        self.providers = providers
+        self.policy = policy
+        self.poll_interval = poll_interval
+        self.claim_limit = claim_limit
+        self.on_final = on_final
+        self.owner = CURRENT_OWNER
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._slots = asyncio.Semaphore(concurrency)
+        self._buckets = {
+            name: TokenBucket(p.limits.rate / max(1, rate_share), burst=1.0) for name, p in providers.items()
+        }
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._last_recover = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def idempotent_providers(self) -> set[str]:
+        return {name for name, p in self.providers.items() if p.limits.idempotent}
+
+    async def recover(self) -> None:
+        requeued, unknown = await self.spool.recover(self.idempotent_providers(), time.time(), owner_is_dead)
+        self._last_recover = time.monotonic()
+        if requeued or unknown:
+            log.warning("recovered interrupted jobs", requeued=requeued, unknown=unknown)
+
+    async def run(self) -> None:
+        """Loop until `stop()`: claim, batch, send. Errors are logged and the loop goes on."""
+        while not self._stopping:
+            try:
+                claimed = await self._tick()
+            except Exception:
+                log.exception("dispatcher tick failed")
+                claimed = 0
+            if claimed == 0 and not self._stopping:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _tick(self) -> int:
+        if time.monotonic() - self._last_recover > RECOVER_EVERY:
+            await self.recover()
+        free = self.claim_limit - sum(1 for _ in self._inflight)
+        if free <= 0:
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        jobs = await self.spool.claim(self.owner, time.time(), self.claim_limit, LEASE_SECONDS)
+        if not jobs:
+            return 0
+        batches = make_batches(jobs, self._max_recipients)
+        for batch in batches:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._send(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(jobs)
+
+    def _max_recipients(self, provider: str) -> int:
+        p = self.providers.get(provider)
+        return p.limits.max_recipients if p else 1
+
+    async def _send(self, batch: Batch) -> None:
+        try:
+            results = await self._call(batch)
+            updates = [self._update(job, result) for job, result in zip(batch.jobs, results, strict=True)]
+            finished = await self.spool.record(updates, time.time())
+            for job, update in zip(batch.jobs, updates, strict=True):
+                log.info("sms", submission=job.submission_id, job=job.id, provider=batch.provider,
+                         state=update.state.value, code=update.code, attempt=update.attempts)
+            if finished and self.on_final is not None:
+                maybe = self.on_final(finished)
+                if maybe is not None:
+                    await maybe
+        except Exception:
+            # The jobs keep their lease and come back through recover() when it expires.
+            log.exception("recording a batch failed", provider=batch.provider, jobs=len(batch.jobs))
+        finally:
+            self._slots.release()
+
+    async def _call(self, batch: Batch) -> list[Result]:
+        provider = self.providers.get(batch.provider)
+        if provider is None:
+            why = f"no provider named {batch.provider!r} is configured any more"
+            return [Rejected("NOPROVIDER", why) for _ in batch.jobs]
+        await self._buckets[batch.provider].acquire()
+        marked = False
+
+        async def leaving() -> None:
+            nonlocal marked
+            if not marked:
+                marked = True
+                await self.spool.mark_sending([j.id for j in batch.jobs], time.time())
+
+        token = BEFORE_SEND.set(leaving)
+        try:
+            results = await provider.send(batch)
+        except Exception as exc:
+            # An adapter bug must not lose jobs; we cannot know whether the request left.
+            log.exception("provider adapter raised", provider=batch.provider)
+            why = "an internal error happened while sending; the SMS may have been sent"
+            if provider.limits.idempotent:
+                return [Retry(type(exc).__name__, why) for _ in batch.jobs]
+            return [Unknown(type(exc).__name__, why) for _ in batch.jobs]
+        finally:
+            BEFORE_SEND.reset(token)
+        if len(results) != len(batch.jobs):
+            log.error("provider returned a wrong number of results", provider=batch.provider)
+            return [Unknown("ADAPTER", "the provider's reply could not be matched to the recipients")
+                    for _ in batch.jobs]
+        return results
+
+    def _update(self, job: Job, result: Result) -> JobUpdate:
+        attempts = job.attempts + 1
+        now = time.time()
+        match result:
+            case Sent(provider_id=pid, code=code):
+                return JobUpdate(job.id, JobState.SENT, attempts, 0.0, pid, code, None)
+            case Rejected(code=code, why=why):
+                return JobUpdate(job.id, JobState.REJECTED, attempts, 0.0, None, code, why)
+            case Unknown(code=code, why=why):
+                return JobUpdate(job.id, JobState.UNKNOWN, attempts, 0.0, None, code, why)
+            case Retry(code=code, why=why, after=after):
+                when = now + self.policy.delay(attempts, after)
+                if attempts >= self.policy.max_attempts or (job.expires_at and when > job.expires_at):
+                    why = f"gave up after {attempts} attempts: {why}"
+                    return JobUpdate(job.id, JobState.EXPIRED, attempts, 0.0, None, code, why)
+                return JobUpdate(job.id, JobState.QUEUED, attempts, when, None, code, why)
+        raise TypeError(f"not a Result: {result!r}")
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop claiming; let in-flight requests finish within `deadline` seconds."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=deadline)

@@ -1,0 +1,162 @@
+"""Provider codes in plain words: what went wrong and what to do about it.
+
+Adapters put these texts into the `why` of their Results, and the reporter mails them to the sender, so each
+text must make sense to a person who has never read a provider's API document. There is one table per provider
+type (the provider's own codes and words, as `providers.md` lists them) and one generic table (HTTP statuses
+and transport failures, named as the adapters and `base.py` name them: `HTTP429`, `ReadTimeout`, ...).
+A later provider adds its own table to `TABLES`.
+
+This module is pure data and lookups: it must never do I/O, and its texts must never carry a secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+
+from mail2sms.model import Result, Sent
+
+KWTSMS: Mapping[str, str] = {
+    "ERR001": "KwtSMS says the API is disabled for this account: enable the API in the KwtSMS account "
+    "settings or ask KwtSMS support to enable it",
+    "ERR002": "KwtSMS says a required parameter is missing (username, password, sender, mobile, lang or "
+    "message): check the provider settings and the mail's fields",
+    "ERR003": "the username or password was not accepted by KwtSMS: check the account's API username and "
+    "password",
+    "ERR004": "the KwtSMS account has no API access: ask KwtSMS to enable API access for it",
+    "ERR005": "the KwtSMS account is blocked: contact KwtSMS support",
+    "ERR006": "KwtSMS found no valid number in the request: write numbers in international form, digits only "
+    "(e.g. 96550000000)",
+    "ERR007": "KwtSMS accepts at most 200 numbers per request: send to fewer numbers at once",
+    "ERR008": "the sender ID is not registered on the KwtSMS account, or is banned (sender IDs are "
+    "case-sensitive): use one of the account's sender IDs exactly as registered",
+    "ERR009": "the message text is empty: write the text of the SMS",
+    "ERR010": "the KwtSMS account balance is zero: buy credit, then resend",
+    "ERR011": "the KwtSMS account balance is too low for this message: buy credit, then resend",
+    "ERR012": "the message is longer than KwtSMS's limit of 6 SMS pages: shorten the text",
+    "ERR013": "the KwtSMS send queue is full and the message was not taken: mail2sms tries again later",
+    "ERR024": "KwtSMS refused the request because the sending IP address is not on the account's allowed "
+    "list: add this server's IP address in the KwtSMS account settings",
+    "ERR025": "KwtSMS says a number is invalid: write numbers in international form, digits only "
+    "(e.g. 96550000000)",
+    "ERR026": "the destination country is not activated on the KwtSMS account: ask KwtSMS to activate it",
+    "ERR027": "KwtSMS does not accept HTML in the message: send plain text",
+    "ERR028": "less than 15 seconds passed since the last SMS to the same number, so KwtSMS did not take "
+    "it: mail2sms tries again shortly",
+    "ERR031": "KwtSMS did not accept the language code: use lang 1 (English), 2 (Arabic, Windows-1256), "
+    "3 (Arabic, UTF-8) or 4 (Unicode)",
+    "ERR032": "KwtSMS flagged the message as spam and refused it: change the text or contact KwtSMS",
+    "ERR033": "KwtSMS has no coverage for this number: the number's network cannot be reached through "
+    "KwtSMS",
+    "ERROR": "KwtSMS refused the request without an error code: check the account, the sender ID and the "
+    "numbers, and look at the account's message log on kwtsms.com",
+    "CP1256": "the text has characters that Windows-1256 (KwtSMS lang 2) cannot carry: use lang 3 "
+    "(Arabic, UTF-8) or 4 (Unicode)",
+    "NUMBER": "the number cannot be sent through KwtSMS: it must be in international form, digits only "
+    "(e.g. 96550000000)",
+}
+
+KAPOW: Mapping[str, str] = {
+    "USERPASS": "the username or password was not accepted by Kapow: check the account's username and "
+    "password",
+    "NOCREDIT": "the Kapow account has no credit left: top up, then resend",
+    "ERROR": "Kapow answered only that an error occurred; the likely causes are an invalid number, a "
+    "scheduled time that is malformed, in the past or more than 365 days ahead, or a sender ID (from_id) "
+    "that is not enabled on the account: check these, then resend",
+    "UNEXPECTED": "Kapow's reply was not one of the answers it documents (OK, USERPASS, NOCREDIT, ERROR), so "
+    "mail2sms cannot tell whether the SMS was sent: check the Kapow account's message log before resending",
+    "SENDTIME": "the scheduled time is not usable for Kapow (it allows at most 365 days ahead): choose "
+    "another time",
+    "NUMBER": "the number cannot be sent through Kapow: write it in international form, digits only "
+    "(e.g. 447700900123)",
+    # chk_status.php answers (delivery states), for delivery reports.
+    "D": "Kapow reports the SMS delivered to the phone",
+    "B": "Kapow reports the SMS buffered by the network: the phone may be off or out of coverage",
+    "S": "Kapow reports the SMS sent to the network, not yet delivered",
+    "X": "Kapow reports the SMS failed: the number may be wrong or unreachable",
+    "N": "Kapow reports the SMS awaiting delivery",
+    "R": "Kapow reports the network retrying delivery",
+}
+
+OUTBOX: Mapping[str, str] = {
+    "OUTBOX": "mail2sms could not write the outbox file: check that its folder exists, is writable and has "
+    "free space; mail2sms tries again later",
+}
+
+GENERIC: Mapping[str, str] = {
+    "HTTP400": "the provider refused the request as malformed (HTTP 400): check the provider settings",
+    "HTTP401": "the provider refused the account's credentials (HTTP 401): check the username, password or "
+    "API key",
+    "HTTP403": "the provider refused access (HTTP 403): check the credentials and whether this server's IP "
+    "address is allowed",
+    "HTTP404": "the provider's address was not found (HTTP 404): check the provider's url in the "
+    "configuration",
+    "HTTP405": "the provider did not accept the request method (HTTP 405): check the provider's url",
+    "HTTP429": "the provider asked mail2sms to slow down (HTTP 429): mail2sms tries again after the wait the "
+    "provider asked for",
+    "HTTP500": "the provider had an internal error while handling the request (HTTP 500); it may or may not "
+    "have sent the SMS",
+    "HTTP502": "the provider's gateway was unavailable (HTTP 502): mail2sms tries again later",
+    "HTTP503": "the provider is temporarily unavailable (HTTP 503): mail2sms tries again later",
+    "HTTP504": "the provider's gateway timed out (HTTP 504): mail2sms tries again later",
+    "ConnectError": "mail2sms could not connect to the provider, so nothing was sent: it tries again later",
+    "ConnectTimeout": "connecting to the provider timed out, so nothing was sent: mail2sms tries again later",
+    "PoolTimeout": "no connection to the provider was free in time, so nothing was sent: mail2sms tries "
+    "again later",
+    "ReadTimeout": "the provider did not answer in time after it received the request; it may have sent the "
+    "SMS: check the provider's message log before resending",
+    "WriteTimeout": "sending the request to the provider timed out part-way; it may have received it: check "
+    "the provider's message log before resending",
+    "ReadError": "the connection broke while waiting for the provider's answer; it may have sent the SMS: "
+    "check the provider's message log before resending",
+    "WriteError": "the connection broke while sending the request; the provider may have received it: check "
+    "the provider's message log before resending",
+    "RemoteProtocolError": "the provider closed the connection without a proper answer; it may have sent the "
+    "SMS: check the provider's message log before resending",
+    "URL": "the provider's url in the configuration is not a usable http(s) address, so nothing was sent: "
+    "fix the url",
+    "UNEXPECTED": "the provider's reply was not one mail2sms understands, so it cannot tell whether the SMS "
+    "was sent: check the provider's message log before resending",
+}
+
+TABLES: dict[str, Mapping[str, str]] = {"kwtsms": KWTSMS, "kapow": KAPOW, "outbox": OUTBOX}
+
+PROVIDER_NAMES: dict[str, str] = {"kwtsms": "KwtSMS", "kapow": "Kapow", "outbox": "the outbox"}
+
+_HTTP = re.compile(r"^HTTP(\d{3})$")
+
+
+def explain(provider_type: str, code: str | None) -> str:
+    """Plain words for `code` as `provider_type` uses it: the provider's table first, then the generic one."""
+    provider = PROVIDER_NAMES.get(provider_type, provider_type or "the provider")
+    if not code:
+        return f"{provider} gave no reason: check the provider account's message log"
+    own = TABLES.get(provider_type, {})
+    if code in own:
+        return own[code]
+    if code in GENERIC:
+        return GENERIC[code]
+    m = _HTTP.match(code)
+    if m:
+        status = int(m.group(1))
+        if status >= 500:
+            return (f"the provider failed while handling the request (HTTP {status}); it may or may not "
+                    "have sent the SMS")
+        if status >= 400:
+            return f"the provider refused the request (HTTP {status}): check the provider settings"
+        if 300 <= status < 400:
+            return (f"the provider redirected the request (HTTP {status}): check the provider's url in the "
+                    "configuration (https, trailing slash)")
+        return f"the provider answered with an unexpected HTTP status {status}"
+    if code.endswith(("Timeout", "Error")):
+        return (f"the connection to the provider failed ({code}); it may have received the request: check "
+                "the provider's message log before resending")
+    return f"{provider} answered with code {code}, which mail2sms does not know: see its documentation"
+
+
+def explained(provider_type: str, result: Result) -> Result:
+    """`result` with its `why` replaced by the plain-words text for its code (Sent is returned unchanged)."""
+    if isinstance(result, Sent):
+        return result
+    return dataclasses.replace(result, why=explain(provider_type, result.code))

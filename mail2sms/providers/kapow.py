@@ -1,0 +1,185 @@
+"""The Kapow adapter (UK): `sendsms.php` and `chk_credit.php` of the seed `kapow-http-api.txt`.
+
+One batch is one POST form to `{base_url}sendsms.php` with `username, password, mobile` (comma list of
+international digits), `sms` and `returnid=TRUE`. Kapow answers plain text with HTTP 200: `OK <credits> <id>…`
+(ids in the order of the numbers), or exactly `USERPASS`, `NOCREDIT` or `ERROR`. Any other answer cannot be
+read as success or failure, so it becomes Unknown ("may have been sent"): Kapow honours no idempotency key.
+
+This module must never log, and never put a password or a request parameter into a Result or an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from mail2sms.config import ProviderConfig
+from mail2sms.errors import ProviderError
+from mail2sms.model import Account, Balance, Batch, Rejected, Result, Sent, Unknown
+from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
+from mail2sms.providers.explain import explain, explained
+
+TYPE = "kapow"
+DEFAULT_MAX_RECIPIENTS = 50  # a GET URL of ~2000 characters holds 50-100 numbers; POST has no limit
+DEFAULT_RATE = 5.0
+DEFAULT_TIMEZONE = "Europe/London"  # Kapow is a UK service; its sendtime is read as UK time (unconfirmed)
+FLASH_PREFIX = "FLASH"  # Kapow's own PHP library marks a flash SMS by this literal word before the text
+FAILURE_WORDS = ("USERPASS", "NOCREDIT", "ERROR")
+SENDTIME_HORIZON = timedelta(days=365)
+SENDTIME_NOW = timedelta(seconds=60)  # closer than this: send at once instead of scheduling
+
+_TOKENS = re.compile(r"[\s,;]+")
+_CREDIT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*$")
+_NUMBER_NOISE = re.compile(r"[\s\-.()/]")
+
+
+def wire_number(number: str) -> str | None:
+    """The number in international form, digits only (no + or 00), or None when it is not a number."""
+    digits = _NUMBER_NOISE.sub("", number)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    if not digits.isascii() or not digits.isdigit() or not 7 <= len(digits) <= 15:
+        return None
+    return digits
+
+
+def format_sendtime(iso: str, zone: tzinfo, now: datetime | None = None) -> str | None:
+    """`options.sendtime` (ISO 8601, UTC when no offset is given) as Kapow's `DD-MM-YY HH:MM` in `zone`.
+
+    The seed writes the format `DD-MM-YY+HH:MM` inside a URL, where `+` is an encoded space; the form
+    encoder turns the space back into `+`. None = the time is (nearly) now or past: send at once.
+    ValueError = the time is unreadable or more than 365 days ahead.
+    """
+    when = datetime.fromisoformat(iso.strip())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if when - now <= SENDTIME_NOW:
+        return None
+    if when - now > SENDTIME_HORIZON:
+        raise ValueError("sendtime more than 365 days ahead")
+    return when.astimezone(zone).strftime("%d-%m-%y %H:%M")
+
+
+def reply_result(body: str, count: int) -> list[Result]:
+    """One Result per number from a `sendsms.php` reply body."""
+    text = body.strip()
+    tokens = [t for t in _TOKENS.split(text) if t]
+    if tokens and tokens[0].upper() == "OK":
+        ids = tokens[2:]
+        detail = f"Kapow credits left: {tokens[1]}" if len(tokens) > 1 else None
+        return [Sent(provider_id=ids[i] if i < len(ids) else None, detail=detail) for i in range(count)]
+    word = text.upper()
+    if word in FAILURE_WORDS:
+        return [Rejected(code=word, why=explain(TYPE, word))] * count
+    return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * count
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+class KapowProvider:
+    """Kapow over its HTTP scripts (POST form)."""
+
+    def __init__(self, name: str, config: ProviderConfig, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.config = config
+        self.client = client
+        self.limits = Limits(
+            max_recipients=config.max_recipients or DEFAULT_MAX_RECIPIENTS,
+            rate=config.rate or DEFAULT_RATE,
+            idempotent=False,
+        )
+        self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        self._zone = _zone(str(config.options.get("timezone", DEFAULT_TIMEZONE)))
+        self._flash_prefix = str(config.options.get("flash_prefix", FLASH_PREFIX))
+
+    async def send(self, batch: Batch) -> list[Result]:
+        """POST one `sendsms.php` request for the batch's valid numbers; one Result per job, in order."""
+        results: list[Result | None] = [None] * len(batch.jobs)
+        wire: list[tuple[int, str]] = []
+        for i, job in enumerate(batch.jobs):
+            number = wire_number(job.number)
+            if number is None:
+                results[i] = Rejected(code="NUMBER", why=explain(TYPE, "NUMBER"))
+            else:
+                wire.append((i, number))
+        if wire:
+            for (i, _), result in zip(wire, await self._send(batch, [n for _, n in wire]), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _params(self, batch: Batch, numbers: list[str]) -> dict[str, str]:
+        """The form; raises ValueError when the scheduled time cannot be used."""
+        account = account_for(self.config, batch.account)
+        text = f"{self._flash_prefix}{batch.text}" if batch.options.flash else batch.text
+        params = {
+            "username": account.username,
+            "password": account.password,
+            "mobile": ",".join(numbers),
+            "sms": text,
+            "returnid": "TRUE",
+        }
+        sender = batch.sender or self.config.sender
+        if sender:
+            params["from_id"] = sender
+        if batch.options.sendtime:
+            sendtime = format_sendtime(batch.options.sendtime, self._zone)
+            if sendtime:
+                params["sendtime"] = sendtime
+        for extra in ("route", "dlr"):  # documented optional parameters, set per provider in the config
+            if self.config.options.get(extra):
+                params[extra] = str(self.config.options[extra])
+        return params
+
+    async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
+        try:
+            params = self._params(batch, numbers)
+        except ValueError:
+            return [Rejected(code="SENDTIME", why=explain(TYPE, "SENDTIME"))] * len(numbers)
+        try:
+            response = await self.client.post(
+                f"{self.config.base_url}sendsms.php", data=params, timeout=self._timeout
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            return [Rejected(code="URL", why=explain(TYPE, "URL"))] * len(numbers)
+        except httpx.HTTPError as exc:
+            return [explained(TYPE, transport_result(exc, idempotent=False))] * len(numbers)
+        status = http_status_result(response, idempotent=False)
+        if status is None and not response.is_success:
+            status = Rejected(code=f"HTTP{response.status_code}", why="")
+        if status is not None:
+            return [explained(TYPE, status)] * len(numbers)
+        return reply_result(response.content.decode("utf-8", "replace"), len(numbers))
+
+    async def balance(self, account: Account | None = None) -> Balance:
+        """Credits from `chk_credit.php`; raises ProviderError (plain words) when they cannot be read."""
+        creds = account_for(self.config, account)
+        try:
+            response = await self.client.post(
+                f"{self.config.base_url}chk_credit.php",
+                data={"username": creds.username, "password": creds.password},
+                timeout=self._timeout,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise ProviderError(explain(TYPE, "URL")) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(explain(TYPE, type(exc).__name__)) from None
+        if not response.is_success:
+            raise ProviderError(explain(TYPE, f"HTTP{response.status_code}"))
+        text = response.content.decode("utf-8", "replace").strip()
+        m = _CREDIT.match(text)
+        if not m:
+            word = text.upper()
+            raise ProviderError(explain(TYPE, word if word in FAILURE_WORDS else "UNEXPECTED"))
+        credit = float(m.group(1))
+        return Balance(provider=self.name, credit=credit, detail=f"{m.group(1)} Kapow credits")

@@ -1,0 +1,147 @@
+"""Backscatter rules: whether an outcome mail may go to a submission's envelope sender at all.
+
+An SMS gateway that mails every envelope sender is a backscatter source: forged senders, bounces and mailing
+lists would get mail they never asked for, and two auto-responders could mail each other forever. So an
+outcome report goes only to a real, trusted sender of a mail a person (or a system acting for one) sent on
+purpose (RFC 3834 section 2, DESIGN.md "Outcome report"), and no sender gets more than a few reports an hour.
+
+This module is pure: it decides, it never sends. It must never hand back an address that could inject an SMTP
+command or a header (CR, LF, NUL, spaces), and never the null sender `<>`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import deque
+from collections.abc import Mapping
+
+# Characters legal in an address only inside a quoted local part. Senders that need them are rare enough that
+# refusing them costs little, and it keeps every address we mail safe on a command line and in a header.
+_QUOTED_ONLY = frozenset('<>()[]\\,;:"')
+_PRECEDENCE_AUTOMATIC = frozenset({"bulk", "list", "junk"})
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` must never be mailed, or None when it is a plain `local@domain` address.
+
+    Checked before any outcome mail is addressed, because the envelope sender comes from the client and goes
+    onto an SMTP command line and into a `To:` header.
+    """
+    if not address:
+        return "the address is empty"
+    for ch in address:
+        if ch in "\r\n\0":
+            return "the address contains a line break or NUL"
+        if ch.isspace():
+            return "the address contains a space"
+        if unicodedata.category(ch).startswith("C"):
+            return "the address contains a control character"
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "the address has no local@domain form"
+    if "@" in local:
+        return "the address has more than one @"
+    if not _QUOTED_ONLY.isdisjoint(local):
+        return "the address contains characters that need quoting"
+    # RFC 5321 4.1.3: a domain literal ([192.0.2.1], [IPv6:2001:db8::1]) may carry brackets and colons.
+    literal = len(domain) > 2 and domain.startswith("[") and domain.endswith("]")
+    inner, allowed = (domain[1:-1], {":"}) if literal else (domain, set())
+    if not (_QUOTED_ONLY - allowed).isdisjoint(inner):
+        return "the domain contains characters that do not belong in a domain"
+    if len(address) > 254:  # RFC 5321 4.5.3.1.3: a path is at most 256 octets with its brackets
+        return "the address is too long"
+    return None
+
+
+def _first_token(value: str) -> str:
+    """The leading keyword of a structured header value: `auto-replied; x=1 (comment)` → `auto-replied`."""
+    for stop in ";(":
+        value = value.split(stop, 1)[0]
+    return value.strip().lower()
+
+
+def _values(headers: Mapping[str, list[str]], name: str) -> list[str]:
+    """All values of one header, whatever case the caller used for its name."""
+    found: list[str] = []
+    for key, values in headers.items():
+        if key.lower() == name:
+            found.extend(values)
+    return found
+
+
+def report_decision(
+    *, envelope_from: str, headers: Mapping[str, list[str]], trusted: bool
+) -> tuple[str | None, str | None]:
+    """Return `(report_to, None)` when an outcome mail may go to the sender, else `(None, reason)`.
+
+    The reason is a short plain sentence for logs and the spool's `report_suppressed`, so an operator can see
+    why a sender got no report. `trusted` is the route's decision (authenticated, trusted network or
+    allow-listed): an untrusted sender may be forged, and mailing it would be backscatter.
+    """
+    sender = envelope_from
+    if sender.startswith("<") and sender.endswith(">"):
+        sender = sender[1:-1]
+    if not sender:
+        # RFC 3834 2 / RFC 5321 4.5.5: never answer the null sender.
+        return None, "the sender is <> (a bounce)"
+    problem = address_problem(sender)
+    if problem is not None:
+        return None, f"the sender address is not usable: {problem}"
+    if any(_first_token(v) != "no" for v in _values(headers, "auto-submitted")):
+        return None, "the mail is auto-submitted"
+    for value in _values(headers, "precedence"):
+        token = _first_token(value)
+        if token in _PRECEDENCE_AUTOMATIC:
+            return None, f"the mail has Precedence: {token}"
+    if _values(headers, "list-id"):
+        return None, "the mail came from a mailing list"
+    if not trusted:
+        return None, "the sender is not trusted on this route"
+    return sender, None
+
+
+class SenderRateLimit:
+    """At most `per_hour` reports per sender in any sliding window of `window` seconds, in memory.
+
+    Keeps a forged or looping sender from turning the gateway into a mail cannon even when every other rule
+    passes. Memory is bounded by the senders seen in the last window: idle senders are swept once per window.
+    `per_hour = 0` means no limit (turning reports off is `reports.when = "never"`).
+    """
+
+    def __init__(self, per_hour: int, window: float = 3600.0) -> None:
+        if per_hour < 0:
+            raise ValueError("per_hour must be 0 (no limit) or more")
+        if window <= 0:
+            raise ValueError("window must be positive")
+        self.per_hour = per_hour
+        self.window = window
+        self._seen: dict[str, deque[float]] = {}
+        self._last_sweep = float("-inf")
+
+    def allow(self, sender: str, now: float) -> bool:
+        """Count one report to `sender` at time `now` and say whether it may go; refusals are not counted."""
+        if self.per_hour == 0:
+            return True
+        horizon = now - self.window
+        if now - self._last_sweep >= self.window:
+            self._sweep(horizon)
+            self._last_sweep = now
+        key = sender.lower()
+        times = self._seen.get(key)
+        if times is None:
+            times = self._seen[key] = deque()
+        while times and times[0] <= horizon:
+            times.popleft()
+        if len(times) >= self.per_hour:
+            return False
+        times.append(now)
+        return True
+
+    def _sweep(self, horizon: float) -> None:
+        """Forget senders whose last report is outside the window."""
+        for key in [k for k, times in self._seen.items() if not times or times[-1] <= horizon]:
+            del self._seen[key]
+
+    def __len__(self) -> int:
+        """How many senders are currently tracked (for tests and metrics)."""
+        return len(self._seen)

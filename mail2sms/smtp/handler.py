@@ -1,0 +1,184 @@
+"""The SMTP handler: decide at RCPT what can be decided there; at DATA parse, commit, answer.
+
+`handle_DATA` answers `250` only after `spool.commit()` returned (the commit is durable); any unexpected trouble
+answers `451 4.3.0` without the exception's text. No provider is ever called from here: the dispatcher is only
+woken. Big mails are parsed on a worker thread so one CSV cannot stall other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mail2sms.config import Config
+from mail2sms.errors import (
+    ContentError,
+    LimitError,
+    LoopError,
+    NumberError,
+    SpoolError,
+    SpoolFullError,
+)
+from mail2sms.model import Account
+from mail2sms.observability import SECRETS, get_logger
+from mail2sms.parse.address import parse_local_part
+from mail2sms.parse.submission import Envelope as ParsedEnvelope
+from mail2sms.parse.submission import Limits, RoutedRecipient, build_submission
+from mail2sms.smtp import replies
+from mail2sms.smtp.policy import Client, Router, check_access
+from mail2sms.spool.base import Spool
+
+log = get_logger("mail2sms.smtp")
+
+INLINE_PARSE_BYTES = 64 * 1024  # smaller mails parse on the loop; thread hand-off costs more than parsing
+_BAD_ADDRESS_CHARS = frozenset("\r\n\0\t ")
+
+
+class RoutedEnvelope(Envelope):
+    """aiosmtpd's envelope plus what RCPT decided for each recipient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routed: list[RoutedRecipient] = []
+        self.trusted = True
+
+
+def user_of(session: Session) -> str | None:
+    data = session.auth_data
+    return str(data) if session.authenticated and data is not None else None
+
+
+def clean_address(address: str) -> bool:
+    """Envelope addresses with CR, LF, NUL, tabs or spaces are never accepted (and never mailed to)."""
+    return not any(ch in _BAD_ADDRESS_CHARS or ord(ch) < 32 or ord(ch) == 127 for ch in address)
+
+
+class Handler:
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        *,
+        on_commit: Callable[[], None] | None = None,
+        user_accounts: Mapping[str, Account] | None = None,
+        provider_max_parts: Mapping[str, int | None] | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.router = Router(config.routes)
+        self.on_commit = on_commit
+        self.user_accounts = dict(user_accounts or {})
+        self.provider_max_parts = dict(provider_max_parts or {})
+        self.executor = executor
+        self.limits = Limits(max_received=config.server.max_received_headers)
+        self.dedupe_window = config.server.dedupe_window
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: Sequence[str]
+    ) -> str:
+        if not clean_address(address):
+            return str(replies.BAD_SENDER_ADDRESS)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return str(replies.SENDER_OK)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: Sequence[str]
+    ) -> str:
+        assert isinstance(envelope, RoutedEnvelope)
+        if not clean_address(address) or "@" not in address:
+            return str(replies.BAD_RECIPIENT_ADDRESS)
+        if len(envelope.routed) >= self.config.server.max_recipients:
+            return str(replies.TOO_MANY_RECIPIENTS)
+        route = self.router.match(address)
+        if route is None:
+            log.info("relay refused", peer=_peer(session), rcpt=address)
+            return str(replies.RELAY_DENIED)
+        client = Client(ip=_peer(session), user=user_of(session), mail_from=envelope.mail_from or "")
+        access = check_access(route, client, self.config.server.trusted_networks)
+        if not access.allowed:
+            log.info("route refused", peer=client.ip, rcpt=address, user=client.user)
+            if access.auth_would_help:
+                return str(replies.AUTH_REQUIRED)
+            return str(replies.NOT_ALLOWED)
+        number = None
+        if route.format == "address":
+            try:
+                number = parse_local_part(address.rpartition("@")[0], route.region)
+            except NumberError as exc:
+                return replies.BAD_NUMBER.with_detail(str(exc))
+        envelope.routed.append(RoutedRecipient(address, route, number))
+        envelope.trusted = envelope.trusted and access.trusted
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return str(replies.RECIPIENT_OK)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope, RoutedEnvelope)
+        raw = envelope.original_content or b""
+        user = user_of(session)
+        parsed = ParsedEnvelope(
+            mail_from=envelope.mail_from or "",
+            recipients=tuple(envelope.routed),
+            peer=_peer(session),
+            user=user,
+            user_account=self.user_accounts.get(user) if user else None,
+            trusted=envelope.trusted,
+        )
+        now = time.time()
+        try:
+            if len(raw) <= INLINE_PARSE_BYTES:
+                submission, keys = self._build(raw, parsed, now)
+            else:
+                loop = asyncio.get_running_loop()
+                submission, keys = await loop.run_in_executor(self.executor, self._build, raw, parsed, now)
+        except LoopError as exc:
+            return replies.LOOP.with_detail(str(exc))
+        except LimitError as exc:
+            return replies.TOO_MANY.with_detail(str(exc))
+        except ContentError as exc:
+            log.info("content refused", peer=parsed.peer, why=str(exc))
+            return replies.BAD_CONTENT.with_detail(str(exc))
+        for job in submission.jobs:
+            if job.account is not None:
+                SECRETS.add(job.account.secrets())
+        try:
+            result = await self.spool.commit(submission, keys, self.dedupe_window)
+        except SpoolFullError:
+            log.error("spool full: mail refused with 452")
+            return str(replies.SPOOL_FULL)
+        except SpoolError:
+            log.exception("spool commit failed: mail refused with 451")
+            return str(replies.LOCAL_ERROR)
+        if result.duplicate:
+            log.info("duplicate", submission=result.submission_id, peer=parsed.peer)
+            return f"{replies.DUPLICATE} {result.submission_id}"
+        log.info("queued", submission=result.submission_id, peer=parsed.peer, user=user,
+                 sender=parsed.mail_from, jobs=len(submission.jobs), route=submission.route,
+                 report=bool(submission.report_to))
+        if self.on_commit is not None:
+            self.on_commit()
+        return f"{replies.QUEUED} {result.submission_id}"
+
+    def _build(self, raw: bytes, parsed: ParsedEnvelope, now: float) -> Any:
+        return build_submission(
+            raw, parsed, self.config.providers, now, self.limits, self.provider_max_parts
+        )
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default is "500 Error: (Exc) text": permanent, and it leaks internals.
+        log.error("smtp session error", error=type(error).__name__)
+        return str(replies.LOCAL_ERROR)
+
+
+def _peer(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple | list) and peer:
+        return str(peer[0])
+    return str(peer or "")

@@ -1,0 +1,69 @@
+"""Every SMTP reply mail2sms gives, as data (DESIGN.md "SMTP replies").
+
+Handler and tests both use these names, never string literals, so a reply's wording changes in one place.
+A `detail` added with `Reply.with_detail()` is written for the sender; it must never carry a secret or an
+exception's text.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+_PLAIN = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
+                        "\u2014": "-", "\u2026": "...", "\u2192": "->", "\u00d7": "x"})
+
+
+def _ascii(text: str) -> str:
+    """SMTP replies are ASCII (RFC 5321 4.2); keep the meaning of common typography, drop the rest."""
+    text = unicodedata.normalize("NFKD", text.translate(_PLAIN))
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    enhanced: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+    def with_detail(self, detail: str) -> str:
+        """The reply with a sender-facing detail; one line, bounded, no control characters."""
+        clean = _ascii(" ".join(detail.split()))
+        if len(clean) > 400:
+            clean = clean[:397] + "..."
+        return f"{self.code} {self.enhanced} {self.text}: {clean}" if clean else str(self)
+
+    def matches(self, code: int, message: bytes | str) -> bool:
+        """True when an smtplib (code, message) pair is this reply (tests compare by name)."""
+        text = message.decode() if isinstance(message, bytes) else message
+        return code == self.code and text.startswith(f"{self.enhanced} {self.text}")
+
+
+# Success
+QUEUED = Reply(250, "2.0.0", "queued as")
+DUPLICATE = Reply(250, "2.0.0", "duplicate of")
+SENDER_OK = Reply(250, "2.1.0", "sender ok")
+RECIPIENT_OK = Reply(250, "2.1.5", "recipient ok")
+
+# Permanent failures
+BAD_NUMBER = Reply(550, "5.1.1", "not a valid phone number")
+RELAY_DENIED = Reply(550, "5.7.1", "relaying denied")
+NOT_ALLOWED = Reply(550, "5.7.1", "not allowed on this route")
+AUTH_REQUIRED = Reply(530, "5.7.0", "authentication required")
+ENCRYPTION_REQUIRED = Reply(538, "5.7.11", "encryption required for requested authentication mechanism")
+BAD_SENDER_ADDRESS = Reply(553, "5.1.7", "bad sender address syntax")
+BAD_RECIPIENT_ADDRESS = Reply(553, "5.1.3", "bad recipient address syntax")
+TOO_BIG = Reply(552, "5.3.4", "message too big")
+TOO_MANY = Reply(552, "5.3.4", "too many")
+BAD_CONTENT = Reply(554, "5.6.0", "content cannot be sent as SMS")
+LOOP = Reply(554, "5.4.6", "mail loop detected")
+
+# Temporary failures
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "too many recipients")  # RFC 5321 4.5.3.1.10: 452, client retries rest
+LOCAL_ERROR = Reply(451, "4.3.0", "local error, try again later")
+SPOOL_FULL = Reply(452, "4.3.1", "insufficient system storage, try again later")
+TOO_BUSY = Reply(421, "4.7.0", "too many connections, try again later")
+SHUTTING_DOWN = Reply(421, "4.3.2", "service shutting down, try again later")

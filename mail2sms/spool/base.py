@@ -1,0 +1,100 @@
+"""The Spool protocol: durable storage of submissions, jobs, dedupe keys and reports.
+
+`commit()` returning is the promise behind `250`: when it returns, the submission survives a crash. Every
+state change a job goes through happens here, so crash recovery (`recover()`) can apply DESIGN.md's rules to
+whatever was in flight. Backends: `spool.sqlite` (one host) and `spool.postgres` (many hosts).
+
+A spool never logs credentials; body credentials are deleted when their submission is final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mail2sms.model import Job, JobState, Submission
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What `commit()` did: a new submission id, or the id this mail duplicates (nothing new stored)."""
+
+    submission_id: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A job's new state after a provider call (or a decision not to make one)."""
+
+    job_id: str
+    state: JobState
+    attempts: int
+    next_attempt_at: float = 0.0
+    provider_id: str | None = None
+    code: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DueReport:
+    submission: Submission
+    jobs: list[Job]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One line of `mail2sms queue list`."""
+
+    submission_id: str
+    received_at: float
+    envelope_from: str
+    route: str
+    total: int
+    states: dict[str, int]
+    report_state: str
+
+
+class Spool(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float) -> CommitResult:
+        """Store the submission and its jobs durably, unless every job's dedupe key is already known."""
+        ...
+
+    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Job]:
+        """Lease up to `limit` ready jobs to `owner`; they stay `queued` until `mark_sending()`."""
+        ...
+
+    async def mark_sending(self, job_ids: list[str], now: float) -> None:
+        """Record durably that a request for these jobs is about to leave (the crash-recovery boundary)."""
+        ...
+
+    async def record(self, updates: list[JobUpdate], now: float) -> list[str]:
+        """Store results; return ids of submissions that became final."""
+        ...
+
+    async def recover(self, idempotent_providers: set[str], now: float) -> tuple[int, int]:
+        """After a crash: jobs left `sending` → `queued` (idempotent provider) or `unknown`; returns counts."""
+        ...
+
+    async def due_reports(self, now: float, limit: int) -> list[DueReport]: ...
+
+    async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
+        """state: 'sent' | 'dropped' | 'pending' (retry at next_at)."""
+        ...
+
+    async def queue_list(self, limit: int) -> list[QueueEntry]: ...
+
+    async def get(self, submission_id: str) -> tuple[Submission, list[Job]] | None: ...
+
+    async def retry_now(self, submission_id: str, now: float) -> int: ...
+
+    async def cancel(self, submission_id: str, now: float) -> int: ...
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per state, for metrics and health."""
+        ...

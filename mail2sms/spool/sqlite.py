@@ -1,0 +1,465 @@
+"""SQLite spool: one host, any number of processes, durable commits (WAL + synchronous=FULL).
+
+All SQL runs on one dedicated thread per process, so the event loop never waits on the disk and the single
+`sqlite3` connection is never shared between threads. Writers take `BEGIN IMMEDIATE` so that claims from several
+worker processes cannot overlap. The database file is created mode 0600 (it may hold body credentials until
+their submission is final); SQLite gives its -wal and -shm files the same mode.
+
+Never log row contents here: jobs carry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mail2sms.errors import SpoolError, SpoolFullError
+from mail2sms.model import FINAL_STATES, Account, Job, JobState, SmsOptions, Submission
+from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, QueueEntry
+from mail2sms.spool.ids import new_id
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+FINAL = tuple(s.value for s in FINAL_STATES)
+_FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS submissions (
+    id TEXT PRIMARY KEY,
+    received_at REAL NOT NULL,
+    envelope_from TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    route TEXT NOT NULL,
+    message_id TEXT,
+    subject TEXT NOT NULL DEFAULT '',
+    report_to TEXT,
+    report_suppressed TEXT,
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    peer TEXT NOT NULL DEFAULT '',
+    user TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    report_state TEXT NOT NULL DEFAULT 'waiting',
+    report_attempts INTEGER NOT NULL DEFAULT 0,
+    report_next_at REAL NOT NULL DEFAULT 0,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS submissions_report ON submissions (report_state, report_next_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    submission_id TEXT NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    number TEXT NOT NULL,
+    text TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    sender TEXT,
+    account TEXT,
+    options TEXT NOT NULL DEFAULT '{}',
+    row INTEGER,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
+    provider_id TEXT,
+    code TEXT,
+    error TEXT,
+    parts INTEGER NOT NULL DEFAULT 1,
+    encoding TEXT NOT NULL DEFAULT 'gsm7',
+    updated_at REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS jobs_submission ON jobs (submission_id);
+CREATE TABLE IF NOT EXISTS dedupe (
+    key TEXT PRIMARY KEY,
+    submission_id TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe (created_at);
+"""
+
+JOB_COLUMNS = (
+    "id, submission_id, number, text, provider, sender, account, options, row, idempotency_key, state, "
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding"
+)
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///abs/path` (DESIGN.md's form) or `sqlite:relative/path`."""
+    rest = url.removeprefix("sqlite:")
+    if rest.startswith("//"):
+        rest = rest[2:]
+    if not rest:
+        raise SpoolError("sqlite URL names no file")
+    return Path(rest)
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    account = json.loads(row["account"]) if row["account"] else None
+    return Job(
+        id=row["id"],
+        submission_id=row["submission_id"],
+        number=row["number"],
+        text=row["text"],
+        provider=row["provider"],
+        sender=row["sender"],
+        account=Account.from_dict(account),
+        options=SmsOptions.from_dict(json.loads(row["options"])),
+        row=row["row"],
+        idempotency_key=row["idempotency_key"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        expires_at=row["expires_at"],
+        provider_id=row["provider_id"],
+        code=row["code"],
+        error=row["error"],
+        parts=row["parts"],
+        encoding=row["encoding"],
+    )
+
+
+def _submission_from_row(row: sqlite3.Row) -> Submission:
+    return Submission(
+        id=row["id"],
+        received_at=row["received_at"],
+        envelope_from=row["envelope_from"],
+        recipients=json.loads(row["recipients"]),
+        route=row["route"],
+        message_id=row["message_id"],
+        subject=row["subject"],
+        report_to=row["report_to"],
+        report_suppressed=row["report_suppressed"],
+        dry_run=bool(row["dry_run"]),
+        peer=row["peer"],
+        user=row["user"],
+        extra=json.loads(row["extra"]),
+        jobs=[],
+    )
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc).lower()
+
+
+class SqliteSpool:
+    """The `Spool` protocol on one SQLite file."""
+
+    def __init__(self, url: str, busy_timeout: float = 30.0) -> None:
+        self.path = sqlite_path(url)
+        self._busy_timeout = busy_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._conn: sqlite3.Connection | None = None
+        self._thread_check = threading.local()
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise SpoolError("spool is not open")
+        try:
+            return fn(self._conn)
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+            if _is_disk_full(exc):
+                raise SpoolFullError("spool storage is full") from exc
+            raise SpoolError(f"spool error: {type(exc).__name__}") from exc
+
+    def _write(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return result
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # the 250 promise: the WAL is fsynced at every commit
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        self._conn = conn
+
+        def migrate(c: sqlite3.Connection) -> None:
+            c.executescript(SCHEMA)  # executescript commits; it runs before BEGIN below
+        migrate(conn)
+
+        def version(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise SpoolError(f"spool schema {row[0]} is newer than this mail2sms ({SCHEMA_VERSION})")
+        self._write(conn, version)
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._open_sync)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot open spool {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
+
+    # -- commit -----------------------------------------------------------------------------------------
+
+    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float) -> CommitResult:
+        if len(dedupe_keys) != len(submission.jobs):
+            raise ValueError("one dedupe key per job")
+        return await self._run(lambda c: self._write(c, lambda c2: self._commit(c2, submission, dedupe_keys, window)))
+
+    def _commit(
+        self, conn: sqlite3.Connection, sub: Submission, keys: list[str], window: float
+    ) -> CommitResult:
+        now = sub.received_at
+        conn.execute("DELETE FROM dedupe WHERE created_at < ?", (now - window,))
+        fresh: list[tuple[Job, str]] = []
+        duplicate_of: str | None = None
+        for job, key in zip(sub.jobs, keys, strict=True):
+            row = conn.execute("SELECT submission_id FROM dedupe WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                fresh.append((job, key))
+            elif duplicate_of is None:
+                duplicate_of = row[0]
+        if not fresh and duplicate_of is not None:
+            return CommitResult(duplicate_of, duplicate=True)
+        sub.id = sub.id or new_id()
+        sub.jobs = [job for job, _ in fresh]
+        conn.execute(
+            "INSERT INTO submissions (id, received_at, envelope_from, recipients, route, message_id, subject, "
+            "report_to, report_suppressed, dry_run, peer, user, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (sub.id, sub.received_at, sub.envelope_from, json.dumps(sub.recipients), sub.route, sub.message_id,
+             sub.subject, sub.report_to, sub.report_suppressed, int(sub.dry_run), sub.peer, sub.user,
+             json.dumps(sub.extra)),
+        )
+        rows = []
+        for seq, job in enumerate(sub.jobs):
+            job.id = f"{sub.id}.{seq}"
+            job.submission_id = sub.id
+            job.idempotency_key = job.idempotency_key or new_id()
+            rows.append((
+                job.id, sub.id, seq, job.number, job.text, job.provider, job.sender,
+                json.dumps(job.account.to_dict()) if job.account and not job.state.final else None,
+                json.dumps(job.options.to_dict()), job.row, job.idempotency_key, job.state.value, job.attempts,
+                job.next_attempt_at, job.expires_at, job.provider_id, job.code, job.error, job.parts,
+                job.encoding, now,
+            ))
+        conn.executemany(
+            "INSERT INTO jobs (id, submission_id, seq, number, text, provider, sender, account, options, row, "
+            "idempotency_key, state, attempts, next_attempt_at, expires_at, provider_id, code, error, parts, "
+            "encoding, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO dedupe (key, submission_id, created_at) VALUES (?,?,?)",
+            [(key, sub.id, now) for _, key in fresh],
+        )
+        self._finish_if_final(conn, [sub.id], now)
+        return CommitResult(sub.id)
+
+    def _finish_if_final(self, conn: sqlite3.Connection, submission_ids: Iterable[str], now: float) -> list[str]:
+        done = []
+        for sid in submission_ids:
+            open_jobs = conn.execute(
+                f"SELECT 1 FROM jobs WHERE submission_id = ? AND state NOT IN ({_FINAL_SQL}) LIMIT 1", (sid,)
+            ).fetchone()
+            if open_jobs is not None:
+                continue
+            cur = conn.execute(
+                "UPDATE submissions SET report_state = CASE WHEN report_to IS NULL THEN 'none' ELSE 'pending' END, "
+                "finished_at = ?, report_next_at = ? WHERE id = ? AND report_state = 'waiting'",
+                (now, now, sid),
+            )
+            if cur.rowcount:
+                # Body credentials are kept only until the submission is final (DESIGN.md "Storage").
+                conn.execute("UPDATE jobs SET account = NULL WHERE submission_id = ?", (sid,))
+                done.append(sid)
+        return done
+
+    # -- dispatch ---------------------------------------------------------------------------------------
+
+    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Job]:
+        def body(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            jobs = [_job_from_row(r) for r in rows]
+            conn.executemany(
+                "UPDATE jobs SET lease_owner = ?, lease_until = ?, state = 'queued' WHERE id = ?",
+                [(owner, now + lease, j.id) for j in jobs],
+            )
+            return jobs
+        return await self._run(lambda c: self._write(c, body))
+
+    async def mark_sending(self, job_ids: list[str], now: float) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE jobs SET state = 'sending', updated_at = ? WHERE id = ?", [(now, j) for j in job_ids]
+            )
+        await self._run(lambda c: self._write(c, body))
+
+    async def record(self, updates: list[JobUpdate], now: float) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            conn.executemany(
+                "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, provider_id = ?, code = ?, "
+                "error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, now, u.job_id)
+                 for u in updates],
+            )
+            sids = {u.job_id.rpartition(".")[0] for u in updates if u.state.final}
+            return self._finish_if_final(conn, sorted(sids), now)
+        return await self._run(lambda c: self._write(c, body))
+
+    async def recover(
+        self, idempotent_providers: set[str], now: float, owner_dead: Callable[[str], bool] | None = None
+    ) -> tuple[int, int]:
+        def body(conn: sqlite3.Connection) -> tuple[int, int]:
+            rows = conn.execute(
+                "SELECT id, provider, state, lease_owner, lease_until FROM jobs "
+                "WHERE lease_owner IS NOT NULL AND state IN ('queued', 'sending')"
+            ).fetchall()
+            requeued, unknown, released = [], [], []
+            for r in rows:
+                expired = r["lease_until"] is None or r["lease_until"] < now
+                dead = expired or (owner_dead is not None and owner_dead(r["lease_owner"]))
+                if not dead:
+                    continue
+                if r["state"] == "queued":
+                    released.append(r["id"])
+                elif r["provider"] in idempotent_providers:
+                    requeued.append(r["id"])
+                else:
+                    unknown.append(r["id"])
+            conn.executemany(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'queued' WHERE id = ?",
+                [(i,) for i in released + requeued],
+            )
+            conn.executemany(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'unknown', code = 'INTERRUPTED', "
+                "error = ?, updated_at = ? WHERE id = ?",
+                [("mail2sms stopped while the request to the provider was in flight, so the SMS may have been "
+                  "sent; it is not sent again to avoid a duplicate", now, i) for i in unknown],
+            )
+            sids = sorted({i.rpartition(".")[0] for i in unknown})
+            self._finish_if_final(conn, sids, now)
+            return len(requeued), len(unknown)
+        return await self._run(lambda c: self._write(c, body))
+
+    # -- reports ----------------------------------------------------------------------------------------
+
+    def _jobs_of(self, conn: sqlite3.Connection, sid: str) -> list[Job]:
+        rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE submission_id = ? ORDER BY seq", (sid,))
+        return [_job_from_row(r) for r in rows]
+
+    async def due_reports(self, now: float, limit: int) -> list[DueReport]:
+        def body(conn: sqlite3.Connection) -> list[DueReport]:
+            rows = conn.execute(
+                "SELECT * FROM submissions WHERE report_state = 'pending' AND report_next_at <= ? "
+                "ORDER BY report_next_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), r["report_attempts"])
+                    for r in rows]
+        return await self._run(body)
+
+    async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE submissions SET report_state = ?, report_attempts = report_attempts + 1, "
+                "report_next_at = ? WHERE id = ?",
+                (state, next_at, submission_id),
+            )
+        await self._run(lambda c: self._write(c, body))
+
+    # -- operator ---------------------------------------------------------------------------------------
+
+    async def queue_list(self, limit: int) -> list[QueueEntry]:
+        def body(conn: sqlite3.Connection) -> list[QueueEntry]:
+            subs = conn.execute(
+                "SELECT id, received_at, envelope_from, route, report_state FROM submissions "
+                "WHERE report_state IN ('waiting', 'pending') ORDER BY received_at LIMIT ?",
+                (limit,),
+            ).fetchall()
+            out = []
+            for s in subs:
+                states = {r[0]: r[1] for r in conn.execute(
+                    "SELECT state, COUNT(*) FROM jobs WHERE submission_id = ? GROUP BY state", (s["id"],))}
+                out.append(QueueEntry(s["id"], s["received_at"], s["envelope_from"], s["route"],
+                                      sum(states.values()), states, s["report_state"]))
+            return out
+        return await self._run(body)
+
+    async def get(self, submission_id: str) -> tuple[Submission, list[Job]] | None:
+        def body(conn: sqlite3.Connection) -> tuple[Submission, list[Job]] | None:
+            row = conn.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+            if row is None:
+                return None
+            return _submission_from_row(row), self._jobs_of(conn, submission_id)
+        return await self._run(body)
+
+    async def retry_now(self, submission_id: str, now: float) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE jobs SET next_attempt_at = ? WHERE submission_id = ? AND state IN ('queued', 'scheduled')",
+                (now, submission_id),
+            )
+            return cur.rowcount
+        return await self._run(lambda c: self._write(c, body))
+
+    async def cancel(self, submission_id: str, now: float) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'cancelled', error = 'cancelled by the operator', lease_owner = NULL, "
+                "lease_until = NULL, updated_at = ? WHERE submission_id = ? AND state IN ('queued', 'scheduled')",
+                (now, submission_id),
+            )
+            self._finish_if_final(conn, [submission_id], now)
+            return cur.rowcount
+        return await self._run(lambda c: self._write(c, body))
+
+    async def counts(self) -> dict[str, int]:
+        def body(conn: sqlite3.Connection) -> dict[str, int]:
+            return {r[0]: r[1] for r in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
+        return await self._run(body)
+
+
+def open_spool(url: str) -> Any:
+    """The spool for a URL (PostgreSQL comes with the scale issue)."""
+    if url.startswith("sqlite:"):
+        return SqliteSpool(url)
+    raise SpoolError(f"unsupported spool URL scheme in {url.split(':', 1)[0]!r}")
