@@ -69,7 +69,7 @@ class App:
             self.spool,
             on_commit=self.dispatcher.wake,
             user_accounts=user_accounts,
-            provider_max_parts={n: p.limits.max_parts for n, p in self.providers.items()},
+            provider_limits={n: p.limits for n, p in self.providers.items()},
             executor=self._parse_pool,
         )
         self.servers: list[asyncio.Server] = []

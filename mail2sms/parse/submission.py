@@ -19,6 +19,8 @@ from mail2sms.parse.keyvalue import parse_keyvalue
 from mail2sms.parse.mime import MailContent, read_message
 from mail2sms.parse.numbers import normalize
 from mail2sms.parse.text import analyze, clean_body
+from mail2sms.providers.base import Limits as ProviderLimits
+from mail2sms.providers.base import check_job
 from mail2sms.report.backscatter import report_decision
 
 
@@ -118,7 +120,7 @@ def build_submission(
     providers: Mapping[str, ProviderConfig],
     now: float,
     limits: Limits = Limits(),
-    provider_max_parts: Mapping[str, int | None] | None = None,
+    provider_limits: Mapping[str, ProviderLimits] | None = None,
 ) -> tuple[Submission, list[str]]:
     """The Submission for one mail and one dedupe key per job."""
     mail = read_message(raw, max_parts=limits.max_parts, max_depth=limits.max_depth)
@@ -143,12 +145,11 @@ def build_submission(
     for job in jobs:
         shape = analyze(job.text)
         job.parts, job.encoding = shape.parts, shape.encoding
-        max_parts = (provider_max_parts or {}).get(job.provider)
-        if max_parts is not None and shape.parts > max_parts:
-            raise ContentError(
-                f"the text needs {shape.parts} SMS parts ({shape.encoding.upper()}, {shape.units} characters); "
-                f"the provider takes at most {max_parts}"
-            )
+        limits_of = (provider_limits or {}).get(job.provider)
+        if limits_of is not None:
+            problem = check_job(job, limits_of, providers[job.provider].type)
+            if problem is not None:
+                raise ContentError(problem)
         if dry_run:
             job.state, job.code, job.error = JobState.CANCELLED, "DRYRUN", "dry run: checked, not sent"
     first_route = next(iter(groups.values()))[0]

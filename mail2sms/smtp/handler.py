@@ -29,6 +29,7 @@ from mail2sms.observability import SECRETS, get_logger
 from mail2sms.parse.address import parse_local_part
 from mail2sms.parse.submission import Envelope as ParsedEnvelope
 from mail2sms.parse.submission import Limits, RoutedRecipient, build_submission
+from mail2sms.providers.base import Limits as ProviderLimits
 from mail2sms.smtp import replies
 from mail2sms.smtp.policy import Client, Router, check_access
 from mail2sms.spool.base import Spool
@@ -66,7 +67,7 @@ class Handler:
         *,
         on_commit: Callable[[], None] | None = None,
         user_accounts: Mapping[str, Account] | None = None,
-        provider_max_parts: Mapping[str, int | None] | None = None,
+        provider_limits: Mapping[str, ProviderLimits] | None = None,
         executor: Executor | None = None,
     ) -> None:
         self.config = config
@@ -74,7 +75,7 @@ class Handler:
         self.router = Router(config.routes)
         self.on_commit = on_commit
         self.user_accounts = dict(user_accounts or {})
-        self.provider_max_parts = dict(provider_max_parts or {})
+        self.provider_limits = dict(provider_limits or {})
         self.executor = executor
         self.limits = Limits(max_received=config.server.max_received_headers)
         self.dedupe_window = config.server.dedupe_window
@@ -168,7 +169,7 @@ class Handler:
 
     def _build(self, raw: bytes, parsed: ParsedEnvelope, now: float) -> Any:
         return build_submission(
-            raw, parsed, self.config.providers, now, self.limits, self.provider_max_parts
+            raw, parsed, self.config.providers, now, self.limits, self.provider_limits
         )
 
     async def handle_exception(self, error: Exception) -> str:

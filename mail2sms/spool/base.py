@@ -9,6 +9,7 @@ A spool never logs credentials; body credentials are deleted when their submissi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,8 +78,12 @@ class Spool(Protocol):
         """Store results; return ids of submissions that became final."""
         ...
 
-    async def recover(self, idempotent_providers: set[str], now: float) -> tuple[int, int]:
-        """After a crash: jobs left `sending` → `queued` (idempotent provider) or `unknown`; returns counts."""
+    async def recover(
+        self, idempotent_providers: set[str], now: float, owner_dead: Callable[[str], bool] | None = None
+    ) -> tuple[int, int]:
+        """Jobs whose lease expired or whose owner died: `sending` → `queued` (idempotent provider) or `unknown`.
+
+        Returns (requeued, unknown)."""
         ...
 
     async def due_reports(self, now: float, limit: int) -> list[DueReport]: ...
