@@ -15,9 +15,7 @@ import re
 from html.parser import HTMLParser
 
 _SKIP = frozenset({"script", "style", "head", "title", "template"})
-_PARAGRAPH = frozenset(
-    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "dl", "pre", "blockquote"}
-)
+_PARAGRAPH = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "dl", "pre", "blockquote"})
 _BLOCK = frozenset(
     {
         "div", "tr", "hr", "section", "article", "header", "footer", "address", "dt", "dd", "form",

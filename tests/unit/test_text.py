@@ -59,10 +59,8 @@ def test_empty_end_marker_is_ignored() -> None:
 
 
 def test_top_posted_reply_history_is_cut() -> None:
-    """ "On … wrote:" with the quoted original under it goes away; the reply above stays."""
-    body = (
-        "Yes, send it.\n\nOn Mon, 1 Jan 2024 at 10:00, Ali <ali@example.org> wrote:\n> Shall I?\n> Thanks\n"
-    )
+    """An "On … wrote:" line with the quoted original under it goes away; the reply above stays."""
+    body = "Yes, send it.\n\nOn Mon, 1 Jan 2024 at 10:00, Ali <ali@example.org> wrote:\n> Shall I?\n> Thanks\n"
     assert clean_body(body) == "Yes, send it."
 
 
