@@ -44,9 +44,9 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         SECRETS.add(config.secrets())
-        self.spool: Spool = open_spool(config.spool.url)
+        self.spool: Spool = open_spool(config.spool.url, config.spool.max_size)
         self.providers, self._clients = build_providers(config)
-        self.gate = ConnectionGate()
+        self.gate = ConnectionGate(config.server.max_connections, config.server.max_connections_per_client)
         self._parse_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
         self.reporter = Reporter(self.spool, config.reports, config.server.hostname)
         d = config.dispatch
@@ -94,14 +94,20 @@ class App:
                  spool=self.config.spool.url.split("@")[-1], providers=sorted(self.providers))
 
     async def stop(self, deadline: float = 10.0) -> None:
-        """Stop accepting, let sessions and in-flight provider calls finish within `deadline`, close."""
+        """Graceful shutdown: new sessions get 421, sessions already open (in DATA) and in-flight provider calls
+        get until `deadline` to finish, then everything closes. Jobs not sent yet stay queued for the restart."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
         self.gate.draining = True
+        await asyncio.gather(
+            self.gate.drain(deadline),
+            self.dispatcher.stop(deadline),
+        )
         for server in self.servers:
             server.close()
         for server in self.servers:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), deadline)
-        await self.dispatcher.stop(deadline)
+                await asyncio.wait_for(server.wait_closed(), max(0.1, end - loop.time()))
         await self.reporter.stop()
         for task in self._tasks:
             task.cancel()
@@ -125,4 +131,4 @@ async def serve(config: Config, hint: str | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await app.stop()
+    await app.stop(config.server.shutdown_deadline)

@@ -112,6 +112,10 @@ class ServerConfig(_Model):
     workers: int = Field(default=1, ge=1, le=64)
     max_received_headers: int = Field(default=100, ge=5)
     dedupe_window: Duration = 86400.0
+    max_connections: int = Field(default=200, ge=1)
+    max_connections_per_client: int = Field(default=20, ge=1)
+    idle_timeout: Duration = 300.0  # RFC 5321 4.5.3.2.7: at least 5 minutes between commands
+    shutdown_deadline: Duration = 20.0
 
     @field_validator("listen", "tls_listen")
     @classmethod
@@ -123,6 +127,7 @@ class ServerConfig(_Model):
 
 class SpoolConfig(_Model):
     url: str = "sqlite:///var/lib/mail2sms/spool.db"
+    max_size: Size | None = None  # cap on the SQLite file; when reached, new mail gets 452 4.3.1 (spool full)
 
     @field_validator("url")
     @classmethod

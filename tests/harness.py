@@ -161,7 +161,7 @@ def send(port: int, msg: EmailMessage, *, sender: str = "alice@example.org",
             code, text = client.rcpt(rcpt)
             if code != 250:
                 return code, text
-        return client.data(msg.as_bytes())
+        return client.data(msg.as_bytes(policy=email.policy.SMTP))
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:

@@ -4,7 +4,7 @@ Adapters put these texts into the `why` of their Results, and the reporter mails
 text must make sense to a person who has never read a provider's API document. There is one table per provider
 type (the provider's own codes and words, as `providers.md` lists them) and one generic table (HTTP statuses
 and transport failures, named as the adapters and `base.py` name them: `HTTP429`, `ReadTimeout`, ...).
-A later provider adds its own table to `TABLES`.
+Every provider type has its table in `TABLES`.
 
 This module is pure data and lookups: it must never do I/O, and its texts must never carry a secret.
 """
@@ -79,6 +79,82 @@ KAPOW: Mapping[str, str] = {
     "R": "Kapow reports the network retrying delivery",
 }
 
+# The transport failures after which a provider that honours an idempotency key is asked again with the same key.
+_SAME_KEY_RETRY = ("ReadTimeout", "WriteTimeout", "ReadError", "WriteError", "RemoteProtocolError")
+
+
+def _same_key_words(provider: str, key: str) -> dict[str, str]:
+    return {
+        name: f"{provider} did not answer properly (the connection failed after the request left: {name}); "
+        f"mail2sms asks again with the same {key}, so {provider} sends the SMS at most once"
+        for name in _SAME_KEY_RETRY
+    }
+
+
+BULKSMS: Mapping[str, str] = {
+    "0": "BulkSMS accepted the SMS for sending (in progress)",
+    "1": "BulkSMS accepted the SMS and scheduled it",
+    "22": "BulkSMS had an internal fatal error and did not send the SMS: resend later; if it happens again, "
+    "contact BulkSMS support",
+    "23": "the username or password was not accepted by BulkSMS: check the account's username and password",
+    "24": "BulkSMS refused the request as invalid (data validation failed): check the number, the sender ID "
+    "and the provider options (routing_group, concatenation)",
+    "25": "the account has no credit left: top up, then resend",
+    "26": "BulkSMS's upstream credits were not available, so nothing was sent: mail2sms tries again later",
+    "27": "the BulkSMS account's daily quota is used up: resend tomorrow, or ask BulkSMS to raise the quota",
+    "28": "BulkSMS's upstream quota was exceeded, so nothing was sent: mail2sms tries again later",
+    "40": "BulkSMS was temporarily unavailable: mail2sms tries again with the same duplicate-stop id, so the SMS "
+    "is sent at most once",
+    "201": "BulkSMS refused the request as too big (maximum batch size exceeded): lower max_recipients for this "
+    "provider in the configuration",
+    "HTTP": "BulkSMS answered with an HTTP error status, which its documentation calls temporary: mail2sms tries "
+    "again with the same duplicate-stop id, so the SMS is sent at most once",
+    "UNEXPECTED": "BulkSMS's reply was not one mail2sms understands: mail2sms tries again with the same "
+    "duplicate-stop id, so the SMS is sent at most once; if this persists, check the provider's url",
+    "UNICODE_LENGTH": "the text needs Unicode (16-bit) and is longer than the 70 characters one BulkSMS Unicode "
+    "SMS holds (BulkSMS does not join Unicode parts): shorten it or leave out the special characters",
+    "CHARSET": "a field of the request has characters that BulkSMS's ISO-8859-1 form cannot carry: use plain "
+    "letters in the sender ID and the account name",
+    "NUMBER": "the number cannot be sent through BulkSMS: write it in international form, digits only "
+    "(e.g. 447700900123)",
+    **_same_key_words("BulkSMS", "duplicate-stop id"),
+}
+
+KOBOMOBILE: Mapping[str, str] = {
+    "sent": "KoboMobile accepted the SMS for sending",
+    "error_param": "KoboMobile says a parameter is missing or incomplete (user, pass, from, to or msg): check the "
+    "sender ID, the numbers and the provider settings",
+    "error_credit": "the KoboMobile account has not enough credit: top up, then resend",
+    "error_billing": "KoboMobile could not debit the account, usually a temporary problem: mail2sms tries again "
+    "later with the same message id",
+    "error_gw": "KoboMobile's gateway was down, busy or not responding: mail2sms tries again later with the same "
+    "message id",
+    "error_user": "KoboMobile says the user is invalid or suspended: check the username and password, or contact "
+    "KoboMobile",
+    "error_limit": "KoboMobile accepts at most 500 numbers per request: lower max_recipients for this provider",
+    "UNEXPECTED": "KoboMobile's reply was not one mail2sms understands: mail2sms tries again with the same message "
+    "id, so the SMS is sent at most once; if this persists, check the provider's url",
+    "FLASH_UNICODE": "KoboMobile sends flash SMS only in the plain GSM alphabet, and this text needs Unicode: "
+    "leave out the special characters, or send it as a normal SMS",
+    "NUMBER": "the number cannot be sent through KoboMobile: write it in international form, digits only "
+    "(e.g. 2348030000000)",
+    **_same_key_words("KoboMobile", "message id"),
+}
+
+CELLCAST: Mapping[str, str] = {
+    "SUCCESS": "Cellcast queued the SMS for sending",
+    "AUTH_FAILED": "Cellcast did not accept the API key (APPKEY): check the key in the provider settings",
+    "FIELD_INVALID": "Cellcast refused a field of the request as invalid (a number, the sender ID, the text or the "
+    "scheduled time): check them, then resend",
+    "OVER_LIMIT": "more than the allowed requests per second reached Cellcast (15 per second), so it did not take "
+    "the message: mail2sms tries again after the wait Cellcast asks for",
+    "NOT_QUEUED": "Cellcast took the request but did not queue a message for this number: check that it is a "
+    "valid mobile number",
+    "UNEXPECTED": "Cellcast's reply was not one mail2sms understands, so it cannot tell whether the SMS was sent: "
+    "check the Cellcast account's message log before resending",
+    "NUMBER": "the number cannot be sent through Cellcast: write it in international form (e.g. +61400000000)",
+}
+
 OUTBOX: Mapping[str, str] = {
     "OUTBOX": "mail2sms could not write the outbox file: check that its folder exists, is writable and has "
     "free space; mail2sms tries again later",
@@ -120,9 +196,23 @@ GENERIC: Mapping[str, str] = {
     "was sent: check the provider's message log before resending",
 }
 
-TABLES: dict[str, Mapping[str, str]] = {"kwtsms": KWTSMS, "kapow": KAPOW, "outbox": OUTBOX}
+TABLES: dict[str, Mapping[str, str]] = {
+    "kwtsms": KWTSMS,
+    "kapow": KAPOW,
+    "bulksms": BULKSMS,
+    "kobomobile": KOBOMOBILE,
+    "cellcast": CELLCAST,
+    "outbox": OUTBOX,
+}
 
-PROVIDER_NAMES: dict[str, str] = {"kwtsms": "KwtSMS", "kapow": "Kapow", "outbox": "the outbox"}
+PROVIDER_NAMES: dict[str, str] = {
+    "kwtsms": "KwtSMS",
+    "kapow": "Kapow",
+    "bulksms": "BulkSMS",
+    "kobomobile": "KoboMobile",
+    "cellcast": "Cellcast",
+    "outbox": "the outbox",
+}
 
 _HTTP = re.compile(r"^HTTP(\d{3})$")
 

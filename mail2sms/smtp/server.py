@@ -7,6 +7,7 @@ dispatcher and the SMTP sessions share one loop and a SIGTERM can stop accepting
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections import Counter
@@ -34,7 +35,7 @@ class Mail2SmsSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         key = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        refusal = self._gate.enter(key)
+        refusal = self._gate.enter(key, self)
         if refusal is not None:
             # Answer and close before any SMTP state exists (RFC 5321 3.1: 421 at greeting).
             assert isinstance(transport, asyncio.WriteTransport)
@@ -46,35 +47,66 @@ class Mail2SmsSMTP(SMTP):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._gate_key is not None:
-            self._gate.leave(self._gate_key)
+            self._gate.leave(self._gate_key, self)
             self._gate_key = None
             super().connection_lost(exc)
 
+    def hang_up(self, reply: str) -> None:
+        """Say `reply` and close: used for sessions still open when a graceful shutdown's deadline passes."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(f"{reply}\r\n".encode())
+            transport.close()
+
 
 class ConnectionGate:
-    """Counts open sessions; refuses new ones above the caps or while draining."""
+    """Counts open sessions; refuses new ones above the caps or while draining.
+
+    Draining (SIGTERM) keeps the listeners open so that a new client hears `421 4.3.2` and retries later, instead
+    of a connection refused that some clients treat as a hard error.
+    """
 
     def __init__(self, max_total: int = 200, max_per_client: int = 20) -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
         self.open: Counter[str] = Counter()
-        self.total = 0
+        self.sessions: set[Mail2SmsSMTP] = set()
         self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    def enter(self, key: str) -> str | None:
+    @property
+    def total(self) -> int:
+        return len(self.sessions)
+
+    def enter(self, key: str, session: Mail2SmsSMTP) -> str | None:
         if self.draining:
             return str(replies.SHUTTING_DOWN)
         if self.total >= self.max_total or self.open[key] >= self.max_per_client:
             return str(replies.TOO_BUSY)
         self.open[key] += 1
-        self.total += 1
+        self.sessions.add(session)
+        self._idle.clear()
         return None
 
-    def leave(self, key: str) -> None:
+    def leave(self, key: str, session: Mail2SmsSMTP) -> None:
         self.open[key] -= 1
         if self.open[key] <= 0:
             del self.open[key]
-        self.total -= 1
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._idle.set()
+
+    async def drain(self, deadline: float) -> int:
+        """Refuse new sessions; wait up to `deadline` s for open ones to end; hang up on the rest (421)."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), deadline)
+        left = list(self.sessions)
+        for session in left:
+            session.hang_up(str(replies.SHUTTING_DOWN))
+        return len(left)
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -106,7 +138,7 @@ async def start_listeners(
             require_starttls=False,
             auth_require_tls=True,
             authenticator=authenticator,
-            timeout=300,
+            timeout=config.server.idle_timeout,
             loop=loop,
         )
 

@@ -155,8 +155,9 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
 class SqliteSpool:
     """The `Spool` protocol on one SQLite file."""
 
-    def __init__(self, url: str, busy_timeout: float = 30.0) -> None:
+    def __init__(self, url: str, busy_timeout: float = 30.0, max_size: int | None = None) -> None:
         self.path = sqlite_path(url)
+        self._max_size = max_size
         self._busy_timeout = busy_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
@@ -203,6 +204,9 @@ class SqliteSpool:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # the 250 promise: the WAL is fsynced at every commit
         conn.execute("PRAGMA foreign_keys=ON")
+        if self._max_size:
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={max(16, self._max_size // page)}")
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         self._conn = conn
 
@@ -458,8 +462,8 @@ class SqliteSpool:
         return await self._run(body)
 
 
-def open_spool(url: str) -> Any:
+def open_spool(url: str, max_size: int | None = None) -> Any:
     """The spool for a URL (PostgreSQL comes with the scale issue)."""
     if url.startswith("sqlite:"):
-        return SqliteSpool(url)
+        return SqliteSpool(url, max_size=max_size)
     raise SpoolError(f"unsupported spool URL scheme in {url.split(':', 1)[0]!r}")

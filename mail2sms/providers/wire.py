@@ -1,0 +1,118 @@
+"""Small helpers the newer adapters share to put values on the wire: numbers, form bodies, times, config options.
+
+- `international_digits()`: a job's number as most provider APIs want it (international, digits only).
+- `form_body()`: an `application/x-www-form-urlencoded` body in the charset the provider reads (BulkSMS:
+  ISO-8859-1), raising UnicodeEncodeError instead of sending a silently altered value.
+- `read_options()`: a provider's `options` table checked against the adapter's list of documented options, so a
+  misspelt or out-of-range option is a ConfigError naming `providers.<name>.options.<key>` at start, not a
+  mystery at the provider.
+- `zone()`: a configured IANA time zone.
+
+Pure: no I/O. Values are never logged; an option error quotes the option's name and the rule, never its value
+(an option could be a credential in a careless config).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import tzinfo
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mail2sms.errors import ConfigError
+
+_NUMBER_NOISE = re.compile(r"[\s\-.()/]")
+
+Check = Callable[[Any], Any]
+
+
+def international_digits(number: str) -> str | None:
+    """The number in international form, digits only (no + or 00), or None when it is not a number."""
+    digits = _NUMBER_NOISE.sub("", number)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    if not digits.isascii() or not digits.isdigit() or not 7 <= len(digits) <= 15:
+        return None
+    return digits
+
+
+def form_body(params: list[tuple[str, str]], encoding: str = "utf-8") -> bytes:
+    """URL-encode `params` with every value in `encoding`; UnicodeEncodeError when a value cannot be carried."""
+    return urlencode(params, encoding=encoding, errors="strict").encode("ascii")
+
+
+def zone(name: str) -> tzinfo:
+    """The IANA zone `name`; ValueError (in words) when there is no such zone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone name such as UTC, Europe/London or Australia/Sydney") from None
+
+
+# -- option checks: each returns the normalized value or raises ValueError saying what is allowed -------------
+def flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    raise ValueError("must be true or false")
+
+
+def integer(low: int, high: int) -> Check:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return check
+
+
+def one_of(*allowed: Any) -> Check:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or value not in allowed:
+            raise ValueError("must be one of " + ", ".join(repr(a) for a in allowed))
+        return value
+
+    return check
+
+
+def text(max_len: int, pattern: str | None = None, what: str = "") -> Check:
+    rule = re.compile(pattern) if pattern else None
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value or len(value) > max_len:
+            raise ValueError(f"must be a text of 1 to {max_len} characters")
+        if rule is not None and not rule.fullmatch(value):
+            raise ValueError(f"may only use {what}")
+        return value
+
+    return check
+
+
+def timezone_name(value: Any) -> tzinfo:
+    if not isinstance(value, str):
+        raise ValueError("must be a time zone name such as UTC or Europe/London")
+    return zone(value)
+
+
+def read_options(provider: str, options: Mapping[str, Any], spec: Mapping[str, Check]) -> dict[str, Any]:
+    """`options` checked against `spec`; ConfigError listing every unknown or invalid option by key path."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        where = f"providers.{provider}.options.{key}"
+        check = spec.get(key)
+        if check is None:
+            problems.append(f"{where}: unknown option (known: {', '.join(sorted(spec))})")
+            continue
+        try:
+            out[key] = check(value)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return out
