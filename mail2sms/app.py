@@ -58,6 +58,8 @@ class App:
             poll_interval=d.poll_interval,
             on_final=self.reporter.wake,
             rate_share=config.server.workers,
+            breaker_failures=d.breaker_failures,
+            breaker_pause=d.breaker_pause,
         )
         user_accounts = {
             u.name: Account(u.provider_username, u.provider_password.get_secret_value())

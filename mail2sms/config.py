@@ -143,6 +143,7 @@ class ReportsConfig(_Model):
     from_: str = Field(default="mail2sms@sms.localhost", alias="from")
     when: Literal["always", "failures", "never"] = "always"
     per_sender_per_hour: int = Field(default=60, ge=0)
+    still_trying_after: Duration = 0.0  # > 0: tell the sender once when a submission is not final after this
 
     @field_validator("smarthost")
     @classmethod
@@ -164,6 +165,8 @@ class DispatchConfig(_Model):
     poll_interval: Duration = 1.0
     max_attempts: int = Field(default=50, ge=1)
     concurrency: int = Field(default=8, ge=1)
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failed requests that pause a provider
+    breaker_pause: Duration = 30.0  # first pause; doubles while the provider keeps failing, up to retry_cap
 
 
 class ProviderConfig(_Model):
@@ -197,6 +200,21 @@ class RouteConfig(_Model):
     lifetime: Duration = 86400.0
     dry_run: bool = False
     credentials_in_body: bool = False  # address format: Kapow mail form (username/password lines in the body)
+    csv_policy: Literal["partial", "all-or-nothing"] = "partial"  # csv: send the good rows, or none if one is bad
+    max_rows: int = Field(default=100_000, ge=1)  # csv: rows one mail may carry; more → 552 5.3.4
+    # SMS text fidelity (parse/fit.py): GSM-7 look-alikes for typographic characters, a parts limit below the
+    # provider's, cut instead of refuse when over it, and lines that end the text (`$$`, `##`).
+    smart_replace: bool = True
+    max_parts: int | None = Field(default=None, ge=1)
+    truncate: bool = False
+    end_markers: list[str] = []
+
+    @field_validator("end_markers")
+    @classmethod
+    def _end_markers(cls, value: list[str]) -> list[str]:
+        if any(not marker.strip() for marker in value):
+            raise ValueError("an end marker must have visible characters (a blank one would end every text)")
+        return [marker.strip() for marker in value]
 
     @field_validator("match")
     @classmethod

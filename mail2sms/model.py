@@ -95,6 +95,7 @@ class Job:
     error: str | None = None  # plain words: what went wrong and what to do
     parts: int = 1
     encoding: str = "gsm7"
+    notes: list[str] = field(default_factory=list)  # what mail2sms did to the text: smart replacement, truncation
 
 
 @dataclass

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from mail2sms.dispatch.batching import make_batches
+from mail2sms.dispatch.breaker import Breaker
 from mail2sms.dispatch.ratelimit import TokenBucket
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.model import Batch, Job, JobState, Rejected, Result, Retry, Sent, Unknown
@@ -30,7 +31,7 @@ from mail2sms.spool.base import JobUpdate, Spool
 log = get_logger("mail2sms.dispatch")
 
 LEASE_SECONDS = 300.0
-RECOVER_EVERY = 30.0
+RECOVER_EVERY = 5.0  # lease recovery and lifetime expiry: cheap indexed queries
 
 
 def process_owner() -> str:
@@ -71,6 +72,8 @@ class Dispatcher:
         claim_limit: int = 2000,
         on_final: Callable[[list[str]], Awaitable[None] | None] | None = None,
         rate_share: int = 1,
+        breaker_failures: int = 5,
+        breaker_pause: float = 30.0,
     ) -> None:
         self.spool = spool
         self.providers = providers
@@ -85,6 +88,9 @@ class Dispatcher:
         self._buckets = {
             name: TokenBucket(p.limits.rate / max(1, rate_share), burst=1.0) for name, p in providers.items()
         }
+        self.breakers = {
+            name: Breaker(breaker_failures, breaker_pause, max(policy.cap, breaker_pause)) for name in providers
+        }
         self._inflight: set[asyncio.Task[None]] = set()
         self._last_recover = 0.0
 
@@ -95,10 +101,21 @@ class Dispatcher:
         return {name for name, p in self.providers.items() if p.limits.idempotent}
 
     async def recover(self) -> None:
+        """Recover what dead owners left in flight, and expire jobs past their lifetime."""
         requeued, unknown = await self.spool.recover(self.idempotent_providers(), time.time(), owner_is_dead)
         self._last_recover = time.monotonic()
         if requeued or unknown:
             log.warning("recovered interrupted jobs", requeued=requeued, unknown=unknown)
+        finished = await self.spool.expire(time.time())
+        if finished:
+            log.info("jobs expired", submissions=len(finished))
+            await self._final(finished)
+
+    async def _final(self, finished: list[str]) -> None:
+        if finished and self.on_final is not None:
+            maybe = self.on_final(finished)
+            if maybe is not None:
+                await maybe
 
     async def run(self) -> None:
         """Loop until `stop()`: claim, batch, send. Errors are logged and the loop goes on."""
@@ -120,7 +137,9 @@ class Dispatcher:
         if free <= 0:
             await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
             return 1
-        jobs = await self.spool.claim(self.owner, time.time(), self.claim_limit, LEASE_SECONDS)
+        now = time.time()
+        paused = [name for name, b in self.breakers.items() if b.is_open(now)]
+        jobs = await self.spool.claim(self.owner, now, self.claim_limit, LEASE_SECONDS, paused)
         if not jobs:
             return 0
         batches = make_batches(jobs, self._max_recipients)
@@ -131,6 +150,16 @@ class Dispatcher:
             task.add_done_callback(self._inflight.discard)
         return len(jobs)
 
+    def _breaker(self, provider: str, results: list[Result]) -> None:
+        breaker = self.breakers.get(provider)
+        if breaker is None:
+            return
+        failed = all(isinstance(r, Retry | Unknown) for r in results)
+        if breaker.record(failed, time.time()):
+            log.warning("provider paused: it keeps failing", provider=provider,
+                        seconds=round(breaker.open_until - time.time()))
+            self.wake()
+
     def _max_recipients(self, provider: str) -> int:
         p = self.providers.get(provider)
         return p.limits.max_recipients if p else 1
@@ -138,15 +167,13 @@ class Dispatcher:
     async def _send(self, batch: Batch) -> None:
         try:
             results = await self._call(batch)
+            self._breaker(batch.provider, results)
             updates = [self._update(job, result) for job, result in zip(batch.jobs, results, strict=True)]
             finished = await self.spool.record(updates, time.time())
             for job, update in zip(batch.jobs, updates, strict=True):
                 log.info("sms", submission=job.submission_id, job=job.id, provider=batch.provider,
                          state=update.state.value, code=update.code, attempt=update.attempts)
-            if finished and self.on_final is not None:
-                maybe = self.on_final(finished)
-                if maybe is not None:
-                    await maybe
+            await self._final(finished)
         except Exception:
             # The jobs keep their lease and come back through recover() when it expires.
             log.exception("recording a batch failed", provider=batch.provider, jobs=len(batch.jobs))

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from mail2sms.errors import ContentError
 
-KEYS = ("username", "password", "sender", "mobile", "lang", "text", "test", "sendtime")
-_SINGLE = frozenset({"username", "password", "sender", "lang", "test", "sendtime"})
+KEYS = ("username", "password", "sender", "mobile", "lang", "text", "test", "sendtime", "flash")
+_SINGLE = frozenset({"username", "password", "sender", "lang", "test", "sendtime", "flash"})
 _LANGS = "1 English, 2 Arabic in Windows-1256, 3 Arabic in UTF-8, 4 Unicode"
 _TRUE = frozenset({"1", "yes", "true", "on"})
 _FALSE = frozenset({"0", "no", "false", "off", ""})
@@ -41,6 +41,7 @@ class KeyValueMessage:
     test: bool
     sendtime: str | None
     lines: dict[str, int] = field(default_factory=dict)
+    flash: bool = False  # mail2sms's extra key: send as a flash SMS where the provider can
 
 
 def parse_keyvalue(body: str, *, plus_as_space: bool = True) -> KeyValueMessage:
@@ -91,6 +92,7 @@ def parse_keyvalue(body: str, *, plus_as_space: bool = True) -> KeyValueMessage:
         text=text,
         test=_test(single.get("test", ""), lines.get("test", 0), show),
         sendtime=single.get("sendtime") or None,
+        flash=_flag("flash", single.get("flash", ""), lines.get("flash", 0), show),
         lines=lines,
     )
 
@@ -145,6 +147,14 @@ def _lang(value: str, line: int, show: _Shower) -> int | None:
     if value not in ("1", "2", "3", "4"):
         raise ContentError(f"line {line}: lang must be 1, 2, 3 or 4 ({_LANGS}), not {show.value(value)}")
     return int(value)
+
+
+def _flag(key: str, value: str, line: int, show: _Shower) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ContentError(f"line {line}: {key} must be 1, yes or true (or 0, no, false), not {show.value(value)}")
 
 
 def _test(value: str, line: int, show: _Shower) -> bool:

@@ -8,17 +8,22 @@ LoopError whose message is written for the sender and names the line, key, value
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mail2sms.config import ProviderConfig, RouteConfig
 from mail2sms.errors import ContentError, LoopError, NumberError
 from mail2sms.model import Account, Job, JobState, SmsOptions, Submission
 from mail2sms.parse.address import parse_kapow_credentials
+from mail2sms.parse.csvfile import CsvFile, decode_csv
+from mail2sms.parse.fit import fit_jobs
 from mail2sms.parse.keyvalue import parse_keyvalue
-from mail2sms.parse.mime import MailContent, read_message
+from mail2sms.parse.mime import Attachment, MailContent, read_message
 from mail2sms.parse.numbers import normalize
-from mail2sms.parse.text import analyze, clean_body
+from mail2sms.parse.schedule import parse_sendtime, schedule_job, to_iso
+from mail2sms.parse.text import SmsShape, analyze, clean_body
 from mail2sms.providers.base import Limits as ProviderLimits
 from mail2sms.providers.base import check_job
 from mail2sms.report.backscatter import report_decision
@@ -52,7 +57,7 @@ class Limits:
 
 
 def _text_for(route: RouteConfig, mail: MailContent) -> str:
-    body = clean_body(mail.text)
+    body = clean_body(mail.text, route.end_markers)
     subject = " ".join(mail.subject.split())
     if route.text_from == "subject":
         return subject
@@ -85,7 +90,7 @@ def _jobs_for_route(
                 for r in recipients]
         return jobs, route.dry_run
     if route.format == "keyvalue":
-        kv = parse_keyvalue(clean_body(mail.text), plus_as_space=route.plus_as_space)
+        kv = parse_keyvalue(clean_body(mail.text, route.end_markers), plus_as_space=route.plus_as_space)
         numbers: list[str] = []
         line = kv.lines.get("mobile", 0)
         for value in kv.mobiles:
@@ -98,11 +103,127 @@ def _jobs_for_route(
         if kv.username or kv.password:
             account = Account(username=kv.username or "", password=kv.password or "")
         sender = kv.sender or route.sender or provider.sender
-        options = SmsOptions(lang=kv.lang, sendtime=kv.sendtime)
+        sendtime = None
+        if kv.sendtime:  # read here for the line number; checked against the clock in build_submission
+            sendtime = to_iso(parse_sendtime(kv.sendtime, key=f"line {kv.lines.get('sendtime', 0)}: sendtime"))
+        options = SmsOptions(lang=kv.lang, flash=kv.flash, sendtime=sendtime)
         jobs = [Job(number=n, text=kv.text, provider=route.provider, sender=sender, account=account,
                     options=options) for n in numbers]
         return jobs, route.dry_run or kv.test
     raise ContentError(f"the route {route.match} uses the {route.format!r} format, which this mail2sms cannot read")
+
+
+# -- csv: Kapow's CSV Email2SMS (providers.md) ------------------------------------------------------------
+
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/comma-separated-values", "text/x-csv", "application/x-csv"})
+CSV_PROBLEMS_SHOWN = 5  # bad rows named in a 554 reply (the reply line is bounded anyway)
+_SIGNATURE_LINE = re.compile(r"^--[ \t]?$", re.MULTILINE)
+_SHORT = re.compile(r"(?:[a-z_]+: )?(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")?[^:;(]*")
+_NO_OPTIONS = SmsOptions()
+
+
+def _csv_attachments(mail: MailContent) -> list[Attachment]:
+    """CSV files: `text/csv` and its kin, or any part named *.csv (Excel sends `application/vnd.ms-excel`)."""
+    return [a for a in mail.attachments if not a.content_type.startswith(("message/", "multipart/"))
+            and (a.content_type in CSV_TYPES or (a.filename or "").lower().endswith(".csv"))]
+
+
+def _csv_jobs(
+    route: RouteConfig,
+    mail: MailContent,
+    provider: ProviderConfig,
+    account: Account | None,
+    limits: ProviderLimits | None,
+    now: float,
+) -> tuple[list[Job], dict[str, Any]]:
+    """One job per CSV row (a bad row's job is already `rejected` with its problem), and the cells for results.csv.
+
+    The cells go into `Submission.extra["csv"]` (stored with the submission) because results.csv must repeat
+    every input row, including the cells mail2sms does not read, long after the mail itself is gone.
+    """
+    attachments = _csv_attachments(mail)
+    sources: list[tuple[str | None, Attachment | None]] = [
+        (a.filename or f"attachment {i}", a) for i, a in enumerate(attachments, 1)
+    ] or [(None, None)]
+    several = len(sources) > 1
+    sender = route.sender or provider.sender
+    shared: dict[str, str] = {}  # one string object per distinct message or sender: 100,000 rows share a few
+    jobs: list[Job] = []
+    files: list[dict[str, Any]] = []
+    for name, attachment in sources:
+        if attachment is not None:
+            text = decode_csv(attachment.data, attachment.charset)
+        else:
+            cut = _SIGNATURE_LINE.search(mail.text)
+            text = mail.text[: cut.start()] if cut else mail.text
+            if not text.strip():
+                raise ContentError("the mail has no CSV attachment and its body is empty")
+        reader = CsvFile(text, region=route.region, max_rows=route.max_rows, rows_before=len(jobs),
+                         where=f"{name}: " if several else "")
+        stored: list[list[Any]] = []
+        width = len(reader.layout.names)
+        for row in reader.rows():
+            message = shared.setdefault(row.text or "", row.text or "")
+            from_id = shared.setdefault(row.sender, row.sender) if row.sender else sender
+            options = SmsOptions(sendtime=row.sendtime) if row.sendtime else _NO_OPTIONS
+            job = Job(number=row.number or "", text=message, provider=route.provider, sender=from_id,
+                      account=account, options=options, row=row.row, expires_at=now + route.lifetime,
+                      next_attempt_at=now)
+            error = row.error
+            if error is None and row.sendtime:
+                try:
+                    schedule_job(job, limits, now, provider.type)
+                except ContentError as exc:
+                    error = str(exc)
+            if error is not None:
+                refuse_row(job, error)
+            jobs.append(job)
+            stored.append([row.row, *row.cells])
+            width = max(width, len(row.cells))
+        files.append({"name": name, "delimiter": reader.layout.delimiter, "header": reader.layout.header,
+                      "names": reader.layout.names, "width": width, "rows": stored})
+    if not jobs:
+        raise ContentError("the CSV has a header row but no rows to send")
+    return jobs, {"files": files, "policy": route.csv_policy}
+
+
+def refuse_row(job: Job, problem: str) -> None:
+    """A CSV row that cannot be sent: final at commit, so the dispatcher never claims it, and reported."""
+    job.state, job.error, job.code = JobState.REJECTED, problem, None
+    if not job.text:
+        job.parts = 0
+
+
+def _apply_csv_policy(jobs: Sequence[Job], csv: dict[str, Any]) -> None:
+    """All-or-nothing (or no good row at all): ContentError naming the first bad rows. Else name files in errors."""
+    located: list[tuple[str, Job]] = []
+    rows = iter(j for j in jobs if j.row is not None)
+    several = len(csv["files"]) > 1
+    for file in csv["files"]:
+        for _ in file["rows"]:
+            job = next(rows)
+            located.append((f"{file['name']} row {job.row}" if several else f"row {job.row}", job))
+    bad = [(where, job) for where, job in located if job.state is JobState.REJECTED]
+    if not bad:
+        return
+    if csv["policy"] == "partial" and len(bad) < len(located):
+        if several:
+            for where, job in bad:
+                job.error = f"{where.rpartition(' row ')[0]}: {job.error}"
+        return
+    shown = "; ".join(f"{where}: {_short(job.error or '')}" for where, job in bad[:CSV_PROBLEMS_SHOWN])
+    more = f"; and {len(bad) - CSV_PROBLEMS_SHOWN:,} more" if len(bad) > CSV_PROBLEMS_SHOWN else ""
+    if len(bad) == len(located):
+        lead = f"no CSV row can be sent ({len(bad):,} of {len(located):,} have a problem)"
+    else:
+        lead = f"{len(bad):,} of {len(located):,} CSV rows have a problem and the route sends all rows or none"
+    raise ContentError(f"{lead}: {shown}{more}")
+
+
+def _short(problem: str) -> str:
+    """A problem's first clause ("'12ab' is not a phone number"), for a reply line that names several rows."""
+    match = _SHORT.match(problem)
+    return (match.group(0) if match else problem).strip() or problem
 
 
 def dedupe_key(mail_id: str, job: Job) -> str:
@@ -131,27 +252,58 @@ def build_submission(
         groups.setdefault(rcpt.route.match, (rcpt.route, []))[1].append(rcpt)
     jobs: list[Job] = []
     dry_run = False
+    csv: dict[str, Any] | None = None
     for route, recipients in groups.values():
-        route_jobs, route_dry = _jobs_for_route(
-            route, recipients, mail, providers[route.provider], envelope.user_account
-        )
+        if route.format == "csv":
+            if csv is not None:
+                raise ContentError("the mail is addressed to two CSV routes; send it to one of them")
+            route_jobs, csv = _csv_jobs(route, mail, providers[route.provider], envelope.user_account,
+                                        (provider_limits or {}).get(route.provider), now)
+            route_dry = route.dry_run
+        else:
+            route_jobs, route_dry = _jobs_for_route(
+                route, recipients, mail, providers[route.provider], envelope.user_account
+            )
         dry_run = dry_run or route_dry
+        # Smart replacement, parts limit and truncation (parse/fit.py): the text stored is the text sent.
+        for job, why in fit_jobs(route_jobs, route, (provider_limits or {}).get(route.provider),
+                                 providers[route.provider].type):
+            refuse_row(job, why)
         for job in route_jobs:
-            job.expires_at = now + route.lifetime
-            job.next_attempt_at = now
+            if not job.expires_at:  # CSV rows come with their own times (a sendtime column schedules them)
+                job.expires_at = now + route.lifetime
+                job.next_attempt_at = now
+        if route.format == "keyvalue":  # its sendtime: key (CSV rows are scheduled row by row)
+            for job in route_jobs:
+                schedule_job(job, (provider_limits or {}).get(route.provider), now, providers[route.provider].type)
         jobs += route_jobs
     if not jobs:
         raise ContentError("the mail names no phone number")
+    # A 100,000-row CSV repeats a few texts and senders: measure and check each distinct one once.
+    shapes: dict[str, SmsShape] = {}
+    checked: dict[tuple[str, str, str | None, bool], str | None] = {}
     for job in jobs:
-        shape = analyze(job.text)
+        if job.state.final:
+            continue  # a CSV row already refused for its own problem
+        shape = shapes.get(job.text)
+        if shape is None:
+            shape = shapes[job.text] = analyze(job.text)
         job.parts, job.encoding = shape.parts, shape.encoding
         limits_of = (provider_limits or {}).get(job.provider)
         if limits_of is not None:
-            problem = check_job(job, limits_of, providers[job.provider].type)
-            if problem is not None:
-                raise ContentError(problem)
+            key = (job.provider, job.text, job.sender, job.options.flash)
+            if key not in checked:
+                checked[key] = check_job(job, limits_of, providers[job.provider].type)
+            refusal = checked[key]
+            if refusal is not None:
+                if job.row is None:
+                    raise ContentError(refusal)
+                refuse_row(job, refusal)  # one CSV row; the route's csv_policy decides about the others
+                continue
         if dry_run:
             job.state, job.code, job.error = JobState.CANCELLED, "DRYRUN", "dry run: checked, not sent"
+    if csv is not None:
+        _apply_csv_policy(jobs, csv)
     first_route = next(iter(groups.values()))[0]
     report_to, suppressed = report_decision(
         envelope_from=envelope.mail_from, headers=mail.headers, trusted=envelope.trusted
@@ -172,5 +324,7 @@ def build_submission(
         user=envelope.user,
         extra={"references": references} if references else {},
     )
+    if csv is not None:
+        submission.extra["csv"] = {"files": csv["files"]}
     mail_id = mail.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
     return submission, [dedupe_key(mail_id, job) for job in jobs]

@@ -1,10 +1,13 @@
 """SMS text: cut a mail body down to the message, and measure what it will cost (GSM-7 or UCS-2, parts).
 
 `clean_body()` removes what a mail client adds around the words a person meant to send: the signature,
-quoted reply history, everything after a route's end marker. `analyze()` tells the sender and the provider
-how the text will travel: one part holds 160 GSM-7 septets or 70 UTF-16 units; longer texts are split into
-parts of 153 / 67 because each part carries a 6-byte concatenation header (3GPP TS 23.040 9.2.3.24.1), and a
-part never ends in the middle of a two-septet escape or a surrogate pair.
+quoted reply history, everything after a route's end marker, control characters, indentation and runs of
+spaces (an SMS has no monospace layout, and every character is paid for). `analyze()` tells the sender and
+the provider how the text will travel: one part holds 160 GSM-7 septets or 70 UTF-16 units; longer texts are
+split into parts of 153 / 67 because each part carries a 6-byte concatenation header (3GPP TS 23.040
+9.2.3.24.1), and a part never ends in the middle of a two-septet escape or a surrogate pair. `split_parts()`
+shows that split; `truncate()` shortens a text to a number of parts (and characters) with an ellipsis,
+never cutting a character, an escape or surrogate pair, or a combining sequence.
 
 Pure functions: no I/O, and nothing here ever rejects a text — callers decide what is too long or empty.
 """
@@ -12,6 +15,7 @@ Pure functions: no I/O, and nothing here ever rejects a text — callers decide 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -45,25 +49,123 @@ def is_gsm7(text: str) -> bool:
     return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
 
 
+def encoding_of(text: str) -> Encoding:
+    """"gsm7" when every character has a GSM-7 code, else "ucs2"."""
+    return "gsm7" if is_gsm7(text) else "ucs2"
+
+
+def widths(text: str, encoding: Encoding) -> list[int]:
+    """Units per character: septets (an extension-table character is an escape pair: 2) or UTF-16 units."""
+    if encoding == "gsm7":
+        return [2 if c in GSM7_EXTENSION else 1 for c in text]
+    return [2 if ord(c) > 0xFFFF else 1 for c in text]
+
+
 def analyze(text: str) -> SmsShape:
     """Encoding, parts and units of `text`; empty text is 0 units in 1 part (callers refuse it separately)."""
-    if is_gsm7(text):
-        widths = [2 if c in GSM7_EXTENSION else 1 for c in text]
-        return SmsShape("gsm7", _pack(widths, SINGLE_GSM7, PART_GSM7), sum(widths))
-    widths = [2 if ord(c) > 0xFFFF else 1 for c in text]
-    return SmsShape("ucs2", _pack(widths, SINGLE_UCS2, PART_UCS2), sum(widths))
+    encoding = encoding_of(text)
+    units = widths(text, encoding)
+    return SmsShape(encoding, len(_starts(units, encoding)), sum(units))
 
 
-def _pack(widths: list[int], single: int, part: int) -> int:
-    total = sum(widths)
-    if total <= single:
-        return 1
-    parts, used = 1, 0
-    for width in widths:
+def split_parts(text: str) -> list[str]:
+    """The pieces `text` travels in, in order; joined they are `text` (an empty text is one empty part).
+
+    Each piece holds at most 160 septets / 70 units when the text fits one SMS, else at most 153 / 67, and no
+    piece ends inside an escape pair or a surrogate pair (both are one Python character).
+    """
+    starts = _starts(widths(text, encoding_of(text)), encoding_of(text))
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+
+
+def _starts(units: list[int], encoding: Encoding) -> list[int]:
+    """Index of the first character of each part."""
+    single, part = (SINGLE_GSM7, PART_GSM7) if encoding == "gsm7" else (SINGLE_UCS2, PART_UCS2)
+    if sum(units) <= single:
+        return [0]
+    starts, used = [0], 0
+    for i, width in enumerate(units):
         if used + width > part:  # an escape pair or surrogate pair is never split across two parts
-            parts, used = parts + 1, 0
+            starts.append(i)
+            used = 0
         used += width
-    return parts
+    return starts
+
+
+ELLIPSIS: dict[Encoding, str] = {"gsm7": "...", "ucs2": "\u2026"}  # GSM-7 has no "…"; in UCS-2 it is one unit
+
+
+def truncate(text: str, max_parts: int | None = None, max_chars: int | None = None) -> str:
+    """`text` cut so that it fits `max_parts` SMS parts and `max_chars` characters, ending in an ellipsis.
+
+    A text that already fits is returned unchanged. The cut keeps the longest prefix that fits together with
+    the ellipsis of its own encoding ("..." for GSM-7, "…" for UCS-2), drops trailing spaces before the
+    ellipsis, and never separates a base character from its combining marks, variation selectors or emoji
+    modifiers, a zero-width-joiner sequence, or the two halves of a flag.
+    """
+    if _fits(text, max_parts, max_chars):
+        return text
+    # Every character is at least one unit, so no prefix longer than this can fit: the search stays small
+    # however long the mail was.
+    bound = len(text)
+    if max_parts is not None:
+        bound = min(bound, max_parts * SINGLE_GSM7)
+    if max_chars is not None:
+        bound = min(bound, max_chars)
+    lo, hi = 0, bound  # _cut(lo) fits (at worst the ellipsis alone); find the largest k that does
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _fits(_cut(text, mid), max_parts, max_chars):
+            lo = mid
+        else:
+            hi = mid - 1
+    k = lo
+    while k > 0 and (_splits_cluster(text, k) or not _fits(_cut(text, k), max_parts, max_chars)):
+        k -= 1
+    cut = _cut(text, k)
+    return cut if _fits(cut, max_parts, max_chars) else text[:0]
+
+
+def _cut(text: str, k: int) -> str:
+    head = text[:k].rstrip()
+    return head + ELLIPSIS[encoding_of(head)]
+
+
+def _fits(text: str, max_parts: int | None, max_chars: int | None) -> bool:
+    if max_chars is not None and len(text) > max_chars:
+        return False
+    return max_parts is None or analyze(text).parts <= max_parts
+
+
+_ZWJ = "\u200d"
+_REGIONAL = range(0x1F1E6, 0x1F200)
+
+
+def _extends(ch: str) -> bool:
+    """A character that belongs to the one before it: combining mark, joiner, variation selector, skin tone."""
+    code = ord(ch)
+    return (
+        unicodedata.category(ch) in ("Mn", "Mc", "Me")
+        or ch == _ZWJ
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x1F3FB <= code <= 0x1F3FF
+        or 0xE0020 <= code <= 0xE007F  # emoji tag sequences (subdivision flags)
+    )
+
+
+def _splits_cluster(text: str, k: int) -> bool:
+    """True when cutting `text` before index `k` would split what a phone shows as one character."""
+    if k <= 0 or k >= len(text):
+        return False
+    if _extends(text[k]) or text[k - 1] == _ZWJ:
+        return True
+    if ord(text[k]) in _REGIONAL:
+        run = 0
+        while k - run - 1 >= 0 and ord(text[k - run - 1]) in _REGIONAL:
+            run += 1
+        return run % 2 == 1
+    return False
 
 
 # Reply attributions from the common clients, in the languages mail2sms's users write.
@@ -78,8 +180,19 @@ _RULE = re.compile(r"^\s*_{10,}\s*$")  # Outlook on the web: a rule, then "From:
 _SIGNATURE = re.compile(r"^--[ \t]?$")
 
 
+# C0 controls other than tab and line feed, DEL and C1 controls: invisible in a mail, and in an SMS they would
+# be junk (a form feed even costs an escape pair). Tabs become spaces.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"[ \t]+")
+
+
 def clean_body(text: str, end_markers: Sequence[str] = ()) -> str:
-    """The words meant for the SMS: signature, end-marker tail and quoted history cut, blank lines tidied."""
+    """The words meant for the SMS: signature, end-marker tail and quoted history cut, whitespace normalised.
+
+    Whitespace: CRLF and CR become LF, control characters go, tabs and runs of spaces become one space, lines
+    lose their indentation and trailing spaces, runs of blank lines shrink to one, and the text is stripped.
+    Other Unicode spaces (no-break, thin, …) are left to smart replacement.
+    """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     markers = tuple(m for m in end_markers if m)
     kept: list[str] = []
@@ -90,7 +203,7 @@ def clean_body(text: str, end_markers: Sequence[str] = ()) -> str:
             break
         if markers and line.lstrip().startswith(markers):
             break
-        kept.append(line.rstrip())
+        kept.append(_SPACES.sub(" ", _CONTROLS.sub("", line)).strip(" "))
     kept = _drop_quotes(kept)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 

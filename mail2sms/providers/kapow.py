@@ -4,6 +4,10 @@ One batch is one POST form to `{base_url}sendsms.php` with `username, password, 
 international digits), `sms` and `returnid=TRUE`. Kapow answers plain text with HTTP 200: `OK <credits> <id>…`
 (ids in the order of the numbers), or exactly `USERPASS`, `NOCREDIT` or `ERROR`. Any other answer cannot be
 read as success or failure, so it becomes Unknown ("may have been sent"): Kapow honours no idempotency key.
+Flash SMS carry Kapow's `FLASH` prefix; a scheduled job goes with `sendtime` (at most 365 days ahead).
+
+Config `options`: timezone (the zone Kapow reads `sendtime` in, default Europe/London), flash_prefix, route
+(premium shortcode), dlr (delivery-report address).
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
@@ -19,6 +23,7 @@ import httpx
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Sent, Unknown
+from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
 from mail2sms.providers.explain import explain, explained
 
@@ -30,6 +35,13 @@ FLASH_PREFIX = "FLASH"  # Kapow's own PHP library marks a flash SMS by this lite
 FAILURE_WORDS = ("USERPASS", "NOCREDIT", "ERROR")
 SENDTIME_HORIZON = timedelta(days=365)
 SENDTIME_NOW = timedelta(seconds=60)  # closer than this: send at once instead of scheduling
+
+OPTIONS: dict[str, wire.Check] = {
+    "timezone": wire.timezone_name,  # the zone Kapow reads sendtime in
+    "flash_prefix": wire.text(20),
+    "route": wire.text(15, r"\d+", "digits (a premium shortcode, e.g. 66100)"),
+    "dlr": wire.text(500),  # an email address or a URL without http://
+}
 
 _TOKENS = re.compile(r"[\s,;]+")
 _CREDIT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -94,14 +106,17 @@ class KapowProvider:
         self.name = name
         self.config = config
         self.client = client
+        self.options = wire.read_options(name, config.options, OPTIONS)
         self.limits = Limits(
             max_recipients=config.max_recipients or DEFAULT_MAX_RECIPIENTS,
             rate=config.rate or DEFAULT_RATE,
             idempotent=False,
+            schedule_days=SENDTIME_HORIZON.days,
+            flash=True,
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
-        self._zone = _zone(str(config.options.get("timezone", DEFAULT_TIMEZONE)))
-        self._flash_prefix = str(config.options.get("flash_prefix", FLASH_PREFIX))
+        self._zone = self.options.get("timezone") or _zone(DEFAULT_TIMEZONE)
+        self._flash_prefix = str(self.options.get("flash_prefix", FLASH_PREFIX))
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `sendsms.php` request for the batch's valid numbers; one Result per job, in order."""
@@ -137,8 +152,8 @@ class KapowProvider:
             if sendtime:
                 params["sendtime"] = sendtime
         for extra in ("route", "dlr"):  # documented optional parameters, set per provider in the config
-            if self.config.options.get(extra):
-                params[extra] = str(self.config.options[extra])
+            if self.options.get(extra):
+                params[extra] = str(self.options[extra])
         return params
 
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:

@@ -21,6 +21,7 @@ import httpx
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent
+from mail2sms.parse.text import is_gsm7
 from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
 from mail2sms.providers.explain import explain, explained
 
@@ -38,16 +39,6 @@ _CODE = re.compile(r"ERR\d{3}")
 _BALANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 _NUMBER_NOISE = re.compile(r"[\s\-.()/]")
 
-# GSM 03.38 default alphabet and its extension table: text made only of these goes as lang 1 (English).
-_GSM7 = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
-    "abcdefghijklmnopqrstuvwxyzäöñüà" "^{}\\[~]|€\f"
-)
-
-
-def is_gsm7(text: str) -> bool:
-    """True when every character of `text` is in the GSM-7 default alphabet or its extension table."""
-    return all(ch in _GSM7 for ch in text)
 
 
 def wire_number(number: str) -> str | None:
@@ -67,6 +58,26 @@ def choose_lang(batch: Batch) -> int:
     if batch.options.lang is not None:
         return batch.options.lang
     return LANG_ENGLISH if is_gsm7(batch.text) else LANG_ARABIC_UTF8
+
+
+def lang_problem(lang: int | None, text: str) -> str | None:
+    """Why a `lang` the mail named cannot carry `text` (checked before the 250), or None when it can."""
+    if lang == LANG_ENGLISH and not is_gsm7(text):
+        ch = next(c for c in text if not is_gsm7(c))
+        return (f"lang:1 (English) cannot carry {_name(ch)}: leave lang out and mail2sms chooses, or write lang:3 "
+                "(Arabic and other Unicode text, UTF-8)")
+    if lang == LANG_ARABIC_CP1256:
+        for ch in text:
+            try:
+                ch.encode("cp1256")
+            except UnicodeEncodeError:
+                return (f"lang:2 sends Windows-1256 bytes, which have no {_name(ch)}: write lang:3 (UTF-8) or "
+                        "leave lang out")
+    return None
+
+
+def _name(ch: str) -> str:
+    return f"'{ch}' (U+{ord(ch):04X})"
 
 
 def form_body(params: list[tuple[str, str]], lang: int) -> bytes:

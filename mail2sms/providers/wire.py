@@ -45,6 +45,14 @@ def form_body(params: list[tuple[str, str]], encoding: str = "utf-8") -> bytes:
     return urlencode(params, encoding=encoding, errors="strict").encode("ascii")
 
 
+def balance_failure(provider: str, exc: Exception) -> str:
+    """Plain words for a balance request that failed in transport (nothing was sent, so no SMS advice)."""
+    name = type(exc).__name__
+    if name in ("ConnectError", "ConnectTimeout", "PoolTimeout"):
+        return f"mail2sms could not connect to {provider} ({name}): check the provider's url and the network"
+    return f"{provider} did not answer the balance request properly ({name}): try again later"
+
+
 def zone(name: str) -> tzinfo:
     """The IANA zone `name`; ValueError (in words) when there is no such zone."""
     try:

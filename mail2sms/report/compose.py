@@ -1,9 +1,12 @@
 """Compose the outcome mail: what happened to every SMS of one submission, for a person and for a program.
 
 The mail has a subject that says the outcome at a glance, a text part a person can act on (per recipient:
-number, status, provider id, parts and encoding, the error in plain words and what to do) and `results.json`
-for programs. It is an auto-reply (RFC 3834): `Auto-Submitted: auto-replied`, threaded to the original by
-`In-Reply-To` and `References`.
+number, status, provider id, parts and encoding, what mail2sms did to the text (smart replacement,
+truncation) with the text itself when it changed or in a dry run, the error in plain words and what to do) and
+`results.json`
+for programs; a mail that carried CSV also gets `results.csv`, its own rows with the outcome added. It is an
+auto-reply (RFC 3834): `Auto-Submitted: auto-replied`, threaded to the original by `In-Reply-To` and
+`References`.
 
 This module must never put an account's password or key into the mail (a job may carry the credentials that
 came inside the original mail body), never render the SMS account at all, and never do I/O. It must stay
@@ -13,8 +16,12 @@ first ones.
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -23,6 +30,8 @@ from typing import Any
 from mail2sms.model import Job, JobState, Submission
 
 DETAIL_LIMIT = 200  # recipients described one by one in the text part; the rest are only in results.json
+FAILURES_LISTED = 50  # failures after DETAIL_LIMIT still named in the text part (with their CSV row)
+RESULT_COLUMNS = ("row", "status", "number", "provider_id", "parts", "error")  # added to each results.csv row
 SUBJECT_ERROR_CHARS = 100
 DRY_RUN_CODE = "DRYRUN"  # the code parse.submission gives jobs of a dry run
 
@@ -91,7 +100,7 @@ def _redactor(job: Job) -> Callable[[str | None], str | None]:
 
 
 def _e164(number: str) -> str:
-    return number if number.startswith("+") else "+" + number
+    return number if not number or number.startswith("+") else "+" + number  # "": a CSV row without a number
 
 
 def _parts(job: Job) -> str:
@@ -202,16 +211,22 @@ def _job_record(submission: Submission, job: Job) -> dict[str, Any]:
         "parts": job.parts,
         "encoding": job.encoding,
         "attempts": job.attempts,
+        "text": redact(job.text),
+        "notes": [redact(note) for note in job.notes],
     }
 
 
 def _job_text(submission: Submission, job: Job, advice: Callable[[Job], str] | None) -> Iterable[str]:
     redact = _redactor(job)
     where = f" (CSV row {job.row})" if job.row is not None else ""
-    yield f"{_e164(job.number)}{where}: {_status_words(submission, job)}"
+    yield f"{_e164(job.number) or 'no number'}{where}: {_status_words(submission, job)}"
     provider_id = redact(job.provider_id)
     yield f"  via {job.provider}" + (f", message id {provider_id}" if provider_id else "")
     yield f"  {_parts(job)}"
+    yield from (f"  Note: {redact(note)}" for note in job.notes)
+    if _would_send(submission, job) or job.notes:  # what exactly goes (or went) to the phone
+        yield "  Text:"
+        yield from ("    " + line for line in (redact(job.text) or "").split("\n"))
     if _would_send(submission, job):
         return
     error = redact(job.error)
@@ -263,6 +278,14 @@ def _text(
         more = f"… and {rest:,} more: see results.json"
         lines.append(more + (f" ({not_sent:,} of them not sent)." if not_sent else "."))
         lines.append("")
+        failed = (j for j in jobs[DETAIL_LIMIT:] if j.state in _FAILED and not _would_send(submission, j))
+        for job in itertools.islice(failed, FAILURES_LISTED):
+            where = f"CSV row {job.row}: " if job.row is not None else ""
+            error = _redactor(job)(job.error or job.code) or ""
+            lines.append(f"{where}{_e164(job.number) or 'no number'}: {_status_words(submission, job)}"
+                         + (f": {error}" if error else ""))
+        if not_sent:
+            lines.append("" if not_sent <= FAILURES_LISTED else f"… {not_sent - FAILURES_LISTED:,} more not sent.\n")
     lines.append("This is an automatic reply from mail2sms; replies to it are not read.")
     return "\n".join(lines) + "\n"
 
@@ -280,6 +303,79 @@ def _results_json(submission: Submission, jobs: Sequence[Job], counts: _Counts) 
     rows = rows + "\n" if rows else rows
     text = json.dumps(head, ensure_ascii=False)[:-1] + ', "jobs": [\n' + rows + "]}\n"
     return text.encode("utf-8")
+
+
+def _matched_rows(files: list[dict[str, Any]], jobs: Sequence[Job]) -> Iterator[Job | None]:
+    """The job of each stored CSV row, in order; None for a row the spool did not keep as a new job.
+
+    Jobs are stored in row order, one per row, so they pair up one to one. Only when the spool dropped jobs that
+    an earlier copy of the same mail already carried (dedupe) are the rest matched by row number.
+    """
+    rows = [job for job in jobs if job.row is not None]
+    if len(rows) == sum(len(file["rows"]) for file in files):
+        yield from rows
+        return
+    remaining = iter(rows)
+    upcoming = next(remaining, None)
+    for file in files:
+        for entry in file["rows"]:
+            if upcoming is not None and upcoming.row == entry[0]:
+                yield upcoming
+                upcoming = next(remaining, None)
+            else:
+                yield None
+
+
+def _result_cells(submission: Submission, row: int, job: Job | None) -> list[str]:
+    if job is None:
+        return [str(row), "duplicate", "", "", "", "an earlier copy of this mail already carried this row"]
+    redact = _redactor(job)
+    error = redact(job.error) or ""
+    code = redact(job.code)
+    if code and job.state in _SHOW_CODE and code not in error and not _would_send(submission, job):
+        error = f"{error} [{code}]" if error else code
+    return [str(row), _status(submission, job), _e164(job.number), redact(job.provider_id) or "",
+            str(job.parts) if job.parts else "", error]
+
+
+def _results_name(name: str | None, several: bool, taken: set[str]) -> str:
+    stem = re.sub(r"[^\w.\- ]+", "_", (name or "").rsplit(".", 1)[0]).strip(" ._")[:60] if several else ""
+    base = f"results-{stem}" if stem else "results"
+    candidate, n = f"{base}.csv", 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}.csv"
+    taken.add(candidate)
+    return candidate
+
+
+def results_csv(submission: Submission, jobs: Sequence[Job]) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of results.csv for each CSV file the mail carried; [] when it carried none.
+
+    Every input row comes back with its cells as written, then the columns of RESULT_COLUMNS; the header is the
+    input's own (or mobile, message, from_id, sendtime when it had none). The input's delimiter is kept, so
+    Excel in a semicolon locale splits it the same way, and the text is UTF-8 with a BOM, which Excel needs to
+    read UTF-8 at all. Several input files give one results file each, named after them.
+    """
+    stored = submission.extra.get("csv")
+    files: list[dict[str, Any]] = stored.get("files", []) if isinstance(stored, dict) else []
+    if not files:
+        return []
+    matched = _matched_rows(files, jobs)
+    taken: set[str] = set()
+    out: list[tuple[str, bytes]] = []
+    for file in files:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=file["delimiter"], lineterminator="\r\n")
+        width = int(file["width"])
+        names = list(file["names"])
+        writer.writerow([*names, *[""] * (width - len(names)), *RESULT_COLUMNS])
+        for entry in file["rows"]:
+            cells = entry[1:]
+            writer.writerow([*cells, *[""] * (width - len(cells)), *_result_cells(submission, entry[0], next(matched))])
+        data = buffer.getvalue().encode("utf-8-sig", errors="replace")
+        out.append((_results_name(file.get("name"), len(files) > 1, taken), data))
+    return out
 
 
 def _msg_id(value: str) -> str:
@@ -335,4 +431,6 @@ def compose(
         filename="results.json",
         params={"charset": "utf-8"},
     )
+    for name, data in results_csv(submission, jobs):
+        message.add_attachment(data, maintype="text", subtype="csv", filename=name, params={"charset": "utf-8"})
     return message

@@ -9,7 +9,7 @@ A spool never logs credentials; body credentials are deleted when their submissi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -66,8 +66,12 @@ class Spool(Protocol):
         """Store the submission and its jobs durably, unless every job's dedupe key is already known."""
         ...
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Job]:
-        """Lease up to `limit` ready jobs to `owner`; they stay `queued` until `mark_sending()`."""
+    async def claim(
+        self, owner: str, now: float, limit: int, lease: float, skip_providers: Collection[str] = ()
+    ) -> list[Job]:
+        """Lease up to `limit` ready jobs to `owner`; they stay `queued` until `mark_sending()`.
+
+        Jobs of `skip_providers` (paused by the circuit breaker) stay where they are for others to claim later."""
         ...
 
     async def mark_sending(self, job_ids: list[str], now: float) -> None:
@@ -86,7 +90,21 @@ class Spool(Protocol):
         Returns (requeued, unknown)."""
         ...
 
+    async def expire(self, now: float) -> list[str]:
+        """Waiting jobs past their lifetime become `expired`; returns submissions that became final."""
+        ...
+
     async def due_reports(self, now: float, limit: int) -> list[DueReport]: ...
+
+    async def due_delay_notices(self, older_than: float, limit: int) -> list[DueReport]:
+        """Unfinished submissions received before `older_than` whose sender was not told "still trying" yet."""
+        ...
+
+    async def mark_delay_notified(self, submission_id: str) -> None: ...
+
+    async def take_suppressed(self, report_to: str) -> list[DueReport]:
+        """Reports held back by the rate limit for this address; they are marked summarised."""
+        ...
 
     async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
         """state: 'sent' | 'dropped' | 'pending' (retry at next_at)."""

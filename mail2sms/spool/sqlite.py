@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,8 +50,10 @@ CREATE TABLE IF NOT EXISTS submissions (
     report_state TEXT NOT NULL DEFAULT 'waiting',
     report_attempts INTEGER NOT NULL DEFAULT 0,
     report_next_at REAL NOT NULL DEFAULT 0,
+    delay_notified INTEGER NOT NULL DEFAULT 0,
     finished_at REAL
 );
+CREATE INDEX IF NOT EXISTS submissions_open ON submissions (report_state, delay_notified, received_at);
 CREATE INDEX IF NOT EXISTS submissions_report ON submissions (report_state, report_next_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -76,6 +78,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     parts INTEGER NOT NULL DEFAULT 1,
     encoding TEXT NOT NULL DEFAULT 'gsm7',
+    notes TEXT NOT NULL DEFAULT '[]',
     updated_at REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, next_attempt_at);
@@ -90,8 +93,27 @@ CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe (created_at);
 
 JOB_COLUMNS = (
     "id, submission_id, number, text, provider, sender, account, options, row, idempotency_key, state, "
-    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding"
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes"
 )
+
+
+# Columns added after a table was first released: a spool file made by an earlier mail2sms gets them at open
+# (ALTER TABLE ... ADD COLUMN with a default keeps every existing row valid, and older code never names them).
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"),),
+}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns:
+            if name not in have:
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as exc:  # another worker process added it a moment ago
+                    if "duplicate column" not in str(exc).lower():
+                        raise
 
 
 def sqlite_path(url: str) -> Path:
@@ -126,6 +148,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         error=row["error"],
         parts=row["parts"],
         encoding=row["encoding"],
+        notes=json.loads(row["notes"]),
     )
 
 
@@ -212,6 +235,7 @@ class SqliteSpool:
 
         def migrate(c: sqlite3.Connection) -> None:
             c.executescript(SCHEMA)  # executescript commits; it runs before BEGIN below
+            _add_columns(c)
         migrate(conn)
 
         def version(c: sqlite3.Connection) -> None:
@@ -279,12 +303,12 @@ class SqliteSpool:
                 json.dumps(job.account.to_dict()) if job.account and not job.state.final else None,
                 json.dumps(job.options.to_dict()), job.row, job.idempotency_key, job.state.value, job.attempts,
                 job.next_attempt_at, job.expires_at, job.provider_id, job.code, job.error, job.parts,
-                job.encoding, now,
+                job.encoding, json.dumps(job.notes), now,
             ))
         conn.executemany(
             "INSERT INTO jobs (id, submission_id, seq, number, text, provider, sender, account, options, row, "
             "idempotency_key, state, attempts, next_attempt_at, expires_at, provider_id, code, error, parts, "
-            "encoding, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "encoding, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
         conn.executemany(
@@ -315,12 +339,17 @@ class SqliteSpool:
 
     # -- dispatch ---------------------------------------------------------------------------------------
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> list[Job]:
+    async def claim(
+        self, owner: str, now: float, limit: int, lease: float, skip_providers: Collection[str] = ()
+    ) -> list[Job]:
+        skip = sorted(skip_providers)
+        not_in = f"AND provider NOT IN ({','.join('?' * len(skip))}) " if skip else ""
+
         def body(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT ?",
-                (now, now, limit),
+                f"AND (lease_until IS NULL OR lease_until < ?) {not_in}ORDER BY next_attempt_at LIMIT ?",
+                (now, now, *skip, limit),
             ).fetchall()
             jobs = [_job_from_row(r) for r in rows]
             conn.executemany(
@@ -384,6 +413,21 @@ class SqliteSpool:
             return len(requeued), len(unknown)
         return await self._run(lambda c: self._write(c, body))
 
+    async def expire(self, now: float) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            where = ("state IN ('queued', 'scheduled') AND expires_at > 0 AND expires_at < ? "
+                     "AND (lease_until IS NULL OR lease_until < ?)")
+            sids = [r[0] for r in conn.execute(f"SELECT DISTINCT submission_id FROM jobs WHERE {where}", (now, now))]
+            if not sids:
+                return []
+            conn.execute(
+                "UPDATE jobs SET state = 'expired', updated_at = ?, error = 'not sent within its lifetime' || "
+                f"CASE WHEN error IS NULL THEN '' ELSE '; the last problem was: ' || error END WHERE {where}",
+                (now, now, now),
+            )
+            return self._finish_if_final(conn, sids, now)
+        return await self._run(lambda c: self._write(c, body))
+
     # -- reports ----------------------------------------------------------------------------------------
 
     def _jobs_of(self, conn: sqlite3.Connection, sid: str) -> list[Job]:
@@ -400,6 +444,32 @@ class SqliteSpool:
             return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), r["report_attempts"])
                     for r in rows]
         return await self._run(body)
+
+    async def due_delay_notices(self, older_than: float, limit: int) -> list[DueReport]:
+        def body(conn: sqlite3.Connection) -> list[DueReport]:
+            rows = conn.execute(
+                "SELECT * FROM submissions WHERE report_state = 'waiting' AND delay_notified = 0 "
+                "AND report_to IS NOT NULL AND received_at <= ? ORDER BY received_at LIMIT ?",
+                (older_than, limit),
+            ).fetchall()
+            return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
+        return await self._run(body)
+
+    async def mark_delay_notified(self, submission_id: str) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE submissions SET delay_notified = 1 WHERE id = ?", (submission_id,))
+        await self._run(lambda c: self._write(c, body))
+
+    async def take_suppressed(self, report_to: str) -> list[DueReport]:
+        def body(conn: sqlite3.Connection) -> list[DueReport]:
+            rows = conn.execute(
+                "SELECT * FROM submissions WHERE report_state = 'suppressed' AND report_to = ? ORDER BY received_at",
+                (report_to,),
+            ).fetchall()
+            conn.executemany("UPDATE submissions SET report_state = 'summarised' WHERE id = ?",
+                             [(r["id"],) for r in rows])
+            return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
+        return await self._run(lambda c: self._write(c, body))
 
     async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
         def body(conn: sqlite3.Connection) -> None:

@@ -1,0 +1,260 @@
+"""The KoboMobile adapter (Nigeria): `send/` and `credit/` of the seed `kobomobile-http-api.txt` and `providers.md`.
+
+One batch is one POST form (URL-encoded, UTF-8) to `{base_url}send/` with `user, pass, from, to` (comma list of
+international digits without +, at most 500), `msg` (at most 905 characters), `type` (0 normal, 1 flash, 2
+Unicode), `enable_msg_id=1` and `message_uuid`, KoboMobile's idempotency key: derived from the sorted
+idempotency keys of the batch's jobs (see `providers.idempotency`), so the same batch asked again is not sent
+twice and ambiguous failures are retried.
+
+Replies are JSON whose exact shape nobody has published: a bare JSON string or an object (possibly nested).
+The adapter looks through every string in it for a documented status word (`sent`, `error_param`,
+`error_credit`, `error_billing`, `error_gw`, `error_user`, `error_limit`) and for `number,message_id` pairs
+joined by `~`; pairs without a word mean sent. `error_billing` and `error_gw` are temporary (retried).
+
+Config `options`: max_chars (KoboMobile's 905 by default), enable_msg_id (default true).
+
+This module must never log, and never put a password or a request parameter into a Result or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+
+from mail2sms.config import ProviderConfig
+from mail2sms.errors import ProviderError
+from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.parse.text import is_gsm7
+from mail2sms.providers import wire
+from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
+from mail2sms.providers.explain import GENERIC, explain, explained
+from mail2sms.providers.idempotency import message_uuid
+
+TYPE = "kobomobile"
+MAX_RECIPIENTS = 500
+MAX_CHARS = 905
+DEFAULT_RATE = 5.0
+TYPE_NORMAL, TYPE_FLASH, TYPE_UNICODE = "0", "1", "2"
+
+SENT = "sent"
+RETRY_WORDS = frozenset({"error_billing", "error_gw"})  # "usually a temporary error", "gateway is down, busy"
+FINAL_WORDS = frozenset({"error_param", "error_credit", "error_user", "error_limit"})
+_WORD = re.compile(r"(?<![A-Za-z0-9_])(sent|error_[a-z]+)(?![A-Za-z0-9_])", re.IGNORECASE)
+_PAIR = re.compile(r"^\s*\+?(\d{7,15})\s*,\s*([A-Za-z0-9][A-Za-z0-9-]*)\s*$")
+_CREDIT_KEYS = ("credit", "credits", "balance", "sms_balance", "units")
+_AMOUNT = re.compile(r"^\s*[^\d\-]{0,4}\s*(-?\d[\d,]*(?:\.\d+)?)\s*[A-Za-z]{0,8}\s*$")
+
+OPTIONS: dict[str, wire.Check] = {
+    "max_chars": wire.integer(1, 100_000),
+    "enable_msg_id": wire.flag,
+}
+
+
+def _strings(data: Any) -> list[str]:
+    """Every string (and number, as text) in a JSON value, in document order."""
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, bool) or data is None:
+        return []
+    if isinstance(data, int | float):
+        return [str(data)]
+    if isinstance(data, list):
+        return [s for item in data for s in _strings(item)]
+    if isinstance(data, dict):
+        return [s for value in data.values() for s in _strings(value)]
+    return []
+
+
+def _pick(words: list[str]) -> str | None:
+    """An error word wins over `sent` (an error reply may still say "not sent" somewhere)."""
+    errors = [w for w in words if w != SENT]
+    return errors[0] if errors else (SENT if words else None)
+
+
+def read_reply(body: str) -> tuple[str | None, dict[str, str]]:
+    """The status word (lower-cased) and the `number → message_id` pairs found anywhere in a reply.
+
+    A string that *is* a status word counts before a word found inside a longer text.
+    """
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = body  # not JSON at all: read the text itself, just as tolerantly
+    whole: list[str] = []
+    inside: list[str] = []
+    ids: dict[str, str] = {}
+    for text in _strings(data):
+        for piece in text.split("~"):
+            m = _PAIR.match(piece)
+            if m:
+                ids.setdefault(m.group(1), m.group(2))
+        if _WORD.fullmatch(text.strip()):
+            whole.append(text.strip().lower())
+        inside += [w.lower() for w in _WORD.findall(text)]
+    return _pick(whole) or _pick(inside), ids
+
+
+def reply_result(body: str, numbers: list[str], keyed: bool = True) -> list[Result]:
+    """One Result per number from a 2xx `send/` reply."""
+    word, ids = read_reply(body)
+    if word is None and ids:
+        word = SENT
+    count = len(numbers)
+    if word == SENT:
+        return [Sent(provider_id=ids.get(n)) for n in numbers]
+    if word in RETRY_WORDS:
+        return [Retry(code=word, why=explain(TYPE, word))] * count
+    if word is not None:  # the documented final words, and error words nobody documented
+        return [Rejected(code=word, why=explain(TYPE, word))] * count
+    if keyed:
+        return [Retry(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * count
+    return [Unknown(code="UNEXPECTED", why=GENERIC["UNEXPECTED"])] * count
+
+
+def _amount(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _AMOUNT.match(value)
+        if m:
+            return float(m.group(1).replace(",", ""))
+    return None
+
+
+def _find_credit(data: Any) -> float | None:
+    """A credit figure: the value of a credit-like key anywhere, else a bare number or numeric string."""
+    direct = _amount(data)
+    if direct is not None:
+        return direct
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if str(key).lower() in _CREDIT_KEYS:
+                found = _find_credit(value)
+                if found is not None:
+                    return found
+        for value in data.values():
+            if isinstance(value, dict | list):
+                found = _find_credit(value)
+                if found is not None:
+                    return found
+    if isinstance(data, list):
+        for item in data:
+            found = _find_credit(item)
+            if found is not None:
+                return found
+    return None
+
+
+def parse_credit(body: str) -> float:
+    """The credit in a `credit/` reply (any of the tolerated shapes); ProviderError in plain words otherwise."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = body.strip()
+    word, _ = read_reply(body)
+    if word is not None and word != SENT:
+        raise ProviderError(explain(TYPE, word))
+    credit = _find_credit(data)
+    if credit is None:
+        raise ProviderError(GENERIC["UNEXPECTED"])
+    return credit
+
+
+class KoboMobileProvider:
+    """KoboMobile over its HTTP API (POST form)."""
+
+    def __init__(self, name: str, config: ProviderConfig, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.config = config
+        self.client = client
+        self.options = wire.read_options(name, config.options, OPTIONS)
+        self.limits = Limits(
+            max_recipients=min(MAX_RECIPIENTS, config.max_recipients or MAX_RECIPIENTS),
+            max_chars=int(self.options.get("max_chars", MAX_CHARS)),
+            rate=config.rate or DEFAULT_RATE,
+            idempotent=True,
+            flash=True,
+        )
+        self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+
+    async def send(self, batch: Batch) -> list[Result]:
+        """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
+        results: list[Result | None] = [None] * len(batch.jobs)
+        wired: list[tuple[int, str]] = []
+        for i, job in enumerate(batch.jobs):
+            number = wire.international_digits(job.number)
+            if number is None:
+                results[i] = Rejected(code="NUMBER", why=explain(TYPE, "NUMBER"))
+            else:
+                wired.append((i, number))
+        if wired:
+            key = message_uuid(batch.jobs[i].idempotency_key for i, _ in wired)
+            answers = await self._send(batch, [n for _, n in wired], key)
+            for (i, _), result in zip(wired, answers, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def message_type(self, batch: Batch) -> str | None:
+        """`type`: 1 flash, 2 Unicode, 0 normal; None when flash is asked for text that needs Unicode."""
+        unicode = not is_gsm7(batch.text)
+        if batch.options.flash:
+            return None if unicode else TYPE_FLASH
+        return TYPE_UNICODE if unicode else TYPE_NORMAL
+
+    async def _send(self, batch: Batch, numbers: list[str], key: str | None) -> list[Result]:
+        count = len(numbers)
+        keyed = key is not None
+        kind = self.message_type(batch)
+        if kind is None:
+            return [Rejected(code="FLASH_UNICODE", why=explain(TYPE, "FLASH_UNICODE"))] * count
+        account = account_for(self.config, batch.account)
+        params = [("user", account.username), ("pass", account.password)]
+        sender = batch.sender or self.config.sender
+        if sender:
+            params.append(("from", sender))
+        params += [("to", ",".join(numbers)), ("msg", batch.text), ("type", kind)]
+        if self.options.get("enable_msg_id", True):
+            params.append(("enable_msg_id", "1"))
+        if key is not None:
+            params.append(("message_uuid", key))
+        try:
+            response = await self.client.post(
+                f"{self.config.base_url}send/",
+                content=wire.form_body(params),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=self._timeout,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            return [Rejected(code="URL", why=explain(TYPE, "URL"))] * count
+        except httpx.HTTPError as exc:
+            return [explained(TYPE, transport_result(exc, idempotent=keyed))] * count
+        status = http_status_result(response, idempotent=keyed)
+        if status is None and not response.is_success:
+            status = Rejected(code=f"HTTP{response.status_code}", why="")
+        if status is not None:
+            return [explained(TYPE, status)] * count
+        return reply_result(response.content.decode("utf-8", "replace"), numbers, keyed)
+
+    async def balance(self, account: Account | None = None) -> Balance:
+        """Credit from `credit/`; ProviderError in plain words when it cannot be read."""
+        creds = account_for(self.config, account)
+        try:
+            response = await self.client.post(
+                f"{self.config.base_url}credit/",
+                content=wire.form_body([("user", creds.username), ("pass", creds.password)]),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=self._timeout,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise ProviderError(explain(TYPE, "URL")) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(wire.balance_failure("KoboMobile", exc)) from None
+        if not response.is_success:
+            raise ProviderError(explain("", f"HTTP{response.status_code}"))
+        credit = parse_credit(response.content.decode("utf-8", "replace"))
+        return Balance(provider=self.name, credit=credit, detail=f"{credit:g} KoboMobile credit")

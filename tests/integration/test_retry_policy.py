@@ -1,0 +1,165 @@
+"""Retry policy, circuit breaker, lifetimes, "still trying" and rate-limited reports, and the queue commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mail2sms.smtp import replies
+from tests.fakes.kapow import FakeKapow
+from tests.fakes.kwtsms import FakeKwtSms
+from tests.harness import (
+    ROOT,
+    message,
+    report_json,
+    report_text,
+    reports,
+    send,
+    thread_server,
+    wait_until,
+    write_config,
+)
+
+CONFIG = """
+[dispatch]
+retry_base = 0.1
+retry_cap = 0.5
+poll_interval = 0.1
+breaker_failures = {breaker_failures}
+breaker_pause = "60s"
+
+[providers.kwt]
+type = "kwtsms"
+url = "{kwt}"
+username = "user"
+password = "pass"
+sender = "KWT-MESSAGE"
+rate = 100
+
+[providers.kapow]
+type = "kapow"
+url = "{kapow}"
+username = "user"
+password = "pass"
+rate = 100
+
+[[routes]]
+match = "*@kwt.test"
+format = "address"
+provider = "kwt"
+region = "KW"
+lifetime = "{lifetime}"
+
+[[routes]]
+match = "*@kapow.test"
+format = "address"
+provider = "kapow"
+region = "GB"
+"""
+
+
+def config(tmp: Path, kwt: FakeKwtSms, kapow: FakeKapow, lifetime: str = "24h", breaker_failures: int = 1000) -> Path:
+    text = CONFIG.format(kwt=kwt.url, kapow=kapow.url, lifetime=lifetime, breaker_failures=breaker_failures)
+    path, _ = write_config(tmp, text)
+    # write_config's own [dispatch] comes first; ours must win, so drop the harness defaults.
+    body = path.read_text()
+    head, _, rest = body.partition("[dispatch]\nretry_base = 0.2\nretry_cap = 1.0\npoll_interval = 0.2\n")
+    path.write_text(head + rest)
+    return path
+
+
+def test_failing_provider_is_paused_while_others_carry_on(tmp_path: Path) -> None:
+    """KwtSMS answering 503 trips the breaker after 3 requests; Kapow mail keeps flowing meanwhile."""
+    with FakeKwtSms(accounts={"user": ("pass", 1000.0)}, same_number_interval=0) as kwt, \
+            FakeKapow(accounts={"user": ("pass", 1000)}) as kapow:
+        for _ in range(50):
+            kwt.fail_next(503, "down")
+        with thread_server(config(tmp_path, kwt, kapow, breaker_failures=3)) as server:
+            assert send(server.port, message("96550000700@kwt.test", "to a failing provider"))[0] == 250
+            wait_until(lambda: len(kwt.requests) >= 3)
+            time.sleep(1.0)  # several retry periods: a paused provider gets no more requests
+            assert len(kwt.requests) == 3
+            for i in range(3):
+                assert send(server.port, message(f"0777712345{i}@kapow.test", f"others carry on {i}"))[0] == 250
+            wait_until(lambda: len(kapow.sent) == 3)
+            assert len(kwt.requests) == 3
+
+
+def test_job_expires_after_the_route_lifetime_and_is_reported(tmp_path: Path) -> None:
+    """A job that cannot be sent within the route's lifetime ends `expired`, and the report says so."""
+    with FakeKwtSms(accounts={"user": ("pass", 1000.0)}) as kwt, FakeKapow() as kapow:
+        kwt.refuse()
+        with thread_server(config(tmp_path, kwt, kapow, lifetime="1s")) as server:
+            assert send(server.port, message("96550000701@kwt.test", "never arrives"))[0] == 250
+            report = wait_until(lambda: reports(tmp_path / "reports"), timeout=20)[0]
+    assert report["Subject"].startswith("SMS failed")
+    assert report_json(report)["jobs"][0]["status"] == "expired"
+    assert "expired" in report_text(report)
+
+
+def test_still_trying_notice_then_final_report(tmp_path: Path) -> None:
+    """With still_trying_after set, a slow submission gets one "still trying" mail, then the final report."""
+    with FakeKwtSms(accounts={"user": ("pass", 1000.0)}) as kwt, FakeKapow() as kapow:
+        kwt.refuse()
+        path = config(tmp_path, kwt, kapow)
+        path.write_text(path.read_text().replace('from = "mail2sms@sms.test"',
+                                                 'from = "mail2sms@sms.test"\nstill_trying_after = "1s"'))
+        with thread_server(path) as server:
+            assert send(server.port, message("96550000702@kwt.test", "slow one"))[0] == 250
+            notice = wait_until(lambda: reports(tmp_path / "reports"), timeout=20)[0]
+            assert notice["Subject"] == "SMS delayed: still trying (1 of 1 not sent yet)"
+            kwt.start()
+            wait_until(lambda: len(reports(tmp_path / "reports")) == 2, timeout=20)
+    subjects = sorted(str(r["Subject"]) for r in reports(tmp_path / "reports"))
+    assert subjects == ["SMS delayed: still trying (1 of 1 not sent yet)", "SMS sent: 1 of 1"]
+
+
+def test_report_rate_limit_holds_reports_for_a_summary(tmp_path: Path) -> None:
+    """Past per_sender_per_hour, reports are held and summarised in the next report the sender gets."""
+    with FakeKwtSms(accounts={"user": ("pass", 1000.0)}, same_number_interval=0) as kwt, FakeKapow() as kapow:
+        path = config(tmp_path, kwt, kapow)
+        path.write_text(path.read_text().replace('from = "mail2sms@sms.test"',
+                                                 'from = "mail2sms@sms.test"\nper_sender_per_hour = 2'))
+        with thread_server(path) as server:
+            for i in range(4):
+                assert send(server.port, message(f"9655000071{i}@kwt.test", f"burst {i}"))[0] == 250
+                wait_until(lambda n=i: len(kwt.sent) == n + 1)
+            time.sleep(0.5)
+            assert len(reports(tmp_path / "reports")) == 2
+    # The two held reports are not lost: they sit in the spool as "suppressed" for the next summary.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "spool.db") as conn:
+        states = sorted(r[0] for r in conn.execute("SELECT report_state FROM submissions"))
+    assert states == ["sent", "sent", "suppressed", "suppressed"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mail2sms", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ}, timeout=60, check=False)
+
+
+def test_queue_commands(tmp_path: Path) -> None:
+    """queue list shows a waiting submission, show lists its SMS, retry and delete act on it."""
+    with FakeKwtSms(accounts={"user": ("pass", 1000.0)}) as kwt, FakeKapow() as kapow:
+        kwt.refuse()
+        path = config(tmp_path, kwt, kapow)
+        with thread_server(path) as server:
+            code, text = send(server.port, message("96550000720@kwt.test", "stuck"))
+            assert replies.QUEUED.matches(code, text)
+            sid = text.decode().split()[-1]
+            wait_until(lambda: sid in run_cli("queue", "list", "--config", str(path)).stdout)
+            shown = run_cli("queue", "show", sid, "--config", str(path))
+            assert shown.returncode == 0
+            assert "+96550000720" in shown.stdout
+            assert "queued" in shown.stdout
+            assert run_cli("queue", "retry", sid, "--config", str(path)).returncode == 0
+            deleted = run_cli("queue", "delete", sid, "--config", str(path))
+            assert deleted.returncode == 0
+            assert "1 SMS cancelled" in deleted.stdout
+            report = wait_until(lambda: reports(tmp_path / "reports"), timeout=20)[0]
+            assert report_json(report)["jobs"][0]["status"] == "cancelled"
+            assert "the queue is empty" in run_cli("queue", "list", "--config", str(path)).stdout
