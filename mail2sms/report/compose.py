@@ -1,9 +1,8 @@
 """Compose the outcome mail: what happened to every SMS of one submission, for a person and for a program.
 
 The mail has a subject that says the outcome at a glance, a text part a person can act on (per recipient:
-number, status, provider id, parts and encoding, what mail2sms did to the text (smart replacement,
-truncation) with the text itself when it changed or in a dry run, the error in plain words and what to do) and
-`results.json`
+number, status, provider id, parts and encoding, what mail2sms did to the text (smart replacement, truncation)
+and the text itself when it changed or in a dry run, the error in plain words and what to do) and `results.json`
 for programs; a mail that carried CSV also gets `results.csv`, its own rows with the outcome added. It is an
 auto-reply (RFC 3834): `Auto-Submitted: auto-replied`, threaded to the original by `In-Reply-To` and
 `References`.

@@ -52,18 +52,38 @@ RECIPIENT_OK = Reply(250, "2.1.5", "recipient ok")
 BAD_NUMBER = Reply(550, "5.1.1", "not a valid phone number")
 RELAY_DENIED = Reply(550, "5.7.1", "relaying denied")
 NOT_ALLOWED = Reply(550, "5.7.1", "not allowed on this route")
+NUMBER_NOT_ALLOWED = Reply(550, "5.7.1", "number not allowed on this route")  # allowed_countries, blocked_prefixes
+QUOTA_EXCEEDED = Reply(550, "5.7.1", "quota exceeded")  # daily quota, or one mail bigger than a quota
 AUTH_REQUIRED = Reply(530, "5.7.0", "authentication required")
 ENCRYPTION_REQUIRED = Reply(538, "5.7.11", "encryption required for requested authentication mechanism")
+AUTH_UNAVAILABLE = Reply(502, "5.5.1", "authentication not available")  # no [[users]] configured
 BAD_SENDER_ADDRESS = Reply(553, "5.1.7", "bad sender address syntax")
 BAD_RECIPIENT_ADDRESS = Reply(553, "5.1.3", "bad recipient address syntax")
 TOO_BIG = Reply(552, "5.3.4", "message too big")
 TOO_MANY = Reply(552, "5.3.4", "too many")
 BAD_CONTENT = Reply(554, "5.6.0", "content cannot be sent as SMS")
 LOOP = Reply(554, "5.4.6", "mail loop detected")
+# RFC 5321 2.3.8: CR and LF only as CRLF. A bare one next to a lone dot is how SMTP smuggling hides a second mail.
+SMUGGLING = Reply(554, "5.6.0", "bare CR or LF next to a line with a single dot: refused")
 
 # Temporary failures
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "too many recipients")  # RFC 5321 4.5.3.1.10: 452, client retries rest
+QUOTA_REACHED = Reply(450, "4.7.1", "hourly quota reached, try again later")
 LOCAL_ERROR = Reply(451, "4.3.0", "local error, try again later")
 SPOOL_FULL = Reply(452, "4.3.1", "insufficient system storage, try again later")
 TOO_BUSY = Reply(421, "4.7.0", "too many connections, try again later")
 SHUTTING_DOWN = Reply(421, "4.3.2", "service shutting down, try again later")
+IDLE_TIMEOUT = Reply(421, "4.4.2", "idle for too long, closing connection")
+
+
+ALL: dict[str, Reply] = {name: value for name, value in globals().items() if isinstance(value, Reply)}
+
+
+def reason(status: str) -> str:
+    """The table name of a reply line, lower case (`relay_denied`), or `other_<code>`: a bounded metrics label."""
+    best = ""
+    for name, reply in ALL.items():
+        prefix = str(reply)
+        if status.startswith(prefix) and len(prefix) > len(ALL.get(best.upper(), Reply(0, "", "")).__str__()):
+            best = name.lower()
+    return best or f"other_{status[:3]}"

@@ -51,6 +51,10 @@ class Mail2SmsSMTP(SMTP):
             self._gate_key = None
             super().connection_lost(exc)
 
+    def _timeout_cb(self) -> None:
+        # aiosmtpd closes silently; RFC 5321 3.8 asks a server that gives up on a client to say 421 first.
+        self.hang_up(str(replies.IDLE_TIMEOUT))
+
     def hang_up(self, reply: str) -> None:
         """Say `reply` and close: used for sessions still open when a graceful shutdown's deadline passes."""
         transport = self.transport

@@ -249,3 +249,43 @@ def test_sigterm_under_load_loses_nothing(tmp_path: Path) -> None:
     assert len(client.accepted) == 60
     assert sorted(s.number for s in kwt.sent) == sorted(client.accepted)
     assert len(reports(tmp_path / "reports")) == 60
+
+
+def test_connection_caps_and_idle_timeout(tmp_path: Path) -> None:
+    """Past the per-client cap a new connection hears 421 4.7.0; an idle session is closed with 421 4.4.2."""
+    with kwt_fake() as kwt:
+        path, _ = write_config(tmp_path, CONFIG.format(url=kwt.url))
+        text = path.read_text().replace('hostname = "sms.test"',
+                                        'hostname = "sms.test"\nmax_connections_per_client = 3\nidle_timeout = "1s"')
+        path.write_text(text)
+        with thread_server(path) as server:
+            held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+            try:
+                for conn in held:
+                    assert conn.recv(1024).startswith(b"220 ")
+                with socket.create_connection(("127.0.0.1", server.port)) as extra:
+                    assert extra.recv(1024).startswith(str(replies.TOO_BUSY).encode())
+                held[0].settimeout(10)
+                assert held[0].recv(1024).startswith(str(replies.IDLE_TIMEOUT).encode())  # after 1 s idle
+            finally:
+                for conn in held:
+                    conn.close()
+            wait_until(lambda: server.app is not None and server.app.gate.total == 0)
+            assert send(server.port, message("96550000800@sms.test", "room again"))[0] == 250
+
+
+def test_too_many_recipients_get_452(tmp_path: Path) -> None:
+    """Past server.max_recipients a RCPT gets 452 4.5.3, and the mail goes to the accepted ones only."""
+    with kwt_fake() as kwt:
+        path, _ = write_config(tmp_path, CONFIG.format(url=kwt.url))
+        path.write_text(path.read_text().replace('hostname = "sms.test"', 'hostname = "sms.test"\nmax_recipients = 2'))
+        with thread_server(path) as server, smtplib.SMTP("127.0.0.1", server.port) as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            assert client.rcpt("96550000901@sms.test")[0] == 250
+            assert client.rcpt("96550000902@sms.test")[0] == 250
+            code, text = client.rcpt("96550000903@sms.test")
+            assert replies.TOO_MANY_RECIPIENTS.matches(code, text)
+            assert client.data(message("x@sms.test", "two only").as_bytes(policy=email.policy.SMTP))[0] == 250
+            wait_until(lambda: len(kwt.sent) == 2)
+        assert sorted(s.number for s in kwt.sent) == ["96550000901", "96550000902"]

@@ -248,7 +248,7 @@ def test_results_json_matches_the_jobs() -> None:
     }
     assert data["jobs"][0] == {
         "number": "+96550000000", "row": None, "status": "sent", "provider": "kwt", "provider_id": "p1",
-        "code": None, "error": None, "parts": 2, "encoding": "ucs2", "attempts": 1,
+        "code": None, "error": None, "parts": 2, "encoding": "ucs2", "attempts": 1, "text": "hello", "notes": [],
     }
     assert data["jobs"][1]["row"] == 7
     assert data["jobs"][1]["code"] == "ERR003"
