@@ -10,7 +10,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -42,6 +41,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT does not count: the server reuses too
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -72,10 +72,13 @@ def test_quick_start_serve_command_works(tmp_path: Path) -> None:
     try:
         def listening() -> bool:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            return not _port_free(8025)
+            try:
+                with socket.create_connection(("127.0.0.1", 8025), timeout=2) as probe:
+                    return probe.recv(4).startswith(b"220")
+            except OSError:
+                return False
 
         wait_until(listening, timeout=300, interval=0.5)
-        time.sleep(0.3)
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = "you@example.org", "96550000000@sms.localhost", "test"
         msg.set_content("Hello from mail2sms")
