@@ -18,6 +18,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+import structlog.tracebacks
 
 from mail2sms.providers.http import quiet_http_logging
 
@@ -80,7 +81,10 @@ def _processors(json: bool) -> list[Any]:
     if json:
         return [
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Frames' local variables may hold passwords: never render them.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False, use_rich=False)
+            ),
             redact,
             structlog.processors.JSONRenderer(),
         ]
