@@ -33,6 +33,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mail2sms.app import serve
 
     config = _load(args.config)
+    if config.server.workers > 1 and not args.worker:
+        from mail2sms.workers import Supervisor, worker_command
+
+        command = worker_command(args.config, args.log_level)
+        return Supervisor(command, config.server.workers, config.server.shutdown_deadline).run()
+    if args.worker:
+        from mail2sms.workers import exit_with_supervisor
+
+        exit_with_supervisor()
     hint = FIRST_MESSAGE_HINT.format(data="mail2sms-data") if args.config is None else None
     asyncio.run(serve(config, hint))
     return 0
@@ -40,9 +49,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
+    asyncio.run(_build_providers_once(config))  # adapter options are checked when adapters are built
     print(f"{config.source}: ok ({len(config.providers)} providers, {len(config.routes)} routes, "
           f"{len(config.users)} users)")
     return 0
+
+
+async def _build_providers_once(config: configmod.Config) -> None:
+    """Build every adapter (no network I/O) so their option errors surface, then close their clients."""
+    from mail2sms.app import build_providers
+
+    _, clients = build_providers(config)
+    for client in clients:
+        await client.aclose()
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
@@ -72,7 +91,7 @@ def _when(ts: float) -> str:
 
 
 async def _queue(args: argparse.Namespace) -> int:
-    from mail2sms.spool.sqlite import open_spool
+    from mail2sms.spool import open_spool
 
     config = _load(args.config)
     spool = open_spool(config.spool.url)
@@ -164,7 +183,9 @@ def parser() -> argparse.ArgumentParser:
                         help="TOML config file (default: the embedded default config)")
         return sp
 
-    with_config(sub.add_parser("serve", help="run the SMTP server")).set_defaults(func=cmd_serve)
+    serve_parser = with_config(sub.add_parser("serve", help="run the SMTP server"))
+    serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
+    serve_parser.set_defaults(func=cmd_serve)
     with_config(sub.add_parser("check-config", help="validate a config file; exit 1 naming each wrong key")
                 ).set_defaults(func=cmd_check_config)
     with_config(sub.add_parser("show-config", help="print the effective config, secrets as ***")

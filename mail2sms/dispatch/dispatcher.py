@@ -6,7 +6,8 @@ ever called from an SMTP session.
 
 The crash-recovery boundary is `spool.mark_sending()`, written durably when the request's first bytes are about
 to be written (see `providers.http`): a job that crashes before it is still `queued` (sent later, once); after
-it, `recover()` applies DESIGN.md's rule.
+it, `recover()` applies DESIGN.md's rule. That write also checks that this process still holds the jobs' lease, so
+jobs whose lease ran out while they waited (and that another process or node took) are never sent twice.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from mail2sms import metrics
 from mail2sms.dispatch.batching import make_batches
 from mail2sms.dispatch.breaker import Breaker
-from mail2sms.dispatch.ratelimit import TokenBucket
+from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.model import Batch, Job, JobState, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.observability import get_logger
 from mail2sms.providers.base import Provider
 from mail2sms.providers.http import BEFORE_SEND
-from mail2sms.spool.base import JobUpdate, Spool
+from mail2sms.spool.base import JobUpdate, LeaseLost, Spool
 
 log = get_logger("mail2sms.dispatch")
 
@@ -34,16 +36,22 @@ LEASE_SECONDS = 300.0
 RECOVER_EVERY = 5.0  # lease recovery and lifetime expiry: cheap indexed queries
 
 
+def node_name() -> str:
+    """This host's name in lease owners: `MAIL2SMS_NODE` if set (it must differ between hosts that share a spool,
+    e.g. containers that all have the same hostname), else the hostname."""
+    return os.environ.get("MAIL2SMS_NODE", "").replace(":", "_") or socket.gethostname()
+
+
 def process_owner() -> str:
-    """This process's lease owner name: host, pid and start time (a reused pid is not the same owner)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
+    """This process's lease owner name: node, pid and start time (a reused pid is not the same owner)."""
+    return f"{node_name()}:{os.getpid()}:{int(time.time())}"
 
 
 def owner_is_dead(owner: str) -> bool:
     """True when `owner` was a process on this host that no longer runs (or is an older incarnation)."""
     host, _, rest = owner.partition(":")
     pid_text, _, _started = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != node_name() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
@@ -74,6 +82,8 @@ class Dispatcher:
         rate_share: int = 1,
         breaker_failures: int = 5,
         breaker_pause: float = 30.0,
+        lease: float = LEASE_SECONDS,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.spool = spool
         self.providers = providers
@@ -85,9 +95,10 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._slots = asyncio.Semaphore(concurrency)
-        self._buckets = {
-            name: TokenBucket(p.limits.rate / max(1, rate_share), burst=1.0) for name, p in providers.items()
-        }
+        self.lease = lease
+        self._limiter = rate_limiter or LocalRateLimiter(
+            {name: p.limits.rate for name, p in providers.items()}, share=rate_share
+        )
         self.breakers = {
             name: Breaker(breaker_failures, breaker_pause, max(policy.cap, breaker_pause)) for name in providers
         }
@@ -131,7 +142,7 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
     async def _tick(self) -> int:
-        if time.monotonic() - self._last_recover > RECOVER_EVERY:
+        if time.monotonic() - self._last_recover > min(RECOVER_EVERY, self.lease / 2):
             await self.recover()
         free = self.claim_limit - sum(1 for _ in self._inflight)
         if free <= 0:
@@ -139,16 +150,27 @@ class Dispatcher:
             return 1
         now = time.time()
         paused = [name for name, b in self.breakers.items() if b.is_open(now)]
-        jobs = await self.spool.claim(self.owner, now, self.claim_limit, LEASE_SECONDS, paused)
+        jobs = await self.spool.claim(self.owner, now, self.claim_limit, self.lease, paused)
         if not jobs:
             return 0
+        claimed = time.monotonic()
         batches = make_batches(jobs, self._max_recipients)
-        for batch in batches:
+        for i, batch in enumerate(batches):
             await self._slots.acquire()
+            if time.monotonic() - claimed > self.lease / 2:
+                # Slow going (rate limits): hand back what waited half its lease, for any process to claim.
+                self._slots.release()
+                await self._release([job for b in batches[i:] for job in b.jobs])
+                break
             task = asyncio.create_task(self._send(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
         return len(jobs)
+
+    async def _release(self, jobs: list[Job]) -> None:
+        updates = [JobUpdate(j.id, JobState.QUEUED, j.attempts, j.next_attempt_at, j.provider_id, j.code, j.error)
+                   for j in jobs]
+        await self.spool.record(updates, time.time())
 
     def _breaker(self, provider: str, results: list[Result]) -> None:
         breaker = self.breakers.get(provider)
@@ -167,12 +189,19 @@ class Dispatcher:
     async def _send(self, batch: Batch) -> None:
         try:
             results = await self._call(batch)
+            if results is None:
+                return
             self._breaker(batch.provider, results)
-            updates = [self._update(job, result) for job, result in zip(batch.jobs, results, strict=True)]
+            # One backoff for the whole batch: its jobs come back together, as the same request with the same
+            # idempotency key (BulkSMS stop_dup_id / KoboMobile message_uuid are derived from the batch's jobs).
+            afters = [r.after for r in results if isinstance(r, Retry) and r.after is not None]
+            delay = self.policy.delay(max(j.attempts for j in batch.jobs) + 1, max(afters, default=None))
+            updates = [self._update(job, result, delay) for job, result in zip(batch.jobs, results, strict=True)]
             finished = await self.spool.record(updates, time.time())
             for job, update in zip(batch.jobs, updates, strict=True):
                 log.info("sms", submission=job.submission_id, job=job.id, provider=batch.provider,
                          state=update.state.value, code=update.code, attempt=update.attempts)
+                metrics.SMS.labels(batch.provider, update.state.value).inc()
             await self._final(finished)
         except Exception:
             # The jobs keep their lease and come back through recover() when it expires.
@@ -180,23 +209,29 @@ class Dispatcher:
         finally:
             self._slots.release()
 
-    async def _call(self, batch: Batch) -> list[Result]:
+    async def _call(self, batch: Batch) -> list[Result] | None:
+        """The provider's results, or None when the jobs' lease was lost before the request left."""
         provider = self.providers.get(batch.provider)
         if provider is None:
             why = f"no provider named {batch.provider!r} is configured any more"
             return [Rejected("NOPROVIDER", why) for _ in batch.jobs]
-        await self._buckets[batch.provider].acquire()
+        await self._limiter.acquire(batch.provider)
         marked = False
 
         async def leaving() -> None:
             nonlocal marked
             if not marked:
                 marked = True
-                await self.spool.mark_sending([j.id for j in batch.jobs], time.time())
+                await self.spool.mark_sending([j.id for j in batch.jobs], time.time(), self.owner)
 
         token = BEFORE_SEND.set(leaving)
         try:
-            results = await provider.send(batch)
+            with metrics.PROVIDER_LATENCY.labels(batch.provider).time():
+                results = await provider.send(batch)
+        except LeaseLost:
+            log.warning("lease lost before sending; another process has the jobs", provider=batch.provider,
+                        jobs=len(batch.jobs))
+            return None
         except Exception as exc:
             # An adapter bug must not lose jobs; we cannot know whether the request left.
             log.exception("provider adapter raised", provider=batch.provider)
@@ -212,7 +247,7 @@ class Dispatcher:
                     for _ in batch.jobs]
         return results
 
-    def _update(self, job: Job, result: Result) -> JobUpdate:
+    def _update(self, job: Job, result: Result, delay: float) -> JobUpdate:
         attempts = job.attempts + 1
         now = time.time()
         match result:
@@ -222,8 +257,8 @@ class Dispatcher:
                 return JobUpdate(job.id, JobState.REJECTED, attempts, 0.0, None, code, why)
             case Unknown(code=code, why=why):
                 return JobUpdate(job.id, JobState.UNKNOWN, attempts, 0.0, None, code, why)
-            case Retry(code=code, why=why, after=after):
-                when = now + self.policy.delay(attempts, after)
+            case Retry(code=code, why=why):
+                when = now + delay
                 if attempts >= self.policy.max_attempts or (job.expires_at and when > job.expires_at):
                     why = f"gave up after {attempts} attempts: {why}"
                     return JobUpdate(job.id, JobState.EXPIRED, attempts, 0.0, None, code, why)

@@ -4,7 +4,9 @@ One batch is one POST to `{base_url}send/` with `username, password, sender, mob
 reply `OK:<msg-id>:<numbers>:<points>:<balance>:<unix-time>` means every number was taken, anything else is a
 failure whose `ERR\\d{3}` code (text or JSON API shape) says which. KwtSMS honours no idempotency key, so only
 the codes that say the request was not processed (ERR013 queue full, ERR028 same number within 15 s) are
-retried.
+retried. KwtSMS cannot schedule or send flash SMS: mail2sms holds scheduled jobs itself.
+
+Config `options`: max_parts (a page limit below KwtSMS's 6).
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
@@ -24,11 +26,13 @@ from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sen
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
 from mail2sms.providers.explain import explain, explained
+from mail2sms.providers.wire import Check, integer, read_options
 
 TYPE = "kwtsms"
 MAX_RECIPIENTS = 200
 DEFAULT_RATE = 2.0  # KwtSMS blocks an IP above 5 requests/s and recommends 2
 MAX_PARTS = 6
+OPTIONS: dict[str, Check] = {"max_parts": integer(1, MAX_PARTS)}  # a stricter page limit, if wanted
 
 LANG_ENGLISH, LANG_ARABIC_CP1256, LANG_ARABIC_UTF8, LANG_UNICODE = 1, 2, 3, 4
 
@@ -150,9 +154,10 @@ class KwtSmsProvider:
         self.name = name
         self.config = config
         self.client = client
+        self.options = read_options(name, config.options, OPTIONS)
         self.limits = Limits(
             max_recipients=min(MAX_RECIPIENTS, config.max_recipients or MAX_RECIPIENTS),
-            max_parts=MAX_PARTS,
+            max_parts=int(self.options.get("max_parts", MAX_PARTS)),
             rate=config.rate or DEFAULT_RATE,
             idempotent=False,
         )

@@ -33,7 +33,8 @@ class OutboxProvider:
         self.name = name
         self.config = config
         self.path = Path(config.path)
-        self.limits = Limits(max_recipients=config.max_recipients or 1000, rate=config.rate or 1000.0)
+        # The outbox records flash SMS with their options; scheduled ones are held by mail2sms until their time.
+        self.limits = Limits(max_recipients=config.max_recipients or 1000, rate=config.rate or 1000.0, flash=True)
 
     async def send(self, batch: Batch) -> list[Result]:
         """One line per job: Sent with the line's id, or Retry for every job if the file can't be written."""

@@ -1,0 +1,211 @@
+"""A stateful fake of Cellcast's REST API v3 (`send-sms`, `account`, `get-sms`), as `docs/providers.md` has it.
+
+It keeps API keys with their SMS balance, every message it queued, and a per-key call log for the documented
+throttle (15 calls per second → HTTP 429 with `OVER_LIMIT` and a `Retry-After`). It checks what Cellcast checks:
+the key (`APPKEY` header, or HTTP Basic auth with the key as user or password when `accept_basic`), a JSON body,
+`sms_text`, `numbers` (1 to 1000), `from` (A-Z a-z 0-9 space and dash; ≤ 11 alphanumeric or ≤ 16 digits) and
+`schedule_time` (`Y-m-d H:i:s`, future, in `zone`). Numbers in `refused_numbers` (or not numbers at all) are not
+queued: the success reply then lists only the others, with `success_number` < `total_numbers`.
+
+The success reply is exactly the documented one. Error bodies are unconfirmed, so `error_shape` picks
+`"meta"` (`{"meta": {"code": 4xx, "status": "AUTH_FAILED"}, "msg": …, "data": []}`) or `"error"` (the seed's
+`{"error": {"code": "AUTH_FAILED", "description": …}}`). Running out of credit has no documented word; the fake
+answers 400 `INSUFFICIENT_BALANCE` (its own guess, so adapters must treat unknown words as refusals).
+
+It must never accept a request Cellcast would refuse: a fake that accepts anything proves nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from tests.fakes.server import FakeProvider, RecordedRequest, Reply
+
+ErrorShape = Literal["meta", "error"]
+MAX_NUMBERS = 1000
+_FROM = re.compile(r"[A-Za-z0-9 -]+")
+_SCHEDULE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+@dataclass
+class CellcastAccount:
+    name: str
+    balance: float
+
+
+@dataclass(frozen=True)
+class CellcastSent:
+    """One message the fake queued."""
+
+    message_id: str
+    key: str
+    to: str  # as sent back: "+<digits>"
+    text: str
+    sender: str | None
+    schedule_time: datetime | None
+    parts: int
+    body: dict[str, Any]  # the request's JSON, for wire checks
+
+
+def valid_sender(sender: Any) -> bool:
+    """A-Z a-z 0-9, space and dash; a numeric sender ID at most 16 digits, an alphanumeric one at most 11."""
+    if not isinstance(sender, str) or not sender:
+        return False
+    digits = sender.removeprefix("+")
+    if digits.isdigit():
+        return len(digits) <= 16
+    return bool(_FROM.fullmatch(sender)) and len(sender) <= 11
+
+
+def parts_of(text: str) -> int:
+    gsm = all(ord(c) < 128 for c in text)
+    single, multi = (160, 153) if gsm else (70, 67)
+    return 1 if len(text) <= single else math.ceil(len(text) / multi)
+
+
+class FakeCellcast(FakeProvider):
+    """Cellcast API v3 at `http://127.0.0.1:PORT/api/v3/`."""
+
+    base_path = "/api/v3/"
+
+    def __init__(
+        self,
+        keys: dict[str, float] | None = None,
+        error_shape: ErrorShape = "meta",
+        calls_per_second: int = 15,
+        accept_basic: bool = True,
+        refused_numbers: Iterable[str] = (),
+        zone: str = "Australia/Sydney",
+    ) -> None:
+        super().__init__()
+        given = keys if keys is not None else {"key": 100.0}
+        self.accounts = {k: CellcastAccount(f"account-{i}", float(b)) for i, (k, b) in enumerate(given.items())}
+        self.error_shape: ErrorShape = error_shape
+        self.calls_per_second = calls_per_second
+        self.accept_basic = accept_basic
+        self.refused_numbers = set(refused_numbers)
+        self.zone: tzinfo = ZoneInfo(zone)
+        self.sent: list[CellcastSent] = []
+        self.handled = 0
+        self._calls: dict[str, deque[float]] = {}
+
+    def balance_of(self, key: str) -> float:
+        with self._lock:
+            return self.accounts[key].balance
+
+    # -- the API ----------------------------------------------------------------------------------
+    def handle(self, request: RecordedRequest) -> Reply:
+        self.handled += 1
+        path = request.path.removeprefix(self.base_path)
+        routes = {("POST", "send-sms"): self._send, ("GET", "account"): self._account,
+                  ("GET", "get-sms"): self._get_sms}
+        if not request.path.startswith(self.base_path) or (request.method, path) not in routes:
+            return self._error(404, "NOT_FOUND", "Not found")
+        key = self._key(request)
+        if key is None:
+            return self._error(401, "AUTH_FAILED", "Invalid APPKEY")
+        calls = self._calls.setdefault(key, deque())
+        now = time.monotonic()
+        while calls and now - calls[0] >= 1.0:
+            calls.popleft()
+        if len(calls) >= self.calls_per_second:
+            return self._error(429, "OVER_LIMIT", "Too Many Requests", {"Retry-After": "1"})
+        calls.append(now)
+        return routes[(request.method, path)](request, key)
+
+    def _key(self, request: RecordedRequest) -> str | None:
+        key = request.headers.get("appkey")
+        if key is not None:
+            return key if key in self.accounts else None
+        auth = request.headers.get("authorization", "")
+        if self.accept_basic and auth.lower().startswith("basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode("utf-8").partition(":")
+            except ValueError:
+                return None
+            for candidate in (password, user):
+                if candidate in self.accounts:
+                    return candidate
+        return None
+
+    def _json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> Reply:
+        return Reply(status, json.dumps(value), headers=headers or {}, content_type="application/json")
+
+    def _error(self, status: int, word: str, message: str, headers: dict[str, str] | None = None) -> Reply:
+        if self.error_shape == "error":
+            return self._json(status, {"error": {"code": word, "description": message}}, headers)
+        return self._json(status, {"meta": {"code": status, "status": word}, "msg": message, "data": []}, headers)
+
+    def _send(self, request: RecordedRequest, key: str) -> Reply:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return self._error(400, "FIELD_INVALID", "The body must be JSON")
+        try:
+            body = json.loads(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return self._error(400, "FIELD_INVALID", "The body must be JSON")
+        if not isinstance(body, dict):
+            return self._error(400, "FIELD_INVALID", "The body must be a JSON object")
+        text, numbers, sender = body.get("sms_text"), body.get("numbers"), body.get("from")
+        if not isinstance(text, str) or not text.strip():
+            return self._error(400, "FIELD_INVALID", "sms_text is required")
+        if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) for n in numbers):
+            return self._error(400, "FIELD_INVALID", "numbers must be a JSON array of numbers")
+        if len(numbers) > MAX_NUMBERS:
+            return self._error(400, "FIELD_INVALID", "You can pass 1000 numbers in one API call")
+        if sender is not None and not valid_sender(sender):
+            return self._error(400, "FIELD_INVALID", "from: invalid sender ID")
+        schedule = None
+        if body.get("schedule_time"):
+            value = str(body["schedule_time"])
+            if not _SCHEDULE.fullmatch(value):
+                return self._error(400, "FIELD_INVALID", "schedule_time must be Y-m-d H:i:s")
+            schedule = datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=self.zone)
+            if schedule <= datetime.now(UTC):
+                return self._error(400, "FIELD_INVALID", "schedule_time must be in the future")
+        queued = [n for n in numbers if self._valid(n)]
+        parts = parts_of(text)
+        account = self.accounts[key]
+        if account.balance < parts * len(queued):
+            return self._error(400, "INSUFFICIENT_BALANCE", "Insufficient balance")
+        account.balance -= parts * len(queued)
+        now = datetime.now(self.zone).strftime("%Y-%m-%d %H:%M:%S")
+        messages = []
+        for number in queued:
+            message_id = str(uuid.uuid4()).upper()
+            to = "+" + number.lstrip("+")
+            self.sent.append(CellcastSent(message_id, key, to, text, sender, schedule, parts, body))
+            messages.append({"message_id": message_id, "from": sender or "", "to": to, "body": text, "date": now,
+                             "custom_string": body.get("custom_string", ""), "direction": "out"})
+        data = {"messages": messages, "total_numbers": len(numbers), "success_number": len(queued),
+                "credits_used": parts * len(queued)}
+        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Queued", "data": data})
+
+    def _valid(self, number: str) -> bool:
+        digits = number.removeprefix("+")
+        return digits.isascii() and digits.isdigit() and 8 <= len(digits) <= 15 and digits not in self.refused_numbers
+
+    def _account(self, request: RecordedRequest, key: str) -> Reply:
+        account = self.accounts[key]
+        data = {"account_name": account.name, "sms_balance": account.balance, "mms_balance": 0}
+        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Here's your account",
+                                "data": data})
+
+    def _get_sms(self, request: RecordedRequest, key: str) -> Reply:
+        wanted = request.param("message_id") or ""
+        for sent in self.sent:
+            if sent.message_id == wanted and sent.key == key:
+                data = [{"to": sent.to, "body": sent.text, "status": "Delivered"}]
+                return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Record found",
+                                        "data": data})
+        return self._error(400, "FIELD_INVALID", "message_id not found")
