@@ -13,8 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from mail2sms import sdnotify
 from mail2sms.config import Config
 from mail2sms.dispatch.dispatcher import Dispatcher
+from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter, SharesRateLimits
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.model import Account
 from mail2sms.observability import SECRETS, get_logger
@@ -24,8 +26,9 @@ from mail2sms.providers.registry import build_provider
 from mail2sms.report.reporter import Reporter
 from mail2sms.smtp.handler import Handler
 from mail2sms.smtp.server import ConnectionGate, start_listeners
+from mail2sms.spool import open_spool
 from mail2sms.spool.base import Spool
-from mail2sms.spool.sqlite import open_spool
+from mail2sms.web import WebServer
 
 log = get_logger("mail2sms.app")
 
@@ -38,6 +41,14 @@ def build_providers(config: Config) -> tuple[dict[str, Provider], list[httpx.Asy
         clients.append(client)
         providers[name] = build_provider(name, pconf, client)
     return providers, clients
+
+
+def build_rate_limiter(spool: Spool, providers: dict[str, Provider], workers: int) -> RateLimiter:
+    """Held in the spool for every node when it can (PostgreSQL); else per process, the rate split by workers."""
+    rates = {name: p.limits.rate for name, p in providers.items()}
+    if isinstance(spool, SharesRateLimits):
+        return spool.rate_limiter(rates)
+    return LocalRateLimiter(rates, share=workers)
 
 
 class App:
@@ -60,6 +71,8 @@ class App:
             rate_share=config.server.workers,
             breaker_failures=d.breaker_failures,
             breaker_pause=d.breaker_pause,
+            lease=d.lease,
+            rate_limiter=build_rate_limiter(self.spool, self.providers, config.server.workers),
         )
         user_accounts = {
             u.name: Account(u.provider_username, u.provider_password.get_secret_value())
@@ -76,6 +89,9 @@ class App:
         )
         self.servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.web = WebServer(config.http.listen, self.spool, sessions=lambda: self.gate.total,
+                             draining=lambda: self.gate.draining,
+                             reuse_port=config.server.workers > 1) if config.http.listen else None
 
     @property
     def smtp_ports(self) -> list[int]:
@@ -91,6 +107,9 @@ class App:
         ]
         self.servers = await start_listeners(self.config, self.handler, self.gate,
                                              reuse_port=self.config.server.workers > 1)
+        if self.web is not None:
+            await self.web.start()
+            log.info("http endpoint", listen=f"{self.web.host}:{self.web.port}", paths=["/healthz", "/metrics"])
         log.info("listening", smtp=[f"{s.sockets[0].getsockname()[0]}:{p}"
                                     for s, p in zip(self.servers, self.smtp_ports, strict=True)],
                  spool=self.config.spool.url.split("@")[-1], providers=sorted(self.providers))
@@ -116,6 +135,8 @@ class App:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in self._clients:
             await client.aclose()
+        if self.web is not None:
+            await self.web.close()  # last: /healthz says "draining" while the drain runs
         await self.spool.close()
         self._parse_pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
@@ -131,6 +152,16 @@ async def serve(config: Config, hint: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notifier = sdnotify.Notifier.from_environ()  # systemd Type=notify: listeners and spool are up now
+    notifier.ready(status=f"listening on {len(app.servers)} SMTP listener(s)")
+    interval = sdnotify.watchdog_interval()
+    watchdog = asyncio.create_task(sdnotify.keep_alive(notifier, interval)) if interval and notifier.enabled else None
     await stop.wait()
     log.info("shutting down")
-    await app.stop(config.server.shutdown_deadline)
+    notifier.stopping(status="draining")
+    try:
+        await app.stop(config.server.shutdown_deadline)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +31,7 @@ from pydantic import (
 )
 
 from mail2sms.errors import ConfigError
+from mail2sms.smtp.hygiene import address_problem
 
 PROVIDER_TYPES = ("kapow", "kwtsms", "bulksms", "kobomobile", "cellcast", "outbox")
 SECRET_FIELDS = ("password", "key")
@@ -93,6 +96,50 @@ def parse_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
     return host, number
 
 
+def parse_country(value: str) -> str:
+    """'kw' → 'KW' (a region), '965' or '+965' → '+965' (a country calling code)."""
+    text = value.strip()
+    digits = text.removeprefix("+")
+    if digits.isdigit():
+        if int(digits) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            raise ValueError(f"{value!r} is not a country calling code such as +965 or +44")
+        return f"+{int(digits)}"
+    if text.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{value!r} is neither a region code such as KW or GB nor a calling code such as +965")
+    return text.upper()
+
+
+def parse_prefix(value: str) -> str:
+    """'+44 909' or '0044909' → '+44909'; a prefix must be written internationally."""
+    compact = re.sub(r"[\s\-().]", "", value)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    if not (compact.startswith("+") and compact[1:].isdigit() and compact[1:2] != "0"):
+        raise ValueError(f"{value!r} is not an international number prefix such as +44909 or +1900")
+    return compact
+
+
+def allow_entry_problem(entry: str) -> str | None:
+    """Why a route `allow` entry means nothing (a typo would otherwise silently admit no one), or None."""
+    e = entry.strip().lower()
+    if e in ("trusted", "authenticated", "any"):
+        return None
+    if e.startswith("user:"):
+        return None if e[5:] else f"{entry!r}: user: needs a name"
+    if "@" in e:
+        problem = address_problem("x" + e if e.startswith("@") else e)
+        return None if problem is None else f"{entry!r} is not a sender address or @domain: {problem}"
+    try:
+        ipaddress.ip_network(e, strict=False)
+        return None
+    except ValueError:
+        pass
+    if "." in e and address_problem("x@" + e) is None:
+        return None
+    return (f"{entry!r} is not an allow entry: write trusted, authenticated, user:NAME, a@b.example, "
+            "@b.example, a network such as 10.0.0.0/8, or any")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -110,6 +157,7 @@ class ServerConfig(_Model):
         ipaddress.ip_network("::1/128"),
     ]
     workers: int = Field(default=1, ge=1, le=64)
+    auth_without_tls: list[str] = []  # `listen` entries on a loopback address where AUTH needs no TLS
     max_received_headers: int = Field(default=100, ge=5)
     dedupe_window: Duration = 86400.0
     max_connections: int = Field(default=200, ge=1)
@@ -117,7 +165,7 @@ class ServerConfig(_Model):
     idle_timeout: Duration = 300.0  # RFC 5321 4.5.3.2.7: at least 5 minutes between commands
     shutdown_deadline: Duration = 20.0
 
-    @field_validator("listen", "tls_listen")
+    @field_validator("listen", "tls_listen", "auth_without_tls")
     @classmethod
     def _hostports(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -143,6 +191,14 @@ class ReportsConfig(_Model):
     from_: str = Field(default="mail2sms@sms.localhost", alias="from")
     when: Literal["always", "failures", "never"] = "always"
     per_sender_per_hour: int = Field(default=60, ge=0)
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        problem = address_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a plain local@domain address: {problem}")
+        return value
     still_trying_after: Duration = 0.0  # > 0: tell the sender once when a submission is not final after this
 
     @field_validator("smarthost")
@@ -167,6 +223,7 @@ class DispatchConfig(_Model):
     concurrency: int = Field(default=8, ge=1)
     breaker_failures: int = Field(default=5, ge=1)  # consecutive failed requests that pause a provider
     breaker_pause: Duration = 30.0  # first pause; doubles while the provider keeps failing, up to retry_cap
+    lease: Duration = Field(default=300.0, ge=1.0)  # a claimed job is another node's to take after this
 
 
 class ProviderConfig(_Model):
@@ -200,6 +257,11 @@ class RouteConfig(_Model):
     lifetime: Duration = 86400.0
     dry_run: bool = False
     credentials_in_body: bool = False  # address format: Kapow mail form (username/password lines in the body)
+    allowed_countries: list[str] = []  # region codes ("KW") or calling codes ("+965"); empty: every country
+    blocked_prefixes: list[str] = []  # international prefixes ("+44909", "+1900") never sent to
+    max_recipients: int | None = Field(default=None, ge=1)  # phone numbers per mail on this route
+    quota_per_hour: int | None = Field(default=None, ge=1)  # SMS per user (or sender) per hour on this route
+    quota_per_day: int | None = Field(default=None, ge=1)
     csv_policy: Literal["partial", "all-or-nothing"] = "partial"  # csv: send the good rows, or none if one is bad
     max_rows: int = Field(default=100_000, ge=1)  # csv: rows one mail may carry; more → 552 5.3.4
     # SMS text fidelity (parse/fit.py): GSM-7 look-alikes for typographic characters, a parts limit below the
@@ -223,6 +285,25 @@ class RouteConfig(_Model):
         if not at or not local or not domain or ("*" in local and local != "*") or "*" in domain:
             raise ValueError(f"{value!r} is neither an address nor '*@domain'")
         return value.lower()
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            problem = allow_entry_problem(entry)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _countries(cls, value: list[str]) -> list[str]:
+        return [parse_country(v) for v in value]
+
+    @field_validator("blocked_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        return [parse_prefix(v) for v in value]
 
     @field_validator("region")
     @classmethod
@@ -257,7 +338,31 @@ class Config(_Model):
         values = [p.password.get_secret_value() for p in self.providers.values()]
         values += [p.key.get_secret_value() for p in self.providers.values()]
         values += [u.provider_password.get_secret_value() for u in self.users]
+        values.append(urllib.parse.urlsplit(self.spool.url).password or "")  # postgresql://user:PASSWORD@host/db
         return [v for v in values if v]
+
+
+def _resolve_tls_paths(raw: dict[str, Any], base: Path) -> None:
+    """Relative `tls_cert` / `tls_key` follow the `*_file` rule: $CREDENTIALS_DIRECTORY if set, else beside the file."""
+    server = raw.get("server")
+    if not isinstance(server, dict):
+        return
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    for name in ("tls_cert", "tls_key"):
+        value = server.get(name)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            server[name] = str((Path(cred_dir) if cred_dir else base) / value)
+
+
+def _tls_problem(cert: str, key: str) -> str | None:
+    """Why the certificate and key cannot serve TLS (so check-config fails before the service does), or None."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            return f"server.tls_cert: the certificate and key do not load: {exc.reason or 'not PEM, or not a pair'}"
+        return f"server.tls_cert: cannot read {exc.filename or cert}: {exc.strerror}"
+    return None
 
 
 def _resolve_secrets(raw: dict[str, Any], base: Path, problems: list[str]) -> None:
@@ -322,7 +427,34 @@ def _cross_check(config: Config) -> list[str]:
         problems.append("server.tls_cert: tls_cert and tls_key go together")
     if config.server.tls_listen and not config.server.tls_cert:
         problems.append("server.tls_listen: implicit TLS needs tls_cert and tls_key")
+    if config.server.tls_cert and config.server.tls_key:
+        tls = _tls_problem(config.server.tls_cert, config.server.tls_key)
+        if tls is not None:
+            problems.append(tls)
+    listen = {parse_hostport(item) for item in config.server.listen}
+    for i, item in enumerate(config.server.auth_without_tls):
+        host, port = parse_hostport(item)
+        if (host, port) not in listen:
+            problems.append(f"server.auth_without_tls[{i}]: {item!r} is not one of server.listen")
+        elif not _is_loopback(host):
+            problems.append(f"server.auth_without_tls[{i}]: {item!r} is not a loopback address; AUTH without "
+                            "TLS would send passwords across a network in the clear")
+    user_names = {u.name.lower() for u in config.users}
+    for i, route in enumerate(config.routes):
+        for entry in route.allow:
+            e = entry.strip()
+            if e.lower().startswith("user:") and e[5:].lower() not in user_names:
+                problems.append(f"routes[{i}].allow: {e!r} names no user in [[users]]")
     return problems
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse(text: str, source: str = "<config>", base: Path | None = None) -> Config:
@@ -333,6 +465,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Conf
         raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
     problems: list[str] = []
     _resolve_secrets(raw, base or Path.cwd(), problems)
+    _resolve_tls_paths(raw, base or Path.cwd())
     raw["source"] = source
     try:
         config = Config.model_validate(raw)
@@ -379,7 +512,10 @@ def show(config: Config) -> str:
         if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
             return f'"{v}"'
         if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            text = v
+            for secret in config.secrets():
+                text = text.replace(secret, "***")
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, bool):
             return "true" if v else "false"
         if v is None:

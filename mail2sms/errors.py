@@ -6,12 +6,13 @@
     │   └── NumberError        a value is not a usable phone number (550 5.1.1 at RCPT, 554 5.6.0 in a body)
     ├── LimitError             too big / too many recipients or rows (552 5.3.4)
     ├── LoopError              too many Received: headers (554 5.4.6)
+    ├── PolicyError            a route's number rules or quota refuse the mail (550 5.7.1; 450 4.7.1 if temporary)
     ├── SpoolError             the spool could not store or read (451 4.3.0; never shown to the client)
     │   └── SpoolFullError     the spool has no room (452 4.3.1)
     └── ProviderError          an adapter could not make sense of a provider's reply (mapped to a Result)
 
-Messages of ContentError, NumberError and LimitError are written for the sender and go into SMTP replies and
-outcome mail, so they must never carry secrets. Every other error's text stays in logs (redacted) and the
+Messages of ContentError, NumberError, LimitError and PolicyError are written for the sender and go into SMTP
+replies and outcome mail, so they must never carry secrets. Every other error's text stays in logs (redacted) and the
 client sees only the generic reply from `smtp.replies`.
 """
 
@@ -44,6 +45,18 @@ class LimitError(Mail2SmsError):
 
 class LoopError(Mail2SmsError):
     """The mail has passed through too many hops: a mail loop."""
+
+
+class PolicyError(Mail2SmsError):
+    """A route's number policy or quota refuses the mail. The message is shown to the sender.
+
+    `temporary`: waiting helps (an hourly quota); `quota`: a quota, not a number rule, refused it.
+    """
+
+    def __init__(self, message: str, *, temporary: bool = False, quota: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+        self.quota = quota
 
 
 class SpoolError(Mail2SmsError):

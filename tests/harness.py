@@ -100,14 +100,15 @@ class ThreadServer:
 class ProcessServer:
     """`python -m mail2sms serve` as a child process; stdout and stderr go to a log file."""
 
-    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+    def __init__(self, config_path: Path, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.port = port
         self.log_path = log_path
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ProcessServer:
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -1,13 +1,30 @@
-"""Per-provider request rate: a token bucket that makes callers wait instead of failing.
+"""Per-provider request rates: callers wait for their turn instead of failing.
 
-Process-local; a provider's `rate` is shared between processes by dividing it (see app.py), and the PostgreSQL
-spool will hold it globally.
+`RateLimiter` is what the dispatcher uses. `LocalRateLimiter` holds the rate in this process only: with
+`server.workers = N` on one SQLite spool each process gets `rate / N` (see app.py). A PostgreSQL spool supplies
+a limiter held in the database for every process on every node (`spool.postgres.PostgresRateLimiter`).
+A limiter never sends anything and never fails a job; it only delays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, provider: str) -> None:
+        """Return when one request to `provider` may go."""
+        ...
+
+
+@runtime_checkable
+class SharesRateLimits(Protocol):
+    """A spool that can hold provider rates for every process using it."""
+
+    def rate_limiter(self, rates: Mapping[str, float]) -> RateLimiter: ...
 
 
 class TokenBucket:
@@ -30,3 +47,15 @@ class TokenBucket:
                     self._tokens -= 1.0
                     return
                 await asyncio.sleep((1.0 - self._tokens) / self.rate)
+
+
+class LocalRateLimiter:
+    """One token bucket per provider in this process; `share` processes split each rate evenly."""
+
+    def __init__(self, rates: Mapping[str, float], share: int = 1) -> None:
+        self._buckets = {name: TokenBucket(rate / max(1, share), burst=1.0) for name, rate in rates.items() if rate}
+
+    async def acquire(self, provider: str) -> None:
+        bucket = self._buckets.get(provider)
+        if bucket is not None:
+            await bucket.acquire()

@@ -39,6 +39,7 @@ DEFAULT_MAX_ROWS = 100_000
 DELIMITERS = (",", ";", "\t")  # in order of preference when the sample cannot tell them apart
 SAMPLE_CHARS = 64 * 1024  # the delimiter is chosen from at most this much text ...
 SAMPLE_ROWS = 20  # ... and at most this many rows
+NUMBER_CACHE = 1000  # numbers remembered as read: repeats at the top of a file are cheap, memory stays bounded
 MAX_KEPT_CELLS = 64  # cells of one row kept for results.csv; a row with more is an error row anyway
 FIELD_LIMIT = csv.field_size_limit()  # the stdlib's per-field bound (128 KiB), left as it is: it is global
 
@@ -192,7 +193,7 @@ def sniff_delimiter(text: str) -> str:
     """
     sample = text[:SAMPLE_CHARS]
     truncated = len(text) > SAMPLE_CHARS
-    best: tuple[int, int, int, int] | None = None
+    best: tuple[int, int, int, int, int] | None = None
     choice = DELIMITERS[0]
     for rank, delimiter in enumerate(DELIMITERS):
         rows: list[list[str]] = []
@@ -209,7 +210,7 @@ def sniff_delimiter(text: str) -> str:
         split = sum(1 for r in rows if len(_trim(r)) >= 2)
         widths = [len(_trim(r)) for r in rows if len(_trim(r)) >= 2]
         steady = max((widths.count(w) for w in set(widths)), default=0)
-        score = (first_ok, split, steady, -rank)
+        score = (first_ok, split, steady, -len(rows), -rank)  # fewer rows: its all-delimiter rows were blank
         if best is None or score > best:
             best, choice = score, delimiter
     return choice
@@ -354,7 +355,7 @@ class CsvFile:
                 known = normalize(value, self.region)
             except NumberError as exc:
                 known = exc
-            if len(self._numbers) < 10_000:  # repeated numbers are cheap, a unique 100,000 stay bounded
+            if len(self._numbers) < NUMBER_CACHE:
                 self._numbers[value] = known
         return known
 

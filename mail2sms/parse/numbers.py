@@ -24,7 +24,6 @@ import unicodedata
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
-from phonenumbers.geodata.locale import LOCALE_DATA
 
 from mail2sms.errors import NumberError
 
@@ -141,6 +140,9 @@ def _place(code: int) -> str:
 
 def _region_name(region: str) -> str:
     # phonenumbers.geocoder loads the whole geocoding database (hundreds of ms); the locale table is enough.
+    # Imported here: the locale table costs ~100 MB of memory and only error messages need a country's name.
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
     names = LOCALE_DATA.get(region, {})
     name = names.get("en", "")
     if name.startswith("*"):

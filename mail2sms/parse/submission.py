@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +118,8 @@ def _jobs_for_route(
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/comma-separated-values", "text/x-csv", "application/x-csv"})
 CSV_PROBLEMS_SHOWN = 5  # bad rows named in a 554 reply (the reply line is bounded anyway)
 _SIGNATURE_LINE = re.compile(r"^--[ \t]?$", re.MULTILINE)
-_SHORT = re.compile(r"(?:[a-z_]+: )?(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")?[^:;(]*")
+# A problem's first clause: up to ': ', ';' or '(' outside a quoted value ('a;b' is one value).
+_SHORT = re.compile(r"(?:[a-z_]+: )?(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^:;('\"]|:(?! )|['\"])*")
 _NO_OPTIONS = SmsOptions()
 
 
@@ -150,6 +151,7 @@ def _csv_jobs(
     shared: dict[str, str] = {}  # one string object per distinct message or sender: 100,000 rows share a few
     jobs: list[Job] = []
     files: list[dict[str, Any]] = []
+    expires = now + route.lifetime  # one float object for every job
     for name, attachment in sources:
         if attachment is not None:
             text = decode_csv(attachment.data, attachment.charset)
@@ -167,8 +169,7 @@ def _csv_jobs(
             from_id = shared.setdefault(row.sender, row.sender) if row.sender else sender
             options = SmsOptions(sendtime=row.sendtime) if row.sendtime else _NO_OPTIONS
             job = Job(number=row.number or "", text=message, provider=route.provider, sender=from_id,
-                      account=account, options=options, row=row.row, expires_at=now + route.lifetime,
-                      next_attempt_at=now)
+                      account=account, options=options, row=row.row, expires_at=expires, next_attempt_at=now)
             error = row.error
             if error is None and row.sendtime:
                 try:
@@ -178,7 +179,7 @@ def _csv_jobs(
             if error is not None:
                 refuse_row(job, error)
             jobs.append(job)
-            stored.append([row.row, *row.cells])
+            stored.append([row.row, *(shared.get(cell, cell) for cell in row.cells)])  # share the message
             width = max(width, len(row.cells))
         files.append({"name": name, "delimiter": reader.layout.delimiter, "header": reader.layout.header,
                       "names": reader.layout.names, "width": width, "rows": stored})
@@ -196,27 +197,28 @@ def refuse_row(job: Job, problem: str) -> None:
 
 def _apply_csv_policy(jobs: Sequence[Job], csv: dict[str, Any]) -> None:
     """All-or-nothing (or no good row at all): ContentError naming the first bad rows. Else name files in errors."""
-    located: list[tuple[str, Job]] = []
-    rows = iter(j for j in jobs if j.row is not None)
+    rows = [job for job in jobs if job.row is not None]  # in file order, one per stored row
     several = len(csv["files"]) > 1
+    bad: list[tuple[str | None, Job]] = []  # (file name when there are several, job)
+    start = 0
     for file in csv["files"]:
-        for _ in file["rows"]:
-            job = next(rows)
-            located.append((f"{file['name']} row {job.row}" if several else f"row {job.row}", job))
-    bad = [(where, job) for where, job in located if job.state is JobState.REJECTED]
+        end = start + len(file["rows"])
+        bad += [(file["name"] if several else None, job) for job in rows[start:end] if job.state is JobState.REJECTED]
+        start = end
     if not bad:
         return
-    if csv["policy"] == "partial" and len(bad) < len(located):
-        if several:
-            for where, job in bad:
-                job.error = f"{where.rpartition(' row ')[0]}: {job.error}"
+    if csv["policy"] == "partial" and len(bad) < len(rows):
+        for name, job in bad:
+            if name is not None:
+                job.error = f"{name}: {job.error}"
         return
-    shown = "; ".join(f"{where}: {_short(job.error or '')}" for where, job in bad[:CSV_PROBLEMS_SHOWN])
+    shown = "; ".join(f"{name + ' ' if name else ''}row {job.row}: {_short(job.error or '')}"
+                      for name, job in bad[:CSV_PROBLEMS_SHOWN])
     more = f"; and {len(bad) - CSV_PROBLEMS_SHOWN:,} more" if len(bad) > CSV_PROBLEMS_SHOWN else ""
-    if len(bad) == len(located):
-        lead = f"no CSV row can be sent ({len(bad):,} of {len(located):,} have a problem)"
+    if len(bad) == len(rows):
+        lead = f"no CSV row can be sent ({len(bad):,} of {len(rows):,} have a problem)"
     else:
-        lead = f"{len(bad):,} of {len(located):,} CSV rows have a problem and the route sends all rows or none"
+        lead = f"{len(bad):,} of {len(rows):,} CSV rows have a problem and the route sends all rows or none"
     raise ContentError(f"{lead}: {shown}{more}")
 
 
@@ -242,8 +244,11 @@ def build_submission(
     now: float,
     limits: Limits = Limits(),
     provider_limits: Mapping[str, ProviderLimits] | None = None,
+    check_route: Callable[[RouteConfig, list[Job]], None] | None = None,
 ) -> tuple[Submission, list[str]]:
-    """The Submission for one mail and one dedupe key per job."""
+    """The Submission for one mail and one dedupe key per job.
+
+    `check_route(route, jobs)` is the route's number policy (smtp.policy): it may refuse CSV rows or raise."""
     mail = read_message(raw, max_parts=limits.max_parts, max_depth=limits.max_depth)
     if mail.received_count >= limits.max_received:
         raise LoopError(f"the mail has passed {mail.received_count} relays")
@@ -276,6 +281,8 @@ def build_submission(
         if route.format == "keyvalue":  # its sendtime: key (CSV rows are scheduled row by row)
             for job in route_jobs:
                 schedule_job(job, (provider_limits or {}).get(route.provider), now, providers[route.provider].type)
+        if check_route is not None:
+            check_route(route, route_jobs)
         jobs += route_jobs
     if not jobs:
         raise ContentError("the mail names no phone number")

@@ -74,7 +74,8 @@ def split_parts(text: str) -> list[str]:
     Each piece holds at most 160 septets / 70 units when the text fits one SMS, else at most 153 / 67, and no
     piece ends inside an escape pair or a surrogate pair (both are one Python character).
     """
-    starts = _starts(widths(text, encoding_of(text)), encoding_of(text))
+    encoding = encoding_of(text)
+    starts = _starts(widths(text, encoding), encoding)
     return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
@@ -123,7 +124,7 @@ def truncate(text: str, max_parts: int | None = None, max_chars: int | None = No
     while k > 0 and (_splits_cluster(text, k) or not _fits(_cut(text, k), max_parts, max_chars)):
         k -= 1
     cut = _cut(text, k)
-    return cut if _fits(cut, max_parts, max_chars) else text[:0]
+    return cut if _fits(cut, max_parts, max_chars) else ""  # not even the ellipsis fits (max_chars < 3)
 
 
 def _cut(text: str, k: int) -> str:

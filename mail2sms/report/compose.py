@@ -277,14 +277,16 @@ def _text(
         more = f"… and {rest:,} more: see results.json"
         lines.append(more + (f" ({not_sent:,} of them not sent)." if not_sent else "."))
         lines.append("")
-        failed = (j for j in jobs[DETAIL_LIMIT:] if j.state in _FAILED and not _would_send(submission, j))
-        for job in itertools.islice(failed, FAILURES_LISTED):
-            where = f"CSV row {job.row}: " if job.row is not None else ""
-            error = _redactor(job)(job.error or job.code) or ""
-            lines.append(f"{where}{_e164(job.number) or 'no number'}: {_status_words(submission, job)}"
-                         + (f": {error}" if error else ""))
-        if not_sent:
-            lines.append("" if not_sent <= FAILURES_LISTED else f"… {not_sent - FAILURES_LISTED:,} more not sent.\n")
+        # A CSV's row number is what its sender looks up: name the first rows not sent (numbers: results.csv).
+        failed = (j for j in jobs[DETAIL_LIMIT:]
+                  if j.row is not None and j.state in _FAILED and not _would_send(submission, j))
+        rows = [f"CSV row {job.row}: {_status_words(submission, job)}"
+                + (f": {error}" if (error := _redactor(job)(job.error or job.code)) else "")
+                for job in itertools.islice(failed, FAILURES_LISTED)]
+        if rows:
+            unlisted = not_sent - len(rows)
+            lines += ["Further rows not sent:", *rows]
+            lines += [f"… and {unlisted:,} more: see results.csv.", ""] if unlisted > 0 else [""]
     lines.append("This is an automatic reply from mail2sms; replies to it are not read.")
     return "\n".join(lines) + "\n"
 

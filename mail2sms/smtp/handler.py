@@ -21,6 +21,7 @@ from mail2sms.errors import (
     LimitError,
     LoopError,
     NumberError,
+    PolicyError,
     SpoolError,
     SpoolFullError,
 )
@@ -31,13 +32,13 @@ from mail2sms.parse.submission import Envelope as ParsedEnvelope
 from mail2sms.parse.submission import Limits, RoutedRecipient, build_submission
 from mail2sms.providers.base import Limits as ProviderLimits
 from mail2sms.smtp import replies
-from mail2sms.smtp.policy import Client, Router, check_access
+from mail2sms.smtp.hygiene import address_problem
+from mail2sms.smtp.policy import Client, MailCheck, RoutePolicy, Router, check_access, policy_reply
 from mail2sms.spool.base import Spool
 
 log = get_logger("mail2sms.smtp")
 
 INLINE_PARSE_BYTES = 64 * 1024  # smaller mails parse on the loop; thread hand-off costs more than parsing
-_BAD_ADDRESS_CHARS = frozenset("\r\n\0\t ")
 
 
 class RoutedEnvelope(Envelope):
@@ -55,8 +56,8 @@ def user_of(session: Session) -> str | None:
 
 
 def clean_address(address: str) -> bool:
-    """Envelope addresses with CR, LF, NUL, tabs or spaces are never accepted (and never mailed to)."""
-    return not any(ch in _BAD_ADDRESS_CHARS or ord(ch) < 32 or ord(ch) == 127 for ch in address)
+    """Only `<>` or a plain local@domain is accepted (smtp.hygiene): no CR, LF, NUL, spaces, quoting, non-ASCII."""
+    return address in ("", "<>") or address_problem(address) is None  # aiosmtpd passes the null sender as "<>"
 
 
 class Handler:
@@ -79,6 +80,7 @@ class Handler:
         self.executor = executor
         self.limits = Limits(max_received=config.server.max_received_headers)
         self.dedupe_window = config.server.dedupe_window
+        self.route_policy = RoutePolicy()  # number rules and quotas (counts in memory: see smtp.quota)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: Sequence[str]
@@ -114,6 +116,10 @@ class Handler:
                 number = parse_local_part(address.rpartition("@")[0], route.region)
             except NumberError as exc:
                 return replies.BAD_NUMBER.with_detail(str(exc))
+        refusal = self.route_policy.rcpt_refusal(route, number, client, envelope.routed, time.time())
+        if refusal is not None:
+            log.info("number policy refused", peer=client.ip, rcpt=address, user=client.user, reply=refusal[:3])
+            return refusal
         envelope.routed.append(RoutedRecipient(address, route, number))
         envelope.trusted = envelope.trusted and access.trusted
         envelope.rcpt_tos.append(address)
@@ -133,12 +139,16 @@ class Handler:
             trusted=envelope.trusted,
         )
         now = time.time()
+        check = self.route_policy.for_mail(parsed, now)
         try:
             if len(raw) <= INLINE_PARSE_BYTES:
-                submission, keys = self._build(raw, parsed, now)
+                submission, keys = self._build(raw, parsed, now, check)
             else:
                 loop = asyncio.get_running_loop()
-                submission, keys = await loop.run_in_executor(self.executor, self._build, raw, parsed, now)
+                submission, keys = await loop.run_in_executor(self.executor, self._build, raw, parsed, now, check)
+        except PolicyError as exc:
+            log.info("number policy refused", peer=parsed.peer, why=str(exc))
+            return policy_reply(exc)
         except LoopError as exc:
             return replies.LOOP.with_detail(str(exc))
         except LimitError as exc:
@@ -160,6 +170,7 @@ class Handler:
         if result.duplicate:
             log.info("duplicate", submission=result.submission_id, peer=parsed.peer)
             return f"{replies.DUPLICATE} {result.submission_id}"
+        check.charge(submission)
         log.info("queued", submission=result.submission_id, peer=parsed.peer, user=user,
                  sender=parsed.mail_from, jobs=len(submission.jobs), route=submission.route,
                  report=bool(submission.report_to))
@@ -167,9 +178,9 @@ class Handler:
             self.on_commit()
         return f"{replies.QUEUED} {result.submission_id}"
 
-    def _build(self, raw: bytes, parsed: ParsedEnvelope, now: float) -> Any:
+    def _build(self, raw: bytes, parsed: ParsedEnvelope, now: float, check: MailCheck | None = None) -> Any:
         return build_submission(
-            raw, parsed, self.config.providers, now, self.limits, self.provider_limits
+            raw, parsed, self.config.providers, now, self.limits, self.provider_limits, check_route=check
         )
 
     async def handle_exception(self, error: Exception) -> str:

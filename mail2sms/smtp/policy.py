@@ -6,19 +6,33 @@ Matching: an exact address wins over `*@domain`; no match is relaying, refused. 
 - `trusted`        the client's address is in `server.trusted_networks`
 - `authenticated`  any SMTP AUTH user; `user:NAME` one user
 - `a@b.example`    that envelope sender; `@b.example` or `b.example` any sender of that domain
-- `10.0.0.0/8`     clients from that network
+- `10.0.0.0/8`     clients from that network (a bare address is one host)
 - `any`            everyone (for a route behind an MTA that already decided); reports go only to trusted senders
 
 Sender addresses are weak evidence (anyone can write any MAIL FROM); the README says so.
+
+Then the route's number rules (`allowed_countries`, `blocked_prefixes`, `max_recipients`) and quotas
+(`quota_per_hour`, `quota_per_day`): at RCPT for the address format, at DATA (through `build_submission`'s
+route check) for numbers that are only known from the body. An hourly quota answers `450 4.7.1` (waiting
+helps, and an MTA retries by itself); a daily quota, or a mail bigger than a quota, answers `550 5.7.1`,
+because an SMS that arrives a day late is usually worse than a clear refusal today.
+This module must never let a recipient through that no route allows.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import phonenumbers
 
 from mail2sms.config import RouteConfig
+from mail2sms.errors import LimitError, PolicyError
+from mail2sms.model import Job, Submission
+from mail2sms.parse.submission import Envelope, RoutedRecipient, refuse_row
+from mail2sms.smtp import replies
+from mail2sms.smtp.quota import DAY, HOUR, MemoryQuotaStore, QuotaStore
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,6 +84,15 @@ class Router:
         return self._exact.get(f"{local.lower()}@{domain}") or self._domain.get(domain)
 
 
+def _network(entry: str) -> IPNetwork | None:
+    if "@" in entry or not any(ch.isdigit() for ch in entry):
+        return None
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
+
+
 def check_access(route: RouteConfig, client: Client, trusted_networks: Sequence[IPNetwork]) -> Access:
     trusted_net = in_networks(client.ip, trusted_networks)
     sender = client.mail_from.lower()
@@ -83,12 +106,10 @@ def check_access(route: RouteConfig, client: Client, trusted_networks: Sequence[
             return Access(True, True)
         if e.startswith("user:") and client.user is not None and client.user.lower() == e[5:]:
             return Access(True, True)
-        if "/" in e:
-            try:
-                if in_networks(client.ip, [ipaddress.ip_network(e, strict=False)]):
-                    return Access(True, True)
-            except ValueError:
-                continue
+        network = _network(e)
+        if network is not None:
+            if in_networks(client.ip, [network]):
+                return Access(True, True)
         elif "@" in e and not e.startswith("@"):
             allowed_by_sender = allowed_by_sender or (sender == e)
         elif e.startswith("@") or ("." in e and e not in ("trusted", "authenticated")):
@@ -101,3 +122,117 @@ def check_access(route: RouteConfig, client: Client, trusted_networks: Sequence[
         e == "authenticated" or e.startswith("user:") for e in (x.strip().lower() for x in route.allow)
     )
     return Access(False, False, auth_would_help=wants_auth)
+
+
+# -- number rules and quotas -------------------------------------------------------------------------------
+
+
+def number_problem(route: RouteConfig, number: str) -> str | None:
+    """Why `route` never sends to `number` (E.164 digits without '+'), or None. Written for the sender."""
+    shown = "+" + number
+    for prefix in route.blocked_prefixes:
+        if shown.startswith(prefix):
+            return f"{shown}: numbers starting {prefix} are blocked on this route"
+    if not route.allowed_countries:
+        return None
+    try:
+        parsed = phonenumbers.parse(shown, None)
+    except phonenumbers.NumberParseException:
+        return f"{shown}: its country cannot be told"
+    code = f"+{parsed.country_code}"
+    region = phonenumbers.region_code_for_number(parsed)
+    if code in route.allowed_countries or (region is not None and region in route.allowed_countries):
+        return None
+    return f"{shown} is a {region or code} number; this route sends only to {', '.join(route.allowed_countries)}"
+
+
+def quota_key(user: str | None, mail_from: str, peer: str) -> str:
+    """Whom a quota counts: the SMTP AUTH user, else the envelope sender, else (null sender) the client address."""
+    if user is not None:
+        return f"user:{user.lower()}"
+    if mail_from:
+        return f"sender:{mail_from.lower()}"
+    return f"peer:{peer}"
+
+
+def policy_reply(exc: PolicyError) -> str:
+    """The SMTP reply for a PolicyError."""
+    if not exc.quota:
+        return replies.NUMBER_NOT_ALLOWED.with_detail(str(exc))
+    return (replies.QUOTA_REACHED if exc.temporary else replies.QUOTA_EXCEEDED).with_detail(str(exc))
+
+
+class RoutePolicy:
+    """The routes' number rules and quotas, shared by every SMTP session of this process."""
+
+    def __init__(self, store: QuotaStore | None = None) -> None:
+        self.store: QuotaStore = store if store is not None else MemoryQuotaStore()
+
+    def quota_problem(self, route: RouteConfig, who: str, count: int, now: float) -> PolicyError | None:
+        """A PolicyError when `count` more SMS by `who` on `route` would exceed a quota; the daily one first."""
+        for limit, window, name in ((route.quota_per_day, DAY, "day"), (route.quota_per_hour, HOUR, "hour")):
+            if limit is None:
+                continue
+            if count > limit:
+                return PolicyError(f"this mail needs {count} SMS, more than the {limit} per {name} this route allows",
+                                   quota=True)
+            used = self.store.used(f"{route.match}\0{who}", now - window)
+            if used + count > limit:
+                return PolicyError(f"{used} of {limit} SMS per {name} on this route are used", quota=True,
+                                   temporary=name == "hour")
+        return None
+
+    def rcpt_refusal(self, route: RouteConfig, number: str | None, client: Client,
+                     routed: Sequence[RoutedRecipient], now: float) -> str | None:
+        """The reply that refuses this RCPT by the route's number rules, recipient limit or quota, or None."""
+        if number is not None:
+            problem = number_problem(route, number)
+            if problem is not None:
+                return replies.NUMBER_NOT_ALLOWED.with_detail(problem)
+        already = sum(1 for r in routed if r.route.match == route.match)
+        if route.max_recipients is not None and already >= route.max_recipients:
+            return str(replies.TOO_MANY_RECIPIENTS)  # RFC 5321 4.5.3.1.10: the client sends the rest later
+        error = self.quota_problem(route, quota_key(client.user, client.mail_from, client.ip), already + 1, now)
+        return policy_reply(error) if error is not None else None
+
+    def for_mail(self, envelope: Envelope, now: float) -> MailCheck:
+        """The DATA-time check for one mail, to pass to `build_submission(check_route=...)`."""
+        return MailCheck(self, quota_key(envelope.user, envelope.mail_from, envelope.peer), now)
+
+    def charge(self, route_match: str, who: str, count: int, now: float) -> None:
+        self.store.charge(f"{route_match}\0{who}", count, now)
+
+
+@dataclass
+class MailCheck:
+    """Checks each route's jobs of one mail (raising LimitError or PolicyError); then charges its quotas."""
+
+    policy: RoutePolicy
+    who: str
+    now: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, route: RouteConfig, jobs: Sequence[Job]) -> None:
+        live = [job for job in jobs if not job.state.final]  # CSV rows already refused for their own problem
+        if route.max_recipients is not None and len(live) > route.max_recipients:
+            raise LimitError(f"the mail names {len(live)} phone numbers; this route takes at most "
+                             f"{route.max_recipients} per mail")
+        for job in live:
+            problem = number_problem(route, job.number)
+            if problem is None:
+                continue
+            if job.row is None:
+                raise PolicyError(problem)
+            refuse_row(job, problem)  # a CSV row: reported with its row number; the route's csv_policy decides
+        count = self.counts.get(route.match, 0) + sum(1 for job in live if not job.state.final)
+        error = self.policy.quota_problem(route, self.who, count, self.now)
+        if error is not None:
+            raise error
+        self.counts[route.match] = count
+
+    def charge(self, submission: Submission) -> None:
+        """Count the mail's SMS against its quotas, once it is committed (a dry run sends and counts nothing)."""
+        if submission.dry_run:
+            return
+        for route_match, count in self.counts.items():
+            self.policy.charge(route_match, self.who, count, self.now)

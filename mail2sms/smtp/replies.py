@@ -81,9 +81,5 @@ ALL: dict[str, Reply] = {name: value for name, value in globals().items() if isi
 
 def reason(status: str) -> str:
     """The table name of a reply line, lower case (`relay_denied`), or `other_<code>`: a bounded metrics label."""
-    best = ""
-    for name, reply in ALL.items():
-        prefix = str(reply)
-        if status.startswith(prefix) and len(prefix) > len(ALL.get(best.upper(), Reply(0, "", "")).__str__()):
-            best = name.lower()
-    return best or f"other_{status[:3]}"
+    found = [(len(str(reply)), name) for name, reply in ALL.items() if status.startswith(str(reply))]
+    return max(found)[1].lower() if found else f"other_{status[:3]}"

@@ -1,30 +1,85 @@
-"""SMTP listeners: aiosmtpd wired with mail2sms's envelope, limits, and connection caps.
+"""SMTP listeners: aiosmtpd wired with mail2sms's envelope, limits, connection caps, TLS and AUTH rules.
 
 Listeners are plain asyncio servers in the application's own loop (not aiosmtpd's threaded Controller), so the
 dispatcher and the SMTP sessions share one loop and a SIGTERM can stop accepting before draining.
+
+TLS and AUTH: `listen` entries offer STARTTLS when `tls_cert`/`tls_key` are set; `tls_listen` entries speak TLS
+from the first byte (port 465 style). AUTH PLAIN and LOGIN are offered and accepted only on an encrypted
+connection (`538 5.7.11` before), except on `listen` entries named in `auth_without_tls`, which config.py allows
+only on loopback addresses. Never offered when there are no `[[users]]`. TLS 1.2 is the floor.
+
+Each session binds a short `session` id into structlog's context, so every log line of a mail carries it (the
+`queued` line adds the submission id). A mail whose DATA looks like SMTP smuggling is refused here, before the
+handler parses anything (smtp.hygiene). Replies to MAIL, RCPT and DATA are counted for metrics by table name.
+This module must never accept AUTH on a plaintext connection other than a marked loopback listener, nor run the
+scrypt check on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import contextvars
+import functools
+import secrets
 import socket
 import ssl
 from collections import Counter
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Envelope
+import structlog
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
+from mail2sms import metrics
 from mail2sms.config import Config, parse_hostport
+from mail2sms.observability import get_logger
 from mail2sms.smtp import replies
 from mail2sms.smtp.auth import Authenticator
 from mail2sms.smtp.handler import Handler, RoutedEnvelope
+from mail2sms.smtp.hygiene import smuggling_problem
+
+log = get_logger("mail2sms.smtp")
+
+# scrypt costs ~40 ms of CPU and 16 MiB per check: two threads keep an AUTH storm off the loop and bounded.
+_AUTH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
+AUTH_FAILURE_DELAY = 1.0  # seconds before "535": slows password guessing without holding the loop
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One configured SMTP listener: its address and how it treats TLS and AUTH."""
+
+    address: str
+    implicit_tls: bool = False
+    auth_without_tls: bool = False
+
+    @property
+    def hostport(self) -> tuple[str, int]:
+        return parse_hostport(self.address, 465 if self.implicit_tls else 25)
+
+
+def configured_listeners(config: Config) -> list[Listener]:
+    local = {parse_hostport(item, 25) for item in config.server.auth_without_tls}
+    plain = [Listener(item, auth_without_tls=parse_hostport(item, 25) in local) for item in config.server.listen]
+    return plain + [Listener(item, implicit_tls=True) for item in config.server.tls_listen]
 
 
 class Mail2SmsSMTP(SMTP):
-    """aiosmtpd's SMTP with our envelope type and global / per-client connection caps."""
+    """aiosmtpd's SMTP with our envelope type, connection caps, AUTH-over-TLS rule and smuggling check."""
 
-    def __init__(self, handler: Handler, gate: ConnectionGate, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, gate: ConnectionGate, *, listener: Listener = Listener(""),
+                 **kwargs: Any) -> None:
+        self._listener = listener
+        self._users: Authenticator | None = kwargs.get("authenticator")
+        self._offers_auth = self._users is not None
+        self._in_ehlo = False
+        if listener.implicit_tls:
+            kwargs["tls_context"] = None  # already TLS: no STARTTLS inside it
+        kwargs["auth_require_tls"] = not (listener.implicit_tls or listener.auth_without_tls)
         super().__init__(handler, **kwargs)
         self._gate = gate
         self._gate_key: str | None = None
@@ -32,7 +87,16 @@ class Mail2SmsSMTP(SMTP):
     def _create_envelope(self) -> Envelope:
         return RoutedEnvelope()
 
+    @property
+    def encrypted(self) -> bool:
+        return self._listener.implicit_tls or self._tls_protocol is not None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._gate_key is not None:
+            # aiosmtpd calls this again once STARTTLS's handshake is done: same session, already counted.
+            super().connection_made(transport)
+            return
+        structlog.contextvars.bind_contextvars(session=secrets.token_hex(4))  # copied into the session's task
         peer = transport.get_extra_info("peername")
         key = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         refusal = self._gate.enter(key, self)
@@ -50,6 +114,92 @@ class Mail2SmsSMTP(SMTP):
             self._gate.leave(self._gate_key, self)
             self._gate_key = None
             super().connection_lost(exc)
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def push(self, status: AnyStr) -> None:
+        if self._in_ehlo and not self._offers_auth and isinstance(status, str) and status.startswith("250-AUTH"):
+            return  # no [[users]]: do not offer what always fails
+        await super().push(status)
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        assert self.session is not None
+        if self.session.extended_smtp and not self._offers_auth:
+            await self.push(str(replies.AUTH_UNAVAILABLE))
+            return
+        if self.session.extended_smtp and not (self.encrypted or self._listener.auth_without_tls):
+            metrics.smtp_reply("AUTH", str(replies.ENCRYPTION_REQUIRED))
+            await self.push(str(replies.ENCRYPTION_REQUIRED))  # RFC 4954 6; aiosmtpd's own wording differs
+            return
+        await super().smtp_AUTH(arg)
+
+    # RFC 4616 (PLAIN) and the LOGIN draft, with the scrypt check on a worker thread: aiosmtpd's own methods call
+    # the authenticator synchronously, which would stall every session for each guess.
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        blob = await self._auth_response(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")  # [authzid] NUL authcid NUL passwd
+        if len(parts) != 3:
+            await self.push("501 5.5.2 PLAIN needs authzid, user and password separated by NUL")
+            return AuthResult(success=False, handled=True)
+        return await self._verify("PLAIN", parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        login = await self._auth_response(args, self.AuthLoginUsernameChallenge)
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING or not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)  # challenge_auth has answered 501
+        return await self._verify("LOGIN", login, password)
+
+    async def _auth_response(self, args: list[str], challenge: str) -> bytes | None:
+        """The client's first response: given after the mechanism name (RFC 4954 4), or asked for."""
+        if len(args) == 1:
+            answer = await self.challenge_auth(challenge)
+            return answer if isinstance(answer, bytes) else None
+        if args[1] == "=":  # RFC 4954 4: an empty initial response
+            return b""
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 cannot decode base64")
+            return None
+
+    async def _verify(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
+        if self._users is None:
+            return AuthResult(success=False, handled=False)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # the session id reaches the thread's log lines
+        user = await loop.run_in_executor(_AUTH_POOL, context.run, self._users.verify, mechanism, login, password)
+        if user is None:
+            await asyncio.sleep(AUTH_FAILURE_DELAY)
+            return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
+        return AuthResult(success=True, auth_data=user)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "DATA":
+            metrics.MAILS_RECEIVED.inc()
+            problem = smuggling_problem(self.envelope.original_content or b"") if self.envelope else None
+            if problem is not None:
+                log.warning("mail refused: possible SMTP smuggling", peer=self._gate_key, why=problem)
+                status: Any = replies.SMUGGLING.with_detail(problem)
+                metrics.smtp_reply(command, status)
+                return status
+        status = await super()._call_handler_hook(command, *args)
+        if isinstance(status, str):
+            metrics.smtp_reply(command, status)
+        return status
 
     def _timeout_cb(self) -> None:
         # aiosmtpd closes silently; RFC 5321 3.8 asks a server that gives up on a client to say 421 first.
@@ -125,33 +275,34 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 async def start_listeners(
     config: Config, handler: Handler, gate: ConnectionGate, reuse_port: bool = False
 ) -> list[asyncio.Server]:
-    """Bind every `listen` address; the caller closes the servers."""
+    """Bind every `listen` and `tls_listen` address; the caller closes the servers."""
     loop = asyncio.get_running_loop()
     tls = tls_context(config)
     users = {u.name: u.password_hash.get_secret_value() for u in config.users}
     authenticator = Authenticator(users) if users else None
 
-    def factory() -> Mail2SmsSMTP:
+    def factory(listener: Listener) -> Mail2SmsSMTP:
         return Mail2SmsSMTP(
             handler,
             gate,
+            listener=listener,
             hostname=config.server.hostname,
             ident="mail2sms",
             data_size_limit=config.server.max_message_size,
             tls_context=tls,
             require_starttls=False,
-            auth_require_tls=True,
             authenticator=authenticator,
             timeout=config.server.idle_timeout,
             loop=loop,
         )
 
     servers = []
-    for item in config.server.listen:
-        host, port = parse_hostport(item, 25)
+    for listener in configured_listeners(config):
+        host, port = listener.hostport
         server = await loop.create_server(
-            factory, host=host, port=port, reuse_address=True, reuse_port=reuse_port or None,
-            family=socket.AF_UNSPEC,
+            functools.partial(factory, listener),
+            host=host, port=port, reuse_address=True, reuse_port=reuse_port or None,
+            family=socket.AF_UNSPEC, ssl=tls if listener.implicit_tls else None,
         )
         servers.append(server)
     return servers

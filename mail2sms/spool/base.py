@@ -13,7 +13,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
+from mail2sms.errors import SpoolError
 from mail2sms.model import Job, JobState, Submission
+
+
+class LeaseLost(SpoolError):
+    """`mark_sending(owner=...)`: some of the jobs are no longer leased to this owner (its lease expired and
+    another process took them). Nothing was marked, and the request must not leave."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,11 @@ class Spool(Protocol):
         Jobs of `skip_providers` (paused by the circuit breaker) stay where they are for others to claim later."""
         ...
 
-    async def mark_sending(self, job_ids: list[str], now: float) -> None:
-        """Record durably that a request for these jobs is about to leave (the crash-recovery boundary)."""
+    async def mark_sending(self, job_ids: list[str], now: float, owner: str | None = None) -> None:
+        """Record durably that a request for these jobs is about to leave (the crash-recovery boundary).
+
+        With `owner`, every job must still be `queued` and leased to it, or nothing is marked and `LeaseLost` is
+        raised: a lease that expired while its jobs waited (for a rate limit) must not lead to a second send."""
         ...
 
     async def record(self, updates: list[JobUpdate], now: float) -> list[str]:

@@ -106,7 +106,8 @@ def test_sendtime_and_lang_are_read() -> None:
     [
         (
             "username:u\npassword:p\nsender:S\nmobil:96550000000\ntext:hi",
-            "line 4: unknown key 'mobil' (known keys: username, password, sender, mobile, lang, text, test, sendtime, flash)",
+            "line 4: unknown key 'mobil' "
+            "(known keys: username, password, sender, mobile, lang, text, test, sendtime, flash)",
         ),
         ("mobile:96550000000\ntext:hi\nlang:5", "line 3: lang must be 1, 2, 3 or 4"),
         (

@@ -1,0 +1,669 @@
+"""PostgreSQL spool: many mail2sms nodes on one database, durable commits (PostgreSQL commit, synchronous_commit on).
+
+The same `Spool` protocol as `spool.sqlite`, with the same rules, for nodes on different hosts:
+- claims take rows with `FOR UPDATE SKIP LOCKED` and stamp a lease (`lease_owner`, `lease_until`); a node that dies
+  leaves leases that expire, and any node's `recover()` applies DESIGN.md's rule to them;
+- a submission's "became final" check locks the submission row first, so two nodes recording its last two jobs at
+  once cannot both miss it (write skew under READ COMMITTED);
+- dedupe keys are claimed with `INSERT … ON CONFLICT`, so the same mail arriving at two nodes at once is stored once;
+- the schema is an ordered list of migrations applied under an advisory lock, recorded in `schema_version`;
+- provider request rates are held globally by `PostgresRateLimiter` (one row per provider in `rate_buckets`).
+
+Times are the callers' clocks (as with SQLite); nodes must keep their clocks in sync (NTP) for leases to mean the
+same on every node. The rate limiter uses the database's clock, so it needs no such care.
+
+Never log row contents or the URL here: jobs carry credentials and the URL may carry a password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from mail2sms.errors import SpoolError, SpoolFullError
+from mail2sms.model import FINAL_STATES, Account, Job, JobState, SmsOptions, Submission
+from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, LeaseLost, QueueEntry
+from mail2sms.spool.ids import new_id
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[DictRow]
+FINAL = [s.value for s in FINAL_STATES]
+ADVISORY_LOCK = 0x6D61696C32736D73  # "mail2sms": serialises migrations between nodes starting together
+RETRY_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock: the transaction is simply run again
+DEDUPE_PURGE_EVERY = 60.0
+GROUP_MAX = 128  # submissions per group-commit transaction
+
+# Ordered; each runs once, in one transaction with its version row. Never edit a released one: append.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, """
+CREATE TABLE submissions (
+    id TEXT PRIMARY KEY,
+    received_at DOUBLE PRECISION NOT NULL,
+    envelope_from TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    route TEXT NOT NULL,
+    message_id TEXT,
+    subject TEXT NOT NULL DEFAULT '',
+    report_to TEXT,
+    report_suppressed TEXT,
+    dry_run BOOLEAN NOT NULL DEFAULT FALSE,
+    peer TEXT NOT NULL DEFAULT '',
+    "user" TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    report_state TEXT NOT NULL DEFAULT 'waiting',
+    report_attempts INTEGER NOT NULL DEFAULT 0,
+    report_next_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    delay_notified BOOLEAN NOT NULL DEFAULT FALSE,
+    finished_at DOUBLE PRECISION
+);
+CREATE INDEX submissions_open ON submissions (received_at) WHERE report_state = 'waiting';
+CREATE INDEX submissions_report ON submissions (report_next_at) WHERE report_state = 'pending';
+CREATE INDEX submissions_suppressed ON submissions (report_to) WHERE report_state = 'suppressed';
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    submission_id TEXT NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    number TEXT NOT NULL,
+    text TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    sender TEXT,
+    account TEXT,
+    options TEXT NOT NULL DEFAULT '{}',
+    "row" INTEGER,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    expires_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION,
+    provider_id TEXT,
+    code TEXT,
+    error TEXT,
+    parts INTEGER NOT NULL DEFAULT 1,
+    encoding TEXT NOT NULL DEFAULT 'gsm7',
+    notes TEXT NOT NULL DEFAULT '[]',
+    updated_at DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_ready ON jobs (next_attempt_at) WHERE state IN ('queued', 'scheduled');
+CREATE INDEX jobs_leased ON jobs (lease_until) WHERE lease_owner IS NOT NULL;
+CREATE INDEX jobs_submission ON jobs (submission_id, seq);
+CREATE TABLE dedupe (
+    key TEXT PRIMARY KEY,
+    submission_id TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX dedupe_age ON dedupe (created_at);
+CREATE TABLE rate_buckets (
+    provider TEXT PRIMARY KEY,
+    tat DOUBLE PRECISION NOT NULL
+);
+"""),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+JOB_COLUMNS = (
+    'id, submission_id, number, text, provider, sender, account, options, "row", idempotency_key, state, '
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes"
+)
+_CLAIMED_COLUMNS = ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))
+INTERRUPTED = ("mail2sms stopped while the request to the provider was in flight, so the SMS may have been sent; "
+               "it is not sent again to avoid a duplicate")
+
+
+def _job_from_row(row: Mapping[str, Any]) -> Job:
+    account = json.loads(row["account"]) if row["account"] else None
+    return Job(
+        id=row["id"],
+        submission_id=row["submission_id"],
+        number=row["number"],
+        text=row["text"],
+        provider=row["provider"],
+        sender=row["sender"],
+        account=Account.from_dict(account),
+        options=SmsOptions.from_dict(json.loads(row["options"])),
+        row=row["row"],
+        idempotency_key=row["idempotency_key"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        expires_at=row["expires_at"],
+        provider_id=row["provider_id"],
+        code=row["code"],
+        error=row["error"],
+        parts=row["parts"],
+        encoding=row["encoding"],
+        notes=json.loads(row["notes"]),
+    )
+
+
+def _submission_from_row(row: Mapping[str, Any]) -> Submission:
+    return Submission(
+        id=row["id"],
+        received_at=row["received_at"],
+        envelope_from=row["envelope_from"],
+        recipients=json.loads(row["recipients"]),
+        route=row["route"],
+        message_id=row["message_id"],
+        subject=row["subject"],
+        report_to=row["report_to"],
+        report_suppressed=row["report_suppressed"],
+        dry_run=bool(row["dry_run"]),
+        peer=row["peer"],
+        user=row["user"],
+        extra=json.loads(row["extra"]),
+        jobs=[],
+    )
+
+
+async def _durable(conn: Conn) -> None:
+    # The 250 promise: COMMIT returns only after the WAL is flushed, whatever the server's default says.
+    await conn.execute("SET synchronous_commit TO on")
+
+
+async def _relaxed(conn: Conn) -> None:
+    # Rate-limit bookkeeping may be lost in a crash: nothing else depends on it.
+    await conn.execute("SET synchronous_commit TO off")
+
+
+async def migrate(conn: Conn) -> int:
+    """Apply the migrations this database lacks; returns the schema version. Safe when nodes start together."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ "
+            "NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+        row = await cur.fetchone()
+        have = int(row["v"]) if row else 0
+        if have > SCHEMA_VERSION:
+            raise SpoolError(f"spool schema {have} is newer than this mail2sms ({SCHEMA_VERSION})")
+        for version, sql in MIGRATIONS:
+            if version > have:
+                await conn.execute(sql.encode())  # no parameters: several statements in one go
+                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                have = version
+    return have
+
+
+@dataclass
+class _PendingCommit:
+    submission: Submission
+    jobs: list[Job]
+    given_id: str
+    keys: list[str]
+    window: float
+    future: asyncio.Future[CommitResult]
+
+
+class PostgresSpool:
+    """The `Spool` protocol on a PostgreSQL database shared by any number of nodes."""
+
+    def __init__(self, url: str, min_connections: int = 1, max_connections: int = 10, timeout: float = 30.0) -> None:
+        self.url = url
+        self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url, min_size=min_connections, max_size=max_connections, timeout=timeout, open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row}, configure=_durable, name="mail2sms-spool",
+            connection_class=psycopg.AsyncConnection[DictRow],
+        )
+        self._rate_pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url, min_size=0, max_size=2, timeout=timeout, open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row}, configure=_relaxed, name="mail2sms-rates",
+            connection_class=psycopg.AsyncConnection[DictRow],
+        )
+        self._last_purge = 0.0
+        self._pending: list[_PendingCommit] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True)
+            await self._rate_pool.open()
+            async with self._pool.connection() as conn:
+                await migrate(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            await self._close_pools()
+            raise SpoolError(f"cannot open the PostgreSQL spool: {type(exc).__name__}") from exc
+        except SpoolError:
+            await self._close_pools()
+            raise
+
+    async def _close_pools(self) -> None:
+        await self._rate_pool.close()
+        await self._pool.close()
+
+    async def close(self) -> None:
+        await self._close_pools()
+
+    async def _tx(self, body: Callable[[Conn], Awaitable[T]], *, write: bool = True) -> T:
+        """Run `body` in one transaction (or, for `write=False`, in autocommit), mapping errors to SpoolError."""
+        for attempt in range(5):
+            try:
+                async with self._pool.connection() as conn:
+                    if not write:
+                        return await body(conn)
+                    async with conn.transaction():
+                        return await body(conn)
+            except psycopg.Error as exc:
+                if exc.sqlstate in RETRY_SQLSTATES and attempt < 4:
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                    continue
+                if isinstance(exc, psycopg.errors.DiskFull):
+                    raise SpoolFullError("spool storage is full") from exc
+                raise SpoolError(f"spool error: {type(exc).__name__}") from exc
+            except PoolTimeout as exc:
+                raise SpoolError("spool error: no database connection") from exc
+        raise AssertionError("unreachable")
+
+    # -- commit -----------------------------------------------------------------------------------------
+
+    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float) -> CommitResult:
+        """Group commit: commits that arrive while one transaction is in flight go together in the next one.
+
+        Every caller's result comes only after the transaction holding its submission committed. If a group's
+        transaction fails, each of its submissions is committed alone, so one bad submission refuses only itself."""
+        if len(dedupe_keys) != len(submission.jobs):
+            raise ValueError("one dedupe key per job")
+        pending = _PendingCommit(submission, list(submission.jobs), submission.id, dedupe_keys, window,
+                                 asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await pending.future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+            try:
+                results = await self._commit_in_one(group)
+            except Exception as exc:
+                if len(group) == 1:
+                    self._settle(group[0], exc)
+                    continue
+                for one in group:  # find the one that failed: the others must not be refused for it
+                    try:
+                        self._settle(one, (await self._commit_in_one([one]))[0])
+                    except Exception as single:
+                        self._settle(one, single)
+                continue
+            for one, result in zip(group, results, strict=True):
+                self._settle(one, result)
+
+    async def _commit_in_one(self, group: list[_PendingCommit]) -> list[CommitResult]:
+        async def body(conn: Conn) -> list[CommitResult]:
+            return await self._commit_group(conn, group)
+        return await self._tx(body)
+
+    async def _commit_group(self, conn: Conn, group: list[_PendingCommit]) -> list[CommitResult]:
+        out = []
+        for one in group:
+            one.submission.id, one.submission.jobs = one.given_id, list(one.jobs)  # as the caller gave it
+            out.append(await self._commit(conn, one.submission, one.jobs, one.keys, one.window))
+        return out
+
+    @staticmethod
+    def _settle(one: _PendingCommit, outcome: CommitResult | Exception) -> None:
+        if one.future.done():
+            return
+        if isinstance(outcome, Exception):
+            one.future.set_exception(outcome)
+            return
+        if outcome.duplicate:  # nothing was stored: leave the caller's copy alone
+            one.submission.id, one.submission.jobs = one.given_id, one.jobs
+        one.future.set_result(outcome)
+
+    async def _commit(
+        self, conn: Conn, sub: Submission, jobs: list[Job], keys: list[str], window: float
+    ) -> CommitResult:
+        now = sub.received_at
+        sid = sub.id or new_id()
+        # Claim the keys first: a concurrent commit of the same key (another node) waits here for ours to end.
+        cur = await conn.execute(
+            "INSERT INTO dedupe AS d (key, submission_id, created_at) "
+            "SELECT DISTINCT k, %(sid)s, %(now)s FROM unnest(%(keys)s::text[]) AS k "
+            "ON CONFLICT (key) DO UPDATE SET submission_id = EXCLUDED.submission_id, created_at = EXCLUDED.created_at "
+            "WHERE d.created_at < %(cutoff)s RETURNING key",
+            {"sid": sid, "now": now, "keys": keys, "cutoff": now - window},
+        )
+        fresh_keys = {r["key"] for r in await cur.fetchall()}
+        fresh = [job for job, key in zip(jobs, keys, strict=True) if key in fresh_keys]
+        if not fresh and jobs:
+            first = next(k for k in keys if k not in fresh_keys)
+            cur = await conn.execute("SELECT submission_id FROM dedupe WHERE key = %s", (first,))
+            row = await cur.fetchone()
+            if row is None:  # cannot happen while we hold the conflict; be safe rather than lose the mail
+                raise SpoolError("dedupe key vanished")
+            return CommitResult(row["submission_id"], duplicate=True)
+        sub.id = sid
+        sub.jobs = fresh
+        await conn.execute(
+            'INSERT INTO submissions (id, received_at, envelope_from, recipients, route, message_id, subject, '
+            'report_to, report_suppressed, dry_run, peer, "user", extra) '
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (sub.id, sub.received_at, sub.envelope_from, json.dumps(sub.recipients), sub.route, sub.message_id,
+             sub.subject, sub.report_to, sub.report_suppressed, sub.dry_run, sub.peer, sub.user,
+             json.dumps(sub.extra)),
+        )
+        rows = []
+        for seq, job in enumerate(sub.jobs):
+            job.id = f"{sub.id}.{seq}"
+            job.submission_id = sub.id
+            job.idempotency_key = job.idempotency_key or new_id()
+            rows.append((
+                job.id, sub.id, seq, job.number, job.text, job.provider, job.sender,
+                json.dumps(job.account.to_dict()) if job.account and not job.state.final else None,
+                json.dumps(job.options.to_dict()), job.row, job.idempotency_key, job.state.value, job.attempts,
+                job.next_attempt_at, job.expires_at, job.provider_id, job.code, job.error, job.parts,
+                job.encoding, json.dumps(job.notes), now,
+            ))
+        if rows:
+            async with conn.cursor() as c:
+                await c.executemany(
+                    "INSERT INTO jobs (id, submission_id, seq, number, text, provider, sender, account, options, "
+                    '"row", idempotency_key, state, attempts, next_attempt_at, expires_at, provider_id, code, error, '
+                    "parts, encoding, notes, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"
+                    "%s,%s,%s,%s,%s)",
+                    rows,
+                )
+        if not sub.jobs or any(j.state.final for j in sub.jobs):
+            await self._finish_if_final(conn, [sub.id], now)
+        if time.monotonic() - self._last_purge > DEDUPE_PURGE_EVERY:
+            self._last_purge = time.monotonic()
+            await conn.execute("DELETE FROM dedupe WHERE created_at < %s", (now - window,))
+        return CommitResult(sub.id)
+
+    async def _finish_if_final(self, conn: Conn, submission_ids: Iterable[str], now: float) -> list[str]:
+        sids = sorted(set(submission_ids))
+        if not sids:
+            return []
+        # Lock the submissions (in id order: no deadlock between nodes) so that the last two jobs of one
+        # submission recorded at once on two nodes cannot both see the other as still open.
+        await conn.execute("SELECT id FROM submissions WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sids,))
+        cur = await conn.execute(
+            "UPDATE submissions s SET report_state = CASE WHEN report_to IS NULL THEN 'none' ELSE 'pending' END, "
+            "finished_at = %(now)s, report_next_at = %(now)s "
+            "WHERE s.id = ANY(%(sids)s) AND s.report_state = 'waiting' AND NOT EXISTS "
+            "(SELECT 1 FROM jobs j WHERE j.submission_id = s.id AND j.state <> ALL(%(final)s)) RETURNING s.id",
+            {"now": now, "sids": sids, "final": FINAL},
+        )
+        done = sorted(r["id"] for r in await cur.fetchall())
+        if done:
+            # Body credentials are kept only until the submission is final (DESIGN.md "Storage").
+            await conn.execute(
+                "UPDATE jobs SET account = NULL WHERE submission_id = ANY(%s) AND account IS NOT NULL", (done,)
+            )
+        return done
+
+    # -- dispatch ---------------------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, now: float, limit: int, lease: float, skip_providers: Collection[str] = ()
+    ) -> list[Job]:
+        async def body(conn: Conn) -> list[Job]:
+            cur = await conn.execute(
+                "WITH picked AS (SELECT id FROM jobs WHERE state IN ('queued', 'scheduled') "
+                "AND next_attempt_at <= %(now)s AND (lease_until IS NULL OR lease_until < %(now)s) "
+                "AND provider <> ALL(%(skip)s) ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                "UPDATE jobs j SET lease_owner = %(owner)s, lease_until = %(until)s, state = 'queued' "
+                f"FROM picked WHERE j.id = picked.id RETURNING {_CLAIMED_COLUMNS}",
+                {"now": now, "skip": sorted(skip_providers), "limit": limit, "owner": owner, "until": now + lease},
+            )
+            jobs = [_job_from_row(r) for r in await cur.fetchall()]
+            jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
+            return jobs
+        return await self._tx(body)
+
+    async def mark_sending(self, job_ids: list[str], now: float, owner: str | None = None) -> None:
+        async def body(conn: Conn) -> None:
+            if owner is None:
+                await conn.execute(
+                    "UPDATE jobs SET state = 'sending', updated_at = %s WHERE id = ANY(%s)", (now, job_ids)
+                )
+                return
+            cur = await conn.execute(
+                "UPDATE jobs SET state = 'sending', updated_at = %s WHERE id = ANY(%s) AND state = 'queued' "
+                "AND lease_owner = %s", (now, job_ids, owner),
+            )
+            if cur.rowcount != len(set(job_ids)):
+                raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back
+        await self._tx(body)
+
+    async def record(self, updates: list[JobUpdate], now: float) -> list[str]:
+        async def body(conn: Conn) -> list[str]:
+            async with conn.cursor() as c:
+                await c.executemany(
+                    "UPDATE jobs SET state = %s, attempts = %s, next_attempt_at = %s, provider_id = %s, code = %s, "
+                    "error = %s, lease_owner = NULL, lease_until = NULL, updated_at = %s WHERE id = %s",
+                    [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, now, u.job_id)
+                     for u in updates],
+                )
+            sids = {u.job_id.rpartition(".")[0] for u in updates if u.state.final}
+            return await self._finish_if_final(conn, sids, now)
+        return await self._tx(body)
+
+    async def recover(
+        self, idempotent_providers: set[str], now: float, owner_dead: Callable[[str], bool] | None = None
+    ) -> tuple[int, int]:
+        async def body(conn: Conn) -> tuple[int, int]:
+            cur = await conn.execute(
+                "SELECT id, provider, state, lease_owner, lease_until FROM jobs "
+                "WHERE lease_owner IS NOT NULL AND state IN ('queued', 'sending') FOR UPDATE SKIP LOCKED"
+            )
+            requeued, unknown, released = [], [], []
+            dead_owners: dict[str, bool] = {}
+            for r in await cur.fetchall():
+                expired = r["lease_until"] is None or r["lease_until"] < now
+                if not expired:
+                    if owner_dead is None:
+                        continue
+                    if r["lease_owner"] not in dead_owners:
+                        dead_owners[r["lease_owner"]] = owner_dead(r["lease_owner"])
+                    if not dead_owners[r["lease_owner"]]:
+                        continue
+                if r["state"] == "queued":
+                    released.append(r["id"])
+                elif r["provider"] in idempotent_providers:
+                    requeued.append(r["id"])
+                else:
+                    unknown.append(r["id"])
+            if released or requeued:
+                await conn.execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'queued' WHERE id = ANY(%s)",
+                    (released + requeued,),
+                )
+            if unknown:
+                await conn.execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'unknown', code = 'INTERRUPTED', "
+                    "error = %s, updated_at = %s WHERE id = ANY(%s)",
+                    (INTERRUPTED, now, unknown),
+                )
+                await self._finish_if_final(conn, {i.rpartition(".")[0] for i in unknown}, now)
+            return len(requeued), len(unknown)
+        return await self._tx(body)
+
+    async def expire(self, now: float) -> list[str]:
+        async def body(conn: Conn) -> list[str]:
+            cur = await conn.execute(
+                "UPDATE jobs SET state = 'expired', updated_at = %(now)s, error = 'not sent within its lifetime' || "
+                "CASE WHEN error IS NULL THEN '' ELSE '; the last problem was: ' || error END "
+                "WHERE state IN ('queued', 'scheduled') AND expires_at > 0 AND expires_at < %(now)s "
+                "AND (lease_until IS NULL OR lease_until < %(now)s) RETURNING submission_id",
+                {"now": now},
+            )
+            sids = {r["submission_id"] for r in await cur.fetchall()}
+            return await self._finish_if_final(conn, sids, now)
+        return await self._tx(body)
+
+    # -- reports ----------------------------------------------------------------------------------------
+
+    async def _jobs_of(self, conn: Conn, sids: list[str]) -> dict[str, list[Job]]:
+        out: dict[str, list[Job]] = {sid: [] for sid in sids}
+        if sids:
+            cur = await conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE submission_id = ANY(%s) ORDER BY submission_id, seq", (sids,)
+            )
+            for r in await cur.fetchall():
+                out[r["submission_id"]].append(_job_from_row(r))
+        return out
+
+    async def _reports(self, conn: Conn, rows: list[DictRow], with_attempts: bool) -> list[DueReport]:
+        jobs = await self._jobs_of(conn, [r["id"] for r in rows])
+        return [DueReport(_submission_from_row(r), jobs[r["id"]], r["report_attempts"] if with_attempts else 0)
+                for r in rows]
+
+    async def due_reports(self, now: float, limit: int) -> list[DueReport]:
+        async def body(conn: Conn) -> list[DueReport]:
+            cur = await conn.execute(
+                "SELECT * FROM submissions WHERE report_state = 'pending' AND report_next_at <= %s "
+                "ORDER BY report_next_at LIMIT %s",
+                (now, limit),
+            )
+            return await self._reports(conn, await cur.fetchall(), True)
+        return await self._tx(body, write=False)
+
+    async def due_delay_notices(self, older_than: float, limit: int) -> list[DueReport]:
+        async def body(conn: Conn) -> list[DueReport]:
+            cur = await conn.execute(
+                "SELECT * FROM submissions WHERE report_state = 'waiting' AND NOT delay_notified "
+                "AND report_to IS NOT NULL AND received_at <= %s ORDER BY received_at LIMIT %s",
+                (older_than, limit),
+            )
+            return await self._reports(conn, await cur.fetchall(), False)
+        return await self._tx(body, write=False)
+
+    async def mark_delay_notified(self, submission_id: str) -> None:
+        async def body(conn: Conn) -> None:
+            await conn.execute("UPDATE submissions SET delay_notified = TRUE WHERE id = %s", (submission_id,))
+        await self._tx(body)
+
+    async def take_suppressed(self, report_to: str) -> list[DueReport]:
+        async def body(conn: Conn) -> list[DueReport]:
+            cur = await conn.execute(
+                "UPDATE submissions SET report_state = 'summarised' WHERE id IN (SELECT id FROM submissions "
+                "WHERE report_state = 'suppressed' AND report_to = %s FOR UPDATE SKIP LOCKED) RETURNING *",
+                (report_to,),
+            )
+            rows = sorted(await cur.fetchall(), key=lambda r: (r["received_at"], r["id"]))
+            return await self._reports(conn, rows, False)
+        return await self._tx(body)
+
+    async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
+        async def body(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE submissions SET report_state = %s, report_attempts = report_attempts + 1, "
+                "report_next_at = %s WHERE id = %s",
+                (state, next_at, submission_id),
+            )
+        await self._tx(body)
+
+    # -- operator ---------------------------------------------------------------------------------------
+
+    async def queue_list(self, limit: int) -> list[QueueEntry]:
+        async def body(conn: Conn) -> list[QueueEntry]:
+            cur = await conn.execute(
+                "SELECT id, received_at, envelope_from, route, report_state FROM submissions "
+                "WHERE report_state IN ('waiting', 'pending') ORDER BY received_at LIMIT %s",
+                (limit,),
+            )
+            subs = await cur.fetchall()
+            states: dict[str, dict[str, int]] = {s["id"]: {} for s in subs}
+            if subs:
+                cur = await conn.execute(
+                    "SELECT submission_id, state, COUNT(*) AS n FROM jobs WHERE submission_id = ANY(%s) "
+                    "GROUP BY submission_id, state", (list(states),),
+                )
+                for r in await cur.fetchall():
+                    states[r["submission_id"]][r["state"]] = int(r["n"])
+            return [QueueEntry(s["id"], s["received_at"], s["envelope_from"], s["route"],
+                               sum(states[s["id"]].values()), states[s["id"]], s["report_state"]) for s in subs]
+        return await self._tx(body, write=False)
+
+    async def get(self, submission_id: str) -> tuple[Submission, list[Job]] | None:
+        async def body(conn: Conn) -> tuple[Submission, list[Job]] | None:
+            cur = await conn.execute("SELECT * FROM submissions WHERE id = %s", (submission_id,))
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            return _submission_from_row(row), (await self._jobs_of(conn, [submission_id]))[submission_id]
+        return await self._tx(body, write=False)
+
+    async def retry_now(self, submission_id: str, now: float) -> int:
+        async def body(conn: Conn) -> int:
+            cur = await conn.execute(
+                "UPDATE jobs SET next_attempt_at = %s WHERE submission_id = %s AND state IN ('queued', 'scheduled')",
+                (now, submission_id),
+            )
+            return cur.rowcount
+        return await self._tx(body)
+
+    async def cancel(self, submission_id: str, now: float) -> int:
+        async def body(conn: Conn) -> int:
+            cur = await conn.execute(
+                "UPDATE jobs SET state = 'cancelled', error = 'cancelled by the operator', lease_owner = NULL, "
+                "lease_until = NULL, updated_at = %s WHERE submission_id = %s AND state IN ('queued', 'scheduled')",
+                (now, submission_id),
+            )
+            n = cur.rowcount
+            await self._finish_if_final(conn, [submission_id], now)
+            return n
+        return await self._tx(body)
+
+    async def counts(self) -> dict[str, int]:
+        async def body(conn: Conn) -> dict[str, int]:
+            cur = await conn.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            return {r["state"]: int(r["n"]) for r in await cur.fetchall()}
+        return await self._tx(body, write=False)
+
+    # -- rates ------------------------------------------------------------------------------------------
+
+    def rate_limiter(self, rates: Mapping[str, float]) -> PostgresRateLimiter:
+        """Provider request rates held for every node on this database (no division by workers or nodes)."""
+        return PostgresRateLimiter(self._rate_pool, rates)
+
+
+class PostgresRateLimiter:
+    """`rate` requests per second per provider, across every process on every node that shares the database.
+
+    A virtual-scheduling token bucket (burst 1): each provider's row holds the theoretical arrival time `tat` of
+    the next free slot, in the database's clock. One atomic statement reserves the next slot and says how long
+    to wait for it, so callers are served in order and never more often than `1/rate` apart, whatever node
+    they run on. A reserved slot that is not used (the caller died) is simply lost: the limit errs low.
+    """
+
+    SQL = (
+        "INSERT INTO rate_buckets AS b (provider, tat) VALUES (%(p)s, extract(epoch FROM clock_timestamp()) + %(i)s) "
+        "ON CONFLICT (provider) DO UPDATE SET tat = GREATEST(b.tat, extract(epoch FROM clock_timestamp())) + %(i)s "
+        "RETURNING b.tat - %(i)s - extract(epoch FROM clock_timestamp()) AS wait"
+    )
+
+    def __init__(self, pool: AsyncConnectionPool[Conn], rates: Mapping[str, float]) -> None:
+        self._pool = pool
+        self.rates = dict(rates)
+
+    async def acquire(self, provider: str) -> None:
+        rate = self.rates.get(provider)
+        if not rate:
+            return
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(self.SQL, {"p": provider, "i": 1.0 / rate})
+                row = await cur.fetchone()
+        except (psycopg.Error, PoolTimeout):
+            # The database is unreachable: wait one interval here. The request cannot be marked `sending`
+            # without the database anyway, so nothing leaves faster than this.
+            row = {"wait": 1.0 / rate}
+        wait = float(row["wait"]) if row else 0.0
+        if wait > 0:
+            await asyncio.sleep(wait)

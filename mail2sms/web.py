@@ -1,0 +1,112 @@
+"""The small HTTP endpoint on `[http] listen`: `GET /healthz` and `GET /metrics` (Prometheus text format).
+
+A deliberately tiny HTTP/1.x server on asyncio streams, in the application's own loop: one request per
+connection, bounded request size and time, no keep-alive, no request body. `/healthz` answers 200 while the
+spool answers and the server is not draining, else 503; `/metrics` renders `mail2sms.metrics` after setting the
+queue and session gauges. Meant for a loopback or management address, not the internet.
+
+It must never reveal a secret, an address, a phone number or a message text: it shows only counts, state names,
+reply names and provider names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+
+from mail2sms import metrics
+from mail2sms.config import parse_hostport
+from mail2sms.model import JobState
+from mail2sms.observability import get_logger
+from mail2sms.spool.base import Spool
+
+log = get_logger("mail2sms.web")
+
+MAX_REQUEST = 8192  # request line plus headers
+REQUEST_TIMEOUT = 10.0
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+class WebServer:
+    """`/healthz` and `/metrics` for one App."""
+
+    def __init__(self, listen: str, spool: Spool, *, sessions: Callable[[], int] = lambda: 0,
+                 draining: Callable[[], bool] = lambda: False, reuse_port: bool = False) -> None:
+        self.host, self.port = parse_hostport(listen, 8026)
+        self.reuse_port = reuse_port  # server.workers > 1: every worker binds the same address
+        self.spool = spool
+        self.sessions = sessions
+        self.draining = draining
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_REQUEST,
+                                                  reuse_address=True, reuse_port=self.reuse_port or None)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method = "GET"
+        try:
+            method, status, ctype, body = await asyncio.wait_for(self._answer(reader), REQUEST_TIMEOUT)
+        except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            status, ctype, body = 400, "text/plain; charset=utf-8", b"bad request\n"
+        except Exception:
+            log.exception("http request failed")
+            status, ctype, body = 503, "text/plain; charset=utf-8", b"error\n"
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            writer.write(head.encode("ascii") + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[str, int, str, bytes]:
+        """(method, status, content type, body) for one request."""
+        first = await reader.readuntil(b"\n")
+        line = first.decode("latin-1").split()
+        total = len(first)
+        while True:  # headers: read and ignore, within MAX_REQUEST
+            header = await reader.readuntil(b"\n")
+            total += len(header)
+            if total > MAX_REQUEST:
+                raise ValueError("request too big")
+            if header in (b"\r\n", b"\n"):
+                break
+        if len(line) != 3 or not line[2].startswith("HTTP/1."):
+            raise ValueError("not an HTTP/1.x request line")
+        method, target = line[0], line[1].split("?", 1)[0]
+        if target not in ("/healthz", "/metrics"):
+            return method, 404, "text/plain; charset=utf-8", b"not found\n"
+        if method not in ("GET", "HEAD"):
+            return method, 405, "text/plain; charset=utf-8", b"method not allowed\n"
+        if target == "/metrics":
+            await self._refresh()
+            return method, 200, metrics.CONTENT_TYPE, metrics.render()
+        return (method, *await self._health())
+
+    async def _refresh(self) -> None:
+        with contextlib.suppress(Exception):  # a spool in trouble still lets the other metrics be read
+            metrics.set_queue(await self.spool.counts(), [s.value for s in JobState])
+        metrics.SESSIONS.set(self.sessions())
+
+    async def _health(self) -> tuple[int, str, bytes]:
+        try:
+            counts = await asyncio.wait_for(self.spool.counts(), 5.0)
+        except Exception:
+            failed = {"status": "error", "spool": "not answering"}
+            return 503, "application/json", json.dumps(failed).encode() + b"\n"
+        status = "draining" if self.draining() else "ok"
+        queue = {k: counts[k] for k in sorted(counts)}
+        body: dict[str, object] = {"status": status, "queue": queue, "sessions": self.sessions()}
+        return (200 if status == "ok" else 503), "application/json", json.dumps(body).encode() + b"\n"

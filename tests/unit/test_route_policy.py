@@ -1,0 +1,136 @@
+"""Route number rules and quotas (smtp.policy, smtp.quota): pure decisions with the clock passed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from mail2sms.config import RouteConfig
+from mail2sms.errors import LimitError, PolicyError
+from mail2sms.model import Job, JobState
+from mail2sms.parse.submission import Envelope
+from mail2sms.smtp import replies
+from mail2sms.smtp.policy import Client, RoutePolicy, check_access, number_problem, policy_reply, quota_key
+from mail2sms.smtp.quota import MemoryQuotaStore
+
+
+def route(**kw: object) -> RouteConfig:
+    return RouteConfig.model_validate({"match": "*@sms.test", "format": "address", "provider": "p", **kw})
+
+
+def test_blocked_prefixes() -> None:
+    """A number under a blocked prefix is refused, naming the prefix; others pass."""
+    r = route(blocked_prefixes=["+44 909", "001900"])
+    assert r.blocked_prefixes == ["+44909", "+1900"]
+    assert "+44909" in (number_problem(r, "449098790000") or "")
+    assert number_problem(r, "19005550123") is not None
+    assert number_problem(r, "447700900123") is None
+
+
+def test_allowed_countries_by_region_or_calling_code() -> None:
+    """Regions match valid numbers of that region; calling codes match any number with that code."""
+    r = route(allowed_countries=["kw", "44"])
+    assert r.allowed_countries == ["KW", "+44"]
+    assert number_problem(r, "96550000000") is None
+    assert number_problem(r, "447700900123") is None
+    problem = number_problem(r, "12125550123")
+    assert problem is not None
+    assert "US" in problem
+    assert "KW, +44" in problem
+
+
+def test_region_entry_does_not_admit_a_shared_calling_code() -> None:
+    """'US' is not '+1': a Canadian number is refused on a US-only route, admitted on a +1 route."""
+    assert number_problem(route(allowed_countries=["US"]), "14165550123") is not None
+    assert number_problem(route(allowed_countries=["+1"]), "14165550123") is None
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("allowed_countries", ["Kuwait"]), ("allowed_countries", ["+999"]),
+    ("blocked_prefixes", ["44909"]), ("blocked_prefixes", ["+0909"]), ("blocked_prefixes", ["+44x"]),
+    ("allow", ["authenticaed"]), ("allow", ["user:"]), ("allow", ["a b@example.org"]),
+])
+def test_bad_policy_entries_are_config_errors(field: str, value: list[str]) -> None:
+    """A typo in a number rule or an allow entry is an error, not a rule that silently matches nothing."""
+    with pytest.raises(ValueError, match=field):
+        route(**{field: value})
+
+
+def test_bare_ip_allow_entry_is_one_host() -> None:
+    """An allow entry that is a bare IP address admits that client only."""
+    r = route(allow=["192.0.2.7"])
+    assert check_access(r, Client("192.0.2.7", None, ""), []).allowed
+    assert not check_access(r, Client("192.0.2.8", None, ""), []).allowed
+
+
+def test_quota_store_windows_slide() -> None:
+    """Charges count inside the window before `now` and are forgotten after a day."""
+    store = MemoryQuotaStore()
+    store.charge("k", 2, 1000.0)
+    store.charge("k", 3, 5000.0)
+    assert store.used("k", 5000.0 - 3600) == 3
+    assert store.used("k", 0.0) == 5
+    store.charge("other", 1, 5000.0 + 86400 + 10)
+    assert store.used("k", 0.0) == 0
+    assert len(store) == 1
+
+
+def test_hourly_quota_is_temporary_and_daily_is_not() -> None:
+    """Over the hourly quota: temporary (450); over the daily one, or bigger than a quota: permanent (550)."""
+    policy = RoutePolicy()
+    r = route(quota_per_hour=3, quota_per_day=5)
+    policy.charge(r.match, "user:a", 3, 0.0)
+    hourly = policy.quota_problem(r, "user:a", 1, 10.0)
+    assert hourly is not None
+    assert hourly.temporary
+    assert policy_reply(hourly).startswith(str(replies.QUOTA_REACHED))
+    assert policy.quota_problem(r, "user:a", 1, 3700.0) is None
+    policy.charge(r.match, "user:a", 2, 3700.0)
+    daily = policy.quota_problem(r, "user:a", 1, 7400.0)
+    assert daily is not None
+    assert not daily.temporary
+    assert policy_reply(daily).startswith(str(replies.QUOTA_EXCEEDED))
+    too_big = policy.quota_problem(r, "user:b", 4, 0.0)
+    assert too_big is not None
+    assert not too_big.temporary
+
+
+def test_quota_keys() -> None:
+    """Quotas count the AUTH user, else the envelope sender, else the client address for the null sender."""
+    assert quota_key("Alarm", "x@y", "1.2.3.4") == "user:alarm"
+    assert quota_key(None, "X@Y.example", "1.2.3.4") == "sender:x@y.example"
+    assert quota_key(None, "", "1.2.3.4") == "peer:1.2.3.4"
+
+
+def job(number: str, row: int | None = None) -> Job:
+    return Job(number=number, text="t", provider="p", row=row)
+
+
+def test_mail_check_refuses_body_numbers_and_csv_rows() -> None:
+    """At DATA, a bad number in a body refuses the mail; in a CSV row it refuses only that row."""
+    policy = RoutePolicy()
+    r = route(allowed_countries=["KW"], quota_per_hour=10)
+    check = policy.for_mail(Envelope(mail_from="a@b.example", recipients=()), 0.0)
+    with pytest.raises(PolicyError):
+        check(r, [job("96550000000"), job("12125550123")])
+    rows = [job("96550000000", row=2), job("12125550123", row=3)]
+    check = policy.for_mail(Envelope(mail_from="a@b.example", recipients=()), 0.0)
+    check(r, rows)
+    assert rows[0].state is JobState.QUEUED
+    assert rows[1].state is JobState.REJECTED
+    assert check.counts == {r.match: 1}
+
+
+def test_mail_check_limits_numbers_and_charges_after_commit() -> None:
+    """More numbers than max_recipients is a LimitError; charge() counts the mail, a dry run counts nothing."""
+    from mail2sms.model import Submission
+
+    policy = RoutePolicy()
+    r = route(max_recipients=2, quota_per_hour=3)
+    check = policy.for_mail(Envelope(mail_from="a@b.example", recipients=()), 0.0)
+    with pytest.raises(LimitError):
+        check(r, [job("96550000001"), job("96550000002"), job("96550000003")])
+    check(r, [job("96550000001"), job("96550000002")])
+    check.charge(Submission("a@b.example", [], [], r.match, dry_run=True))
+    assert policy.store.used(f"{r.match}\0sender:a@b.example", -1.0) == 0
+    check.charge(Submission("a@b.example", [], [], r.match))
+    assert policy.store.used(f"{r.match}\0sender:a@b.example", -1.0) == 2
