@@ -41,7 +41,7 @@ Outcome = Any  # a write's result, or _Failed
 PendingWrite = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 SCHEMA_VERSION = 1
 FINAL = tuple(s.value for s in FINAL_STATES)
-_FINAL_SQL = ",".join(f"'{s}'" for s in FINAL)
+_OPEN_SQL = ",".join(f"'{s.value}'" for s in JobState if s not in FINAL_STATES)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS jobs_submission ON jobs (submission_id);
+CREATE INDEX IF NOT EXISTS jobs_submission_state ON jobs (submission_id, state);
 CREATE TABLE IF NOT EXISTS dedupe (
     key TEXT PRIMARY KEY,
     submission_id TEXT NOT NULL,
@@ -407,8 +407,10 @@ class SqliteSpool:
     def _finish_if_final(self, conn: sqlite3.Connection, submission_ids: Iterable[str], now: float) -> list[str]:
         done = []
         for sid in submission_ids:
+            # IN the open states, not NOT IN the final ones: the (submission_id, state) index then finds an open
+            # job at once instead of scanning every finished job of a 100,000-row submission on each record().
             open_jobs = conn.execute(
-                f"SELECT 1 FROM jobs WHERE submission_id = ? AND state NOT IN ({_FINAL_SQL}) LIMIT 1", (sid,)
+                f"SELECT 1 FROM jobs WHERE submission_id = ? AND state IN ({_OPEN_SQL}) LIMIT 1", (sid,)
             ).fetchone()
             if open_jobs is not None:
                 continue
@@ -452,9 +454,11 @@ class SqliteSpool:
                     "UPDATE jobs SET state = 'sending', updated_at = ? WHERE id = ?", [(now, j) for j in job_ids]
                 )
                 return
-            marked = sum(conn.execute(
+            before = conn.total_changes
+            conn.executemany(
                 "UPDATE jobs SET state = 'sending', updated_at = ? WHERE id = ? AND state = 'queued' "
-                "AND lease_owner = ?", (now, job_id, owner)).rowcount for job_id in job_ids)
+                "AND lease_owner = ?", [(now, job_id, owner) for job_id in job_ids])
+            marked = conn.total_changes - before
             if marked != len(job_ids):
                 raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back
         await self._grouped(body)
