@@ -45,19 +45,9 @@ OPTIONS: dict[str, wire.Check] = {
 
 _TOKENS = re.compile(r"[\s,;]+")
 _CREDIT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*$")
-_NUMBER_NOISE = re.compile(r"[\s\-.()/]")
 
 
-def wire_number(number: str) -> str | None:
-    """The number in international form, digits only (no + or 00), or None when it is not a number."""
-    digits = _NUMBER_NOISE.sub("", number)
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("00"):
-        digits = digits[2:]
-    if not digits.isascii() or not digits.isdigit() or not 7 <= len(digits) <= 15:
-        return None
-    return digits
+wire_number = wire.international_digits  # the number as the provider wants it: international digits only
 
 
 def format_sendtime(iso: str, zone: tzinfo, now: datetime | None = None) -> str | None:

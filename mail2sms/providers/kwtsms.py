@@ -24,6 +24,7 @@ from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent
 from mail2sms.parse.text import is_gsm7
+from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
 from mail2sms.providers.explain import explain, explained
 from mail2sms.providers.wire import Check, integer, read_options
@@ -41,20 +42,10 @@ RETRY_AFTER: dict[str, float | None] = {"ERR013": None, "ERR028": 15.0}
 
 _CODE = re.compile(r"ERR\d{3}")
 _BALANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
-_NUMBER_NOISE = re.compile(r"[\s\-.()/]")
 
 
 
-def wire_number(number: str) -> str | None:
-    """The number as KwtSMS wants it (international, digits only, no + or 00), or None when it cannot be."""
-    digits = _NUMBER_NOISE.sub("", number)
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("00"):
-        digits = digits[2:]
-    if not digits.isascii() or not digits.isdigit() or not 7 <= len(digits) <= 15:
-        return None
-    return digits
+wire_number = wire.international_digits  # the number as the provider wants it: international digits only
 
 
 def choose_lang(batch: Batch) -> int:

@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 import psycopg.errors
@@ -30,9 +30,10 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mail2sms.errors import SpoolError, SpoolFullError
-from mail2sms.model import Account, Job, JobState, SmsOptions, Submission
+from mail2sms.model import Job, Submission
 from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
+from mail2sms.spool.rows import INTERRUPTED, job_from_row, submission_from_row
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
@@ -119,53 +120,7 @@ JOB_COLUMNS = (
     "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes"
 )
 _CLAIMED_COLUMNS = ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))
-INTERRUPTED = ("mail2sms stopped while the request to the provider was in flight, so the SMS may have been sent; "
-               "it is not sent again to avoid a duplicate")
 
-
-def _job_from_row(row: Mapping[str, Any]) -> Job:
-    account = json.loads(row["account"]) if row["account"] else None
-    return Job(
-        id=row["id"],
-        submission_id=row["submission_id"],
-        number=row["number"],
-        text=row["text"],
-        provider=row["provider"],
-        sender=row["sender"],
-        account=Account.from_dict(account),
-        options=SmsOptions.from_dict(json.loads(row["options"])),
-        row=row["row"],
-        idempotency_key=row["idempotency_key"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        expires_at=row["expires_at"],
-        provider_id=row["provider_id"],
-        code=row["code"],
-        error=row["error"],
-        parts=row["parts"],
-        encoding=row["encoding"],
-        notes=json.loads(row["notes"]),
-    )
-
-
-def _submission_from_row(row: Mapping[str, Any]) -> Submission:
-    return Submission(
-        id=row["id"],
-        received_at=row["received_at"],
-        envelope_from=row["envelope_from"],
-        recipients=json.loads(row["recipients"]),
-        route=row["route"],
-        message_id=row["message_id"],
-        subject=row["subject"],
-        report_to=row["report_to"],
-        report_suppressed=row["report_suppressed"],
-        dry_run=bool(row["dry_run"]),
-        peer=row["peer"],
-        user=row["user"],
-        extra=json.loads(row["extra"]),
-        jobs=[],
-    )
 
 
 async def _durable(conn: Conn) -> None:
@@ -424,7 +379,7 @@ class PostgresSpool:
                 f"FROM picked WHERE j.id = picked.id RETURNING {_CLAIMED_COLUMNS}",
                 {"now": now, "skip": sorted(skip_providers), "limit": limit, "owner": owner, "until": now + lease},
             )
-            jobs = [_job_from_row(r) for r in await cur.fetchall()]
+            jobs = [job_from_row(r) for r in await cur.fetchall()]
             jobs.sort(key=lambda j: (j.next_attempt_at, j.id))
             return jobs
         return await self._tx(body)
@@ -519,12 +474,12 @@ class PostgresSpool:
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE submission_id = ANY(%s) ORDER BY submission_id, seq", (sids,)
             )
             for r in await cur.fetchall():
-                out[r["submission_id"]].append(_job_from_row(r))
+                out[r["submission_id"]].append(job_from_row(r))
         return out
 
     async def _reports(self, conn: Conn, rows: list[DictRow], with_attempts: bool) -> list[DueReport]:
         jobs = await self._jobs_of(conn, [r["id"] for r in rows])
-        return [DueReport(_submission_from_row(r), jobs[r["id"]], r["report_attempts"] if with_attempts else 0)
+        return [DueReport(submission_from_row(r), jobs[r["id"]], r["report_attempts"] if with_attempts else 0)
                 for r in rows]
 
     async def due_reports(self, now: float, limit: int) -> list[DueReport]:
@@ -600,7 +555,7 @@ class PostgresSpool:
             row = await cur.fetchone()
             if row is None:
                 return None
-            return _submission_from_row(row), (await self._jobs_of(conn, [submission_id]))[submission_id]
+            return submission_from_row(row), (await self._jobs_of(conn, [submission_id]))[submission_id]
         return await self._tx(body, write=False)
 
     async def retry_now(self, submission_id: str, now: float) -> int:

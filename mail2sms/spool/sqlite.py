@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mail2sms.errors import SpoolError, SpoolFullError
-from mail2sms.model import FINAL_STATES, Account, Job, JobState, SmsOptions, Submission
+from mail2sms.model import FINAL_STATES, Job, JobState, Submission
 from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
+from mail2sms.spool.rows import INTERRUPTED, job_from_row, submission_from_row
 
 T = TypeVar("T")
 GROUP_MAX = 256  # writes per group-commit transaction
@@ -138,49 +139,6 @@ def sqlite_path(url: str) -> Path:
     return Path(rest)
 
 
-def _job_from_row(row: sqlite3.Row) -> Job:
-    account = json.loads(row["account"]) if row["account"] else None
-    return Job(
-        id=row["id"],
-        submission_id=row["submission_id"],
-        number=row["number"],
-        text=row["text"],
-        provider=row["provider"],
-        sender=row["sender"],
-        account=Account.from_dict(account),
-        options=SmsOptions.from_dict(json.loads(row["options"])),
-        row=row["row"],
-        idempotency_key=row["idempotency_key"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        expires_at=row["expires_at"],
-        provider_id=row["provider_id"],
-        code=row["code"],
-        error=row["error"],
-        parts=row["parts"],
-        encoding=row["encoding"],
-        notes=json.loads(row["notes"]),
-    )
-
-
-def _submission_from_row(row: sqlite3.Row) -> Submission:
-    return Submission(
-        id=row["id"],
-        received_at=row["received_at"],
-        envelope_from=row["envelope_from"],
-        recipients=json.loads(row["recipients"]),
-        route=row["route"],
-        message_id=row["message_id"],
-        subject=row["subject"],
-        report_to=row["report_to"],
-        report_suppressed=row["report_suppressed"],
-        dry_run=bool(row["dry_run"]),
-        peer=row["peer"],
-        user=row["user"],
-        extra=json.loads(row["extra"]),
-        jobs=[],
-    )
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:
@@ -439,7 +397,7 @@ class SqliteSpool:
                 f"AND (lease_until IS NULL OR lease_until < ?) {not_in}ORDER BY next_attempt_at LIMIT ?",
                 (now, now, *skip, limit),
             ).fetchall()
-            jobs = [_job_from_row(r) for r in rows]
+            jobs = [job_from_row(r) for r in rows]
             conn.executemany(
                 "UPDATE jobs SET lease_owner = ?, lease_until = ?, state = 'queued' WHERE id = ?",
                 [(owner, now + lease, j.id) for j in jobs],
@@ -502,8 +460,7 @@ class SqliteSpool:
             conn.executemany(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'unknown', code = 'INTERRUPTED', "
                 "error = ?, updated_at = ? WHERE id = ?",
-                [("mail2sms stopped while the request to the provider was in flight, so the SMS may have been "
-                  "sent; it is not sent again to avoid a duplicate", now, i) for i in unknown],
+                [(INTERRUPTED, now, i) for i in unknown],
             )
             sids = sorted({i.rpartition(".")[0] for i in unknown})
             self._finish_if_final(conn, sids, now)
@@ -529,7 +486,7 @@ class SqliteSpool:
 
     def _jobs_of(self, conn: sqlite3.Connection, sid: str) -> list[Job]:
         rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE submission_id = ? ORDER BY seq", (sid,))
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def due_reports(self, now: float, limit: int) -> list[DueReport]:
         def body(conn: sqlite3.Connection) -> list[DueReport]:
@@ -538,7 +495,7 @@ class SqliteSpool:
                 "ORDER BY report_next_at LIMIT ?",
                 (now, limit),
             ).fetchall()
-            return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), r["report_attempts"])
+            return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), r["report_attempts"])
                     for r in rows]
         return await self._run(body)
 
@@ -549,7 +506,7 @@ class SqliteSpool:
                 "AND report_to IS NOT NULL AND received_at <= ? ORDER BY received_at LIMIT ?",
                 (older_than, limit),
             ).fetchall()
-            return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
+            return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
         return await self._run(body)
 
     async def mark_delay_notified(self, submission_id: str) -> None:
@@ -565,7 +522,7 @@ class SqliteSpool:
             ).fetchall()
             conn.executemany("UPDATE submissions SET report_state = 'summarised' WHERE id = ?",
                              [(r["id"],) for r in rows])
-            return [DueReport(_submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
+            return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
         return await self._grouped(body)
 
     async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
@@ -600,7 +557,7 @@ class SqliteSpool:
             row = conn.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)).fetchone()
             if row is None:
                 return None
-            return _submission_from_row(row), self._jobs_of(conn, submission_id)
+            return submission_from_row(row), self._jobs_of(conn, submission_id)
         return await self._run(body)
 
     async def retry_now(self, submission_id: str, now: float) -> int:
