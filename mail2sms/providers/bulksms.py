@@ -143,20 +143,10 @@ class BulkSmsProvider:
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send_sms` request for the batch's valid numbers; one Result per job, in order."""
-        results: list[Result | None] = [None] * len(batch.jobs)
-        wired: list[tuple[int, str]] = []
-        for i, job in enumerate(batch.jobs):
-            number = wire.international_digits(job.number)
-            if number is None:
-                results[i] = Rejected(code="NUMBER", why=explain(TYPE, "NUMBER"))
-            else:
-                wired.append((i, number))
-        if wired:
-            keys = [batch.jobs[i].idempotency_key for i, _ in wired]
-            answers = await self._send(batch, [n for _, n in wired], stop_dup_id(keys))
-            for (i, _), result in zip(wired, answers, strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return await wire.send_valid(
+            batch, TYPE,
+            lambda jobs, numbers: self._send(batch, numbers, stop_dup_id([j.idempotency_key for j in jobs])),
+        )
 
     def _params(self, batch: Batch, numbers: list[str], dup_id: int | None) -> list[tuple[str, str]] | Result:
         """The form, or the Result that makes sending pointless (text BulkSMS cannot carry)."""

@@ -159,18 +159,7 @@ class CellcastProvider:
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send-sms` request for the batch's valid numbers; one Result per job, in order."""
-        results: list[Result | None] = [None] * len(batch.jobs)
-        wired: list[tuple[int, str]] = []
-        for i, job in enumerate(batch.jobs):
-            number = wire.international_digits(job.number)
-            if number is None:
-                results[i] = Rejected(code="NUMBER", why=explain(TYPE, "NUMBER"))
-            else:
-                wired.append((i, number))
-        if wired:
-            for (i, _), result in zip(wired, await self._send(batch, [n for _, n in wired]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return await wire.send_valid(batch, TYPE, lambda _jobs, numbers: self._send(batch, numbers))
 
     def payload(self, batch: Batch, numbers: list[str]) -> dict[str, Any]:
         body: dict[str, Any] = {"sms_text": batch.text, "numbers": [f"+{n}" for n in numbers]}

@@ -184,20 +184,10 @@ class KoboMobileProvider:
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
-        results: list[Result | None] = [None] * len(batch.jobs)
-        wired: list[tuple[int, str]] = []
-        for i, job in enumerate(batch.jobs):
-            number = wire.international_digits(job.number)
-            if number is None:
-                results[i] = Rejected(code="NUMBER", why=explain(TYPE, "NUMBER"))
-            else:
-                wired.append((i, number))
-        if wired:
-            key = message_uuid(batch.jobs[i].idempotency_key for i, _ in wired)
-            answers = await self._send(batch, [n for _, n in wired], key)
-            for (i, _), result in zip(wired, answers, strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return await wire.send_valid(
+            batch, TYPE,
+            lambda jobs, numbers: self._send(batch, numbers, message_uuid(j.idempotency_key for j in jobs)),
+        )
 
     def message_type(self, batch: Batch) -> str | None:
         """`type`: 1 flash, 2 Unicode, 0 normal; None when flash is asked for text that needs Unicode."""

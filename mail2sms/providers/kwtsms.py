@@ -156,18 +156,7 @@ class KwtSmsProvider:
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
-        results: list[Result | None] = [None] * len(batch.jobs)
-        wire: list[tuple[int, str]] = []
-        for i, job in enumerate(batch.jobs):
-            number = wire_number(job.number)
-            if number is None:
-                results[i] = Rejected(code="NUMBER", why=explain(TYPE, "NUMBER"))
-            else:
-                wire.append((i, number))
-        if wire:
-            for (i, _), result in zip(wire, await self._send(batch, [n for _, n in wire]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return await wire.send_valid(batch, TYPE, lambda _jobs, numbers: self._send(batch, numbers))
 
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
         account = account_for(self.config, batch.account)

@@ -1,6 +1,7 @@
 """Small helpers the newer adapters share to put values on the wire: numbers, form bodies, times, config options.
 
 - `international_digits()`: a job's number as most provider APIs want it (international, digits only).
+- `send_valid()`: the split every adapter needs: unusable numbers refused locally, the rest in one request.
 - `form_body()`: an `application/x-www-form-urlencoded` body in the charset the provider reads (BulkSMS:
   ISO-8859-1), raising UnicodeEncodeError instead of sending a silently altered value.
 - `read_options()`: a provider's `options` table checked against the adapter's list of documented options, so a
@@ -8,24 +9,46 @@
   mystery at the provider.
 - `zone()`: a configured IANA time zone.
 
-Pure: no I/O. Values are never logged; an option error quotes the option's name and the rule, never its value
-(an option could be a credential in a careless config).
+Pure apart from awaiting the adapter's own request in `send_valid()`. Values are never logged; an option error
+quotes the option's name and the rule, never its value (an option could be a credential in a careless config).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import tzinfo
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mail2sms.errors import ConfigError
+from mail2sms.model import Batch, Job, Rejected, Result
+from mail2sms.providers.explain import explain
 
 _NUMBER_NOISE = re.compile(r"[\s\-.()/]")
 
 Check = Callable[[Any], Any]
+
+
+async def send_valid(
+    batch: Batch, provider_type: str, send: Callable[[list[Job], list[str]], Awaitable[list[Result]]]
+) -> list[Result]:
+    """One Result per job in order: numbers that cannot go on the wire are Rejected("NUMBER") here, the rest go to
+    `send(jobs, numbers)` in one request. A bad number never costs the other recipients their SMS."""
+    results: list[Result | None] = [None] * len(batch.jobs)
+    wired: list[tuple[int, str]] = []
+    for i, job in enumerate(batch.jobs):
+        number = international_digits(job.number)
+        if number is None:
+            results[i] = Rejected(code="NUMBER", why=explain(provider_type, "NUMBER"))
+        else:
+            wired.append((i, number))
+    if wired:
+        answers = await send([batch.jobs[i] for i, _ in wired], [n for _, n in wired])
+        for (i, _), result in zip(wired, answers, strict=True):
+            results[i] = result
+    return [r for r in results if r is not None]
 
 
 def international_digits(number: str) -> str | None:
