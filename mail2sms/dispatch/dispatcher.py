@@ -33,6 +33,7 @@ from mail2sms.spool.base import JobUpdate, LeaseLost, Spool
 log = get_logger("mail2sms.dispatch")
 
 LEASE_SECONDS = 300.0
+PER_SMS_LOG_LINES = 10  # batches up to this size log each SMS; bigger ones log one summary line
 RECOVER_EVERY = 5.0  # lease recovery and lifetime expiry: cheap indexed queries
 
 
@@ -77,7 +78,7 @@ class Dispatcher:
         *,
         concurrency: int = 8,
         poll_interval: float = 1.0,
-        claim_limit: int = 2000,
+        claim_limit: int = 5000,
         on_final: Callable[[list[str]], Awaitable[None] | None] | None = None,
         rate_share: int = 1,
         breaker_failures: int = 5,
@@ -172,6 +173,22 @@ class Dispatcher:
                    for j in jobs]
         await self.spool.record(updates, time.time())
 
+    def _log_batch(self, batch: Batch, updates: list[JobUpdate]) -> None:
+        """One line per SMS for small batches; one summary line for a broadcast (100,000 CSV rows would otherwise
+        cost 100,000 log lines and seconds of CPU)."""
+        states: dict[str, int] = {}
+        for job, update in zip(batch.jobs, updates, strict=True):
+            states[update.state.value] = states.get(update.state.value, 0) + 1
+            if len(batch.jobs) <= PER_SMS_LOG_LINES:
+                log.info("sms", submission=job.submission_id, job=job.id, provider=batch.provider,
+                         state=update.state.value, code=update.code, attempt=update.attempts)
+        for state, count in states.items():
+            metrics.SMS.labels(batch.provider, state).inc(count)
+        if len(batch.jobs) > PER_SMS_LOG_LINES:
+            codes = sorted({u.code for u in updates if u.code})
+            log.info("sms batch", submissions=sorted({j.submission_id for j in batch.jobs}), provider=batch.provider,
+                     jobs=len(batch.jobs), states=states, codes=codes)
+
     def _breaker(self, provider: str, results: list[Result]) -> None:
         breaker = self.breakers.get(provider)
         if breaker is None:
@@ -198,10 +215,7 @@ class Dispatcher:
             delay = self.policy.delay(max(j.attempts for j in batch.jobs) + 1, max(afters, default=None))
             updates = [self._update(job, result, delay) for job, result in zip(batch.jobs, results, strict=True)]
             finished = await self.spool.record(updates, time.time())
-            for job, update in zip(batch.jobs, updates, strict=True):
-                log.info("sms", submission=job.submission_id, job=job.id, provider=batch.provider,
-                         state=update.state.value, code=update.code, attempt=update.attempts)
-                metrics.SMS.labels(batch.provider, update.state.value).inc()
+            self._log_batch(batch, updates)
             await self._final(finished)
         except Exception:
             # The jobs keep their lease and come back through recover() when it expires.
