@@ -73,6 +73,8 @@ def test_kill_storm_loses_and_doubles_nothing(tmp_path: Path) -> None:
     """SIGKILLed four times while a client sends 300 mails: every 250 reaches the provider once or is `unknown`."""
     with kwt_fake() as kwt:
         path, port = write_config(tmp_path, CONFIG.format(url=kwt.url))
+        # One request in flight at a time: a kill can then leave at most one job `unknown`.
+        path.write_text(path.read_text().replace("poll_interval = 0.2", "poll_interval = 0.2\nconcurrency = 1"))
         server = ProcessServer(path, port, tmp_path / "server.log").start()
         client = Client(port, 300)
         thread = threading.Thread(target=client.run)
