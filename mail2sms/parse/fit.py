@@ -21,7 +21,7 @@ from mail2sms.model import Job
 from mail2sms.parse.smart import smart_replace
 from mail2sms.parse.text import Encoding, analyze, is_gsm7, truncate
 from mail2sms.providers import kwtsms
-from mail2sms.providers.base import Limits
+from mail2sms.providers.base import Limits, parts_limit
 
 ENCODING_NAMES = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
 TRUNCATED_NOTE = "truncated to {parts} {encoding} part{s} ({limit}): the end of the text was not sent"
@@ -76,9 +76,9 @@ def fit_text(text: str, route: RouteConfig, limits: Limits | None, provider_type
         text = smart.text
         if smart.note:
             notes.append(smart.note)
-    max_parts, owner = _parts_limit(route, limits, provider_type)
-    max_chars = limits.max_chars if limits is not None else None
     shape = analyze(text)
+    max_parts, owner = _parts_limit(route, limits, provider_type, shape.encoding)
+    max_chars = limits.max_chars if limits is not None else None
     too_many_parts = max_parts is not None and shape.parts > max_parts
     too_long = max_chars is not None and len(text) > max_chars
     if too_many_parts and not route.truncate:
@@ -100,9 +100,11 @@ def fit_text(text: str, route: RouteConfig, limits: Limits | None, provider_type
     return Fitted(text, shape.parts, shape.encoding, tuple(notes))
 
 
-def _parts_limit(route: RouteConfig, limits: Limits | None, provider_type: str) -> tuple[int | None, str]:
-    """The lower of the route's and the provider's parts limits, and whose limit it is, in words."""
-    provider = limits.max_parts if limits is not None else None
+def _parts_limit(
+    route: RouteConfig, limits: Limits | None, provider_type: str, encoding: str
+) -> tuple[int | None, str]:
+    """The lower of the route's and the provider's parts limits (for this encoding), and whose it is, in words."""
+    provider = parts_limit(limits, encoding) if limits is not None else None
     if route.max_parts is not None and (provider is None or route.max_parts <= provider):
         return route.max_parts, f"the route {route.match} allows"
     if provider is not None:

@@ -33,6 +33,8 @@ class Limits:
     sender_digits_max: int = 16  # numeric sender ids: at most this many digits
     schedule_days: int | None = None  # the provider schedules up to this far ahead; None: mail2sms holds the job
     flash: bool = False  # the provider can send flash SMS
+    flash_unicode: bool = True  # ... also when the text needs UCS-2 (KoboMobile: no)
+    max_parts_ucs2: int | None = None  # a stricter parts limit for UCS-2 text (BulkSMS: 16-bit is one part)
 
 
 def sender_problem(sender: str, limits: Limits) -> str | None:
@@ -50,19 +52,29 @@ def sender_problem(sender: str, limits: Limits) -> str | None:
     return None
 
 
+def parts_limit(limits: Limits, encoding: str) -> int | None:
+    """The provider's parts limit for a text in `encoding`."""
+    if encoding == "ucs2" and limits.max_parts_ucs2 is not None:
+        return min(limits.max_parts_ucs2, limits.max_parts or limits.max_parts_ucs2)
+    return limits.max_parts
+
+
 def check_job(job: Job, limits: Limits, provider: str) -> str | None:
     """Why this job cannot go to this provider as it is (length, parts, sender, flash), or None."""
     if limits.max_chars is not None and len(job.text) > limits.max_chars:
         return f"the text has {len(job.text)} characters; {provider} takes at most {limits.max_chars}"
-    if limits.max_parts is not None and job.parts > limits.max_parts:
+    max_parts = parts_limit(limits, job.encoding)
+    if max_parts is not None and job.parts > max_parts:
         return (f"the text needs {job.parts} SMS parts ({job.encoding.upper()}); {provider} takes at most "
-                f"{limits.max_parts}")
+                f"{max_parts}")
     if job.sender:
         problem = sender_problem(job.sender, limits)
         if problem is not None:
             return problem
     if job.options.flash and not limits.flash:
         return f"{provider} cannot send flash SMS"
+    if job.options.flash and job.encoding == "ucs2" and not limits.flash_unicode:
+        return f"{provider} cannot send a flash SMS whose text needs UCS-2 (Unicode): send it as a normal SMS"
     return None
 
 

@@ -134,6 +134,7 @@ class BulkSmsProvider:
         self.limits = Limits(
             max_recipients=config.max_recipients or DEFAULT_MAX_RECIPIENTS,
             max_parts=self._max_parts,
+            max_parts_ucs2=1,  # 16-bit text is never concatenated: one part of 70 characters (140 octets)
             rate=config.rate or DEFAULT_RATE,
             idempotent=True,
             schedule_days=SCHEDULE_DAYS,

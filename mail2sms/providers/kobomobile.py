@@ -179,6 +179,7 @@ class KoboMobileProvider:
             rate=config.rate or DEFAULT_RATE,
             idempotent=True,
             flash=True,
+            flash_unicode=False,  # type is one value: 1 flash or 2 Unicode, never both
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
 

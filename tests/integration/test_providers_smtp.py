@@ -401,6 +401,8 @@ def test_kwtsms_holds_a_scheduled_job_until_its_time(world: World) -> None:
         ("kobomobile", "mobile:2348030000001\nsender:A-Very-Long-Sender\ntext:hi\n", b"at most 11"),
         ("kobomobile", "mobile:2348030000001\ntext:" + "x" * 906 + "\n", b"kobomobile takes at most 905"),
         ("bulksms", "mobile:447700900001\ntext:" + "x" * 161 + "\n", b"bulksms takes at most 1"),
+        ("bulksms", "mobile:447700900001\ntext:" + "مرحبا" * 15 + "\n", b"bulksms takes at most 1"),
+        ("kobomobile", "mobile:2348030000001\nflash:1\ntext:Привет\n", b"cannot send a flash SMS whose text"),
     ],
 )
 def test_limits_are_checked_before_the_250(world: World, kind: str, body: str, problem: bytes) -> None:
