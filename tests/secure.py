@@ -43,6 +43,24 @@ def make_tls(tmp: Path) -> Tls:
     return Tls(ca, cert, key)
 
 
+# The KwtSMS account and the one address route most security tests need; tests add routes and users after it.
+KWT_ADDRESS = """
+[providers.kwt]
+type = "kwtsms"
+url = "{url}"
+username = "kwtuser"
+password = "kwt-config-secret"
+sender = "KWT-MESSAGE"
+rate = 50
+
+[[routes]]
+match = "*@sms.test"
+format = "address"
+provider = "kwt"
+region = "KW"
+"""
+
+
 def config(tmp: Path, body: str, *, server: str = "", http: bool = False, port: int | None = None
            ) -> tuple[Path, int, int | None]:
     """`write_config` plus `server` lines in `[server]` and with `http` an `[http] listen`: (path, smtp, http)."""

@@ -13,23 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.harness import ThreadServer, message, thread_server, wait_until
-from tests.secure import config, http_get
+from tests.secure import KWT_ADDRESS, config, http_get
 
-BODY = """
-[providers.kwt]
-type = "kwtsms"
-url = "{url}"
-username = "kwtuser"
-password = "kwt-config-secret"
-sender = "KWT-MESSAGE"
-rate = 50
-
-[[routes]]
-match = "*@sms.test"
-format = "address"
-provider = "kwt"
-region = "KW"
-"""
+BODY = KWT_ADDRESS
 
 
 @pytest.fixture

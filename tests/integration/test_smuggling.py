@@ -12,23 +12,9 @@ import pytest
 from mail2sms.smtp import replies
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.harness import ThreadServer, message, reports, thread_server, wait_until
-from tests.secure import RawSmtp, config
+from tests.secure import KWT_ADDRESS, RawSmtp, config
 
-BODY = """
-[providers.kwt]
-type = "kwtsms"
-url = "{url}"
-username = "kwtuser"
-password = "kwt-config-secret"
-sender = "KWT-MESSAGE"
-rate = 50
-
-[[routes]]
-match = "*@sms.test"
-format = "address"
-provider = "kwt"
-region = "KW"
-"""
+BODY = KWT_ADDRESS
 
 SMUGGLED = (b"MAIL FROM:<mallory@evil.example>\r\nRCPT TO:<96550000666@sms.test>\r\nDATA\r\n"
             b"Subject: smuggled\r\n\r\nsmuggled text\r\n")

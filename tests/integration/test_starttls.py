@@ -12,24 +12,9 @@ import pytest
 
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.harness import ThreadServer, free_port, message, reports, thread_server, wait_until
-from tests.secure import RawSmtp, Tls, config, make_tls
+from tests.secure import KWT_ADDRESS, RawSmtp, Tls, config, make_tls
 
-BODY = """
-[providers.kwt]
-type = "kwtsms"
-url = "{url}"
-username = "kwtuser"
-password = "kwt-config-secret"
-sender = "KWT-MESSAGE"
-rate = 50
-
-[[routes]]
-match = "*@sms.test"
-format = "address"
-provider = "kwt"
-region = "KW"
-allow = ["trusted", "authenticated"]
-
+BODY = KWT_ADDRESS.replace('region = "KW"\n', 'region = "KW"\nallow = ["trusted", "authenticated"]\n') + """
 [[users]]
 name = "alarm"
 password_hash = "{hash}"
