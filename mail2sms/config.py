@@ -191,6 +191,11 @@ class ReportsConfig(_Model):
     from_: str = Field(default="mail2sms@sms.localhost", alias="from")
     when: Literal["always", "failures", "never"] = "always"
     per_sender_per_hour: int = Field(default=60, ge=0)
+    still_trying_after: Duration = 0.0  # > 0: tell the sender once when a submission is not final after this
+    smarthost_tls: Literal["starttls-if-offered", "starttls", "tls", "none"] = "starttls-if-offered"
+    smarthost_verify: bool = True  # check the smarthost's certificate (off only for a self-signed relay you run)
+    smarthost_username: str = ""
+    smarthost_password: SecretStr = SecretStr("")
 
     @field_validator("from_")
     @classmethod
@@ -199,7 +204,6 @@ class ReportsConfig(_Model):
         if problem is not None:
             raise ValueError(f"{value!r} is not a plain local@domain address: {problem}")
         return value
-    still_trying_after: Duration = 0.0  # > 0: tell the sender once when a submission is not final after this
 
     @field_validator("smarthost")
     @classmethod
@@ -339,6 +343,7 @@ class Config(_Model):
         values += [p.key.get_secret_value() for p in self.providers.values()]
         values += [u.provider_password.get_secret_value() for u in self.users]
         values.append(urllib.parse.urlsplit(self.spool.url).password or "")  # postgresql://user:PASSWORD@host/db
+        values.append(self.reports.smarthost_password.get_secret_value())
         return [v for v in values if v]
 
 
@@ -375,6 +380,9 @@ def _resolve_secrets(raw: dict[str, Any], base: Path, problems: list[str]) -> No
     users = raw.get("users")
     if isinstance(users, list):
         sections += [(f"users[{i}]", u, ("provider_password",)) for i, u in enumerate(users) if isinstance(u, dict)]
+    reports = raw.get("reports")
+    if isinstance(reports, dict):
+        sections.append(("reports", reports, ("smarthost_password",)))
     for where, section, fields in sections:
         for name in fields:
             given = [k for k in (name, f"{name}_env", f"{name}_file") if k in section]

@@ -12,6 +12,15 @@ turned into text. Parts inside a forwarded message (message/rfc822) belong to th
 Charsets are decoded leniently: a wrong or unknown declared charset falls back to UTF-8, then Windows-1252,
 then UTF-8 with replacement characters, so a mislabelled mail still becomes an SMS.
 
+Fast path: most mails are one text/plain part with a few plain ASCII headers, and for those the stdlib parser
+and its header registry were most of mail2sms's own work per mail. `_simple()` splits such a mail itself, reads
+only the headers used here, and returns exactly what the full path would (tests/unit/test_mime_fast.py compares
+the two on generated mails); anything it is not sure about (multipart, other types, parameters beyond charset,
+format and delsp, Content-Disposition, non-ASCII or odd header lines, bare CR) returns None and takes the full
+path. Header values that are not plain text (encoded words, display names with specials) still go through
+`policy.default`'s header classes, one value at a time; the body is decoded by a compat32 Message, i.e. by the
+same stdlib code as `get_payload(decode=True)` on the full path.
+
 This module must never raise anything but LimitError or ContentError, and never does I/O.
 """
 
@@ -58,6 +67,15 @@ class MailContent:
 
 def read_message(raw: bytes, *, max_parts: int = 1000, max_depth: int = 20) -> MailContent:
     """Parse `raw` within the limits: LimitError when they are exceeded, ContentError when unreadable."""
+    if max_parts >= 1 and max_depth >= 0:  # a simple mail is one part at depth 0
+        fast = _simple(raw)
+        if fast is not None:
+            return fast
+    return _read_full(raw, max_parts, max_depth)
+
+
+def _read_full(raw: bytes, max_parts: int, max_depth: int) -> MailContent:
+    """The general path: bounded prescan, the stdlib parser with `policy.default`, an iterative walk."""
     _prescan(raw, max_parts, max_depth)
     try:
         message = BytesParser(policy=policy.default).parsebytes(raw)
@@ -234,7 +252,7 @@ def _content(message: Message, max_parts: int, max_depth: int) -> MailContent:
         inline = _disposition(part) != "attachment" and not filename
         if inline and content_type == "text/plain":
             if plain is None:
-                text = _unflow(_text_of(part), part)
+                text = _unflow(_text_of(part), _param(part, "format"), _param(part, "delsp"))
                 plain = text if text.strip() else None
         elif inline and content_type == "text/html":
             if html is None:
@@ -392,11 +410,13 @@ def _text_codec(label: str) -> bool:
 _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
 
 
-def _unflow(text: str, part: Message) -> str:
-    """Join format=flowed soft line breaks (RFC 3676) so a wrapped paragraph becomes one SMS line again."""
-    if _param(part, "format") != "flowed":
+def _unflow(text: str, format_: str, delsp_param: str) -> str:
+    """Join format=flowed soft line breaks (RFC 3676) so a wrapped paragraph becomes one SMS line again.
+
+    `format_` and `delsp_param` are the Content-Type parameters, lower-cased ("" when absent)."""
+    if format_ != "flowed":
         return text
-    delsp = _param(part, "delsp") == "yes"
+    delsp = delsp_param == "yes"
     lines: list[tuple[int, str]] = []  # (quote depth, text)
     joining = False
     for line in text.split("\n"):
@@ -413,3 +433,108 @@ def _unflow(text: str, part: Message) -> str:
             lines.append((depth, body))
         joining = soft
     return "\n".join(">" * depth + (" " if depth and body else "") + body for depth, body in lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The fast path for a simple mail (module docstring): same MailContent as the full path, or None.
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+# A header line the fast path reads: a name of printable ASCII but ':' and a colon, or a folded continuation;
+# the rest of the line printable ASCII or tab. Anything else (bare CR, NUL, 8-bit, 'From ') → full path.
+_FAST_LINE = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:|[ \t])[\x20-\x7e\t]*")
+_WANTED = frozenset({"subject", "message-id", "from", *LOOP_HEADERS})
+_MIME_HEADERS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
+_TYPE = re.compile(r"text/plain((?:;[ \t]*[A-Za-z]+=(?:[A-Za-z0-9_.:+-]+|\"[A-Za-z0-9_.:+-]*\")[ \t]*)*)", re.IGNORECASE)
+_PARAM = re.compile(r";[ \t]*([A-Za-z]+)=\"?([A-Za-z0-9_.:+-]*)\"?[ \t]*")
+_FAST_PARAMS = frozenset({"charset", "format", "delsp"})
+_CTE = re.compile(r"[A-Za-z0-9-]+")
+_FAST_CTES = frozenset({"7bit", "8bit", "binary", "quoted-printable", "base64"})
+# Values whose policy.default reading is the value itself: unstructured text without encoded words; a
+# Message-ID of dot-atoms; a From that is a bare address or a display name of single-spaced atoms.
+_ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_ADDR = _ATOMS + "@" + _ATOMS
+_SAME_TEXT = re.compile(r"[\x20-\x7e\t]*")
+_SAME_MESSAGE_ID = re.compile(f"<{_ADDR}>")
+_SAME_FROM = re.compile(f"{_ADDR}|[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_ADDR}>")
+
+
+def _simple(raw: bytes) -> MailContent | None:
+    blank = _BLANK_LINE.search(raw)
+    if blank is None or raw[:1] in (b"\r", b"\n"):
+        return None
+    head = raw[: blank.start()].split(b"\n")
+    body = raw[blank.end() :]
+    fields: list[tuple[str, list[str]]] = []  # (lower-cased name, source lines without their line ends)
+    for line in head:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not _FAST_LINE.fullmatch(line):
+            return None
+        text = line.decode("ascii")
+        if text[0] in " \t":
+            if not fields:
+                return None
+            fields[-1][1].append(text)
+        else:
+            name, _, value = text.partition(":")
+            fields.append((name.lower(), [value.lstrip(" \t")]))
+    wanted: dict[str, list[str]] = {}
+    mime: dict[str, str] = {}
+    received = 0
+    for name, lines in fields:
+        if name == "received":
+            received += 1
+        elif name in _MIME_HEADERS:
+            if name in mime:
+                return None
+            mime[name] = "".join(lines)
+        elif name in _WANTED:
+            wanted.setdefault(name, []).append("\r\n".join(lines))  # as stored: folds kept, for _decode_raw
+    if "content-disposition" in mime:
+        return None
+    params: dict[str, str] = {}
+    if "content-type" in mime:
+        match = _TYPE.fullmatch(mime["content-type"])
+        if match is None:
+            return None
+        for param in _PARAM.finditer(match.group(1)):
+            key = param.group(1).lower()
+            if key not in _FAST_PARAMS or key in params:
+                return None
+            params[key] = param.group(2).lower()
+    cte = mime.get("content-transfer-encoding", "")
+    if cte and (not _CTE.fullmatch(cte) or cte.lower() not in _FAST_CTES):
+        return None
+    decoder = Message(policy=policy.compat32)
+    if cte:
+        decoder["Content-Transfer-Encoding"] = cte
+    decoder.set_payload(body.decode("ascii", "surrogateescape"))
+    text = decode_text(_payload(decoder), params.get("charset"))
+    text = _unflow(text.replace("\r\n", "\n").replace("\r", "\n"), params.get("format", ""), params.get("delsp", ""))
+    message_ids = _fast_values(wanted, "message-id")
+    return MailContent(
+        subject=(_fast_values(wanted, "subject") or [""])[0].strip(),
+        message_id=(message_ids[0].strip() or None) if message_ids else None,
+        from_=(_fast_values(wanted, "from") or [""])[0].strip(),
+        headers=MappingProxyType({name: _fast_values(wanted, name) for name in LOOP_HEADERS}),
+        received_count=received,
+        text=text if text.strip() else "",
+        attachments=(),
+    )
+
+
+def _fast_values(wanted: Mapping[str, list[str]], name: str) -> list[str]:
+    """`_header_values` for the fast path: plain values as they are, the others through policy.default."""
+    stored = wanted.get(name, [])
+    same = _SAME_MESSAGE_ID if name == "message-id" else _SAME_FROM if name == "from" else _SAME_TEXT
+    values: list[str] = []
+    try:
+        for raw in stored:
+            value = raw.replace("\r\n", "")
+            if "=?" not in value and same.fullmatch(value):
+                values.append(value)
+            else:
+                values.append(str(policy.default.header_fetch_parse(name, value)))
+    except Exception:
+        return [_decode_raw(raw) for raw in stored]
+    return values

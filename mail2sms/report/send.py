@@ -92,8 +92,15 @@ class ReportSender:
         data = await asyncio.to_thread(
             message.as_bytes, policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
         )
+        cfg = self._config
         client = aiosmtplib.SMTP(
-            hostname=host, port=port, timeout=self._timeout, local_hostname=self._ehlo_name
+            hostname=host, port=port, timeout=self._timeout, local_hostname=self._ehlo_name,
+            use_tls=cfg.smarthost_tls == "tls",
+            # None: STARTTLS when the smarthost offers it; True: required (fail, and retry later, without it).
+            start_tls={"starttls-if-offered": None, "starttls": True}.get(cfg.smarthost_tls, False),
+            validate_certs=cfg.smarthost_verify,
+            username=cfg.smarthost_username or None,
+            password=cfg.smarthost_password.get_secret_value() or None,
         )
         try:
             await client.connect()
@@ -101,6 +108,12 @@ class ReportSender:
                 await client.sendmail("", [recipient], data, mail_options=["SMTPUTF8"] if utf8 else [])
             finally:
                 await _close(client)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Our own credentials were refused: an operator's config to fix, not the recipient's fault. Keep the
+            # report and retry rather than drop it on this 5xx.
+            log.error("smarthost refused our login; reports wait until smarthost_username/password are fixed",
+                      smarthost=f"{host}:{port}", code=exc.code)
+            return DeliveryOutcome.RETRY
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if not exc.recipients:
                 return self._by_code(0, "", recipient)

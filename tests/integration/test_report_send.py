@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 from mail2sms.config import ReportsConfig
 from mail2sms.report.send import DeliveryOutcome, ReportSender
@@ -219,3 +220,46 @@ async def test_silent_smarthost_times_out_to_retry() -> None:
         server.close()
         await server.wait_closed()
     assert outcome is DeliveryOutcome.RETRY
+
+
+@pytest.fixture
+def auth_smarthost() -> Iterator[tuple[Recorder, int, list[tuple[str, str]]]]:
+    """A smarthost that requires AUTH (PLAIN/LOGIN over plain TCP: loopback only) and records the logins."""
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    recorder, logins = Recorder(), []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=data.password == b"relay-secret-42")
+
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        yield recorder, port, logins
+    finally:
+        controller.stop()
+
+
+async def test_smarthost_with_auth(auth_smarthost: tuple[Recorder, int, list[tuple[str, str]]]) -> None:
+    """With smarthost_username/password the report is sent after AUTH; a refused login keeps the report (retry)."""
+    recorder, port, logins = auth_smarthost
+    good = ReportsConfig(smarthost=f"127.0.0.1:{port}", smarthost_tls="none", smarthost_username="reports",
+                         smarthost_password="relay-secret-42")  # type: ignore[arg-type]
+    assert await ReportSender(good).deliver(report(), RECIPIENT) is DeliveryOutcome.DELIVERED
+    assert logins == [("reports", "relay-secret-42")]
+    assert recorder.rcpt_tos == [RECIPIENT]
+    bad = good.model_copy(update={"smarthost_password": SecretStr("wrong")})
+    assert await ReportSender(bad, timeout=2.0).deliver(report(), RECIPIENT) is DeliveryOutcome.RETRY
+    assert len(recorder.messages) == 1
+
+
+async def test_required_starttls_without_it_is_retried(smarthost: tuple[Recorder, int]) -> None:
+    """smarthost_tls = "starttls" never sends a report in clear text: a smarthost without STARTTLS means retry."""
+    recorder, port = smarthost
+    config = ReportsConfig(smarthost=f"127.0.0.1:{port}", smarthost_tls="starttls")
+    assert await ReportSender(config).deliver(report(), RECIPIENT) is DeliveryOutcome.RETRY
+    assert not recorder.messages
