@@ -37,8 +37,8 @@ from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
-from mail2sms.providers.base import Limits, account_for, retry_after, transport_result
-from mail2sms.providers.explain import GENERIC, explain, explained
+from mail2sms.providers.base import Limits, account_for, retry_after
+from mail2sms.providers.explain import GENERIC, explain
 from mail2sms.providers.idempotency import stop_dup_id
 
 TYPE = "bulksms"
@@ -206,17 +206,14 @@ class BulkSmsProvider:
             body = wire.form_body(params, CHARSET)
         except UnicodeEncodeError:
             return [Rejected(code="CHARSET", why=explain(TYPE, "CHARSET"))] * count
-        try:
-            response = await self.client.post(
+        response = await wire.post(TYPE, keyed, self.client.post(
                 f"{self.config.base_url}{SEND_PATH}",
                 content=body,
                 headers={"Content-Type": f"application/x-www-form-urlencoded; charset={CHARSET}"},
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            return [Rejected(code="URL", why=explain(TYPE, "URL"))] * count
-        except httpx.HTTPError as exc:
-            return [explained(TYPE, transport_result(exc, idempotent=keyed))] * count
+        ))
+        if not isinstance(response, httpx.Response):
+            return [response] * count
         if response.status_code != 200:
             return [self._http_status(response, keyed)] * count
         return reply_result(response.content.decode(CHARSET, "replace"), count, keyed)

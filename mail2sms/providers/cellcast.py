@@ -31,7 +31,7 @@ from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.providers import wire
-from mail2sms.providers.base import Limits, account_for, http_status_result, retry_after, transport_result
+from mail2sms.providers.base import Limits, account_for, http_status_result, retry_after
 from mail2sms.providers.explain import explain, explained
 
 TYPE = "cellcast"
@@ -180,18 +180,15 @@ class CellcastProvider:
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
         count = len(numbers)
         headers, auth = self._auth(account_for(self.config, batch.account))
-        try:
-            response = await self.client.post(
+        response = await wire.post(TYPE, False, self.client.post(
                 f"{self.config.base_url}send-sms",
                 content=json.dumps(self.payload(batch, numbers), ensure_ascii=False).encode("utf-8"),
                 headers={**headers, "Content-Type": "application/json", "Accept": "application/json"},
                 auth=auth or httpx.USE_CLIENT_DEFAULT,
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            return [Rejected(code="URL", why=explain(TYPE, "URL"))] * count
-        except httpx.HTTPError as exc:
-            return [explained(TYPE, transport_result(exc, idempotent=False))] * count
+        ))
+        if not isinstance(response, httpx.Response):
+            return [response] * count
         if response.status_code >= 500:
             status = http_status_result(response, idempotent=False) or Unknown(f"HTTP{response.status_code}", "")
             return [explained(TYPE, status)] * count

@@ -29,8 +29,8 @@ from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
-from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
-from mail2sms.providers.explain import GENERIC, explain, explained
+from mail2sms.providers.base import Limits, account_for
+from mail2sms.providers.explain import GENERIC, explain
 from mail2sms.providers.idempotency import message_uuid
 
 TYPE = "kobomobile"
@@ -213,22 +213,17 @@ class KoboMobileProvider:
             params.append(("enable_msg_id", "1"))
         if key is not None:
             params.append(("message_uuid", key))
-        try:
-            response = await self.client.post(
+        response = await wire.post(TYPE, keyed, self.client.post(
                 f"{self.config.base_url}send/",
                 content=wire.form_body(params),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            return [Rejected(code="URL", why=explain(TYPE, "URL"))] * count
-        except httpx.HTTPError as exc:
-            return [explained(TYPE, transport_result(exc, idempotent=keyed))] * count
-        status = http_status_result(response, idempotent=keyed)
-        if status is None and not response.is_success:
-            status = Rejected(code=f"HTTP{response.status_code}", why="")
+        ))
+        if not isinstance(response, httpx.Response):
+            return [response] * count
+        status = wire.status_problem(TYPE, response, idempotent=keyed)
         if status is not None:
-            return [explained(TYPE, status)] * count
+            return [status] * count
         return reply_result(response.content.decode("utf-8", "replace"), numbers, keyed)
 
     async def balance(self, account: Account | None = None) -> Balance:

@@ -25,8 +25,8 @@ from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
-from mail2sms.providers.base import Limits, account_for, http_status_result, transport_result
-from mail2sms.providers.explain import explain, explained
+from mail2sms.providers.base import Limits, account_for
+from mail2sms.providers.explain import explain
 from mail2sms.providers.wire import Check, integer, read_options
 
 TYPE = "kwtsms"
@@ -170,22 +170,17 @@ class KwtSmsProvider:
             body = form_body(params, lang)
         except UnicodeEncodeError:
             return [Rejected(code="CP1256", why=explain(TYPE, "CP1256"))] * len(numbers)
-        try:
-            response = await self.client.post(
+        response = await wire.post(TYPE, False, self.client.post(
                 f"{self.config.base_url}send/",
                 content=body,
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            return [Rejected(code="URL", why=explain(TYPE, "URL"))] * len(numbers)
-        except httpx.HTTPError as exc:
-            return [explained(TYPE, transport_result(exc, idempotent=False))] * len(numbers)
-        status = http_status_result(response, idempotent=False)
-        if status is None and not response.is_success:
-            status = Rejected(code=f"HTTP{response.status_code}", why="")
+        ))
+        if not isinstance(response, httpx.Response):
+            return [response] * len(numbers)
+        status = wire.status_problem(TYPE, response, idempotent=False)
         if status is not None:
-            return [explained(TYPE, status)] * len(numbers)
+            return [status] * len(numbers)
         return reply_result(response.content.decode("utf-8", "replace"), len(numbers))
 
     async def balance(self, account: Account | None = None) -> Balance:

@@ -2,6 +2,8 @@
 
 - `international_digits()`: a job's number as most provider APIs want it (international, digits only).
 - `send_valid()`: the split every adapter needs: unusable numbers refused locally, the rest in one request.
+- `post()`, `status_problem()`: a request's transport failure and HTTP status mapped to a Result the same way
+  for every adapter.
 - `form_body()`: an `application/x-www-form-urlencoded` body in the charset the provider reads (BulkSMS:
   ISO-8859-1), raising UnicodeEncodeError instead of sending a silently altered value.
 - `read_options()`: a provider's `options` table checked against the adapter's list of documented options, so a
@@ -22,9 +24,12 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
+
 from mail2sms.errors import ConfigError
 from mail2sms.model import Batch, Job, Rejected, Result
-from mail2sms.providers.explain import explain
+from mail2sms.providers.base import http_status_result, transport_result
+from mail2sms.providers.explain import explain, explained
 
 _NUMBER_NOISE = re.compile(r"[\s\-.()/]")
 
@@ -49,6 +54,27 @@ async def send_valid(
         for (i, _), result in zip(wired, answers, strict=True):
             results[i] = result
     return [r for r in results if r is not None]
+
+
+async def post(
+    provider_type: str, idempotent: bool, request: Awaitable[httpx.Response]
+) -> httpx.Response | Result:
+    """The provider's response, or the Result a failed request means: a bad URL is refused, and a transport
+    failure follows DESIGN.md's exactly-once rule (`base.transport_result`)."""
+    try:
+        return await request
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        return Rejected(code="URL", why=explain(provider_type, "URL"))
+    except httpx.HTTPError as exc:
+        return explained(provider_type, transport_result(exc, idempotent))
+
+
+def status_problem(provider_type: str, response: httpx.Response, idempotent: bool) -> Result | None:
+    """The Result an HTTP status means before the body is read (429, 5xx, 401, other non-2xx), or None."""
+    status = http_status_result(response, idempotent)
+    if status is None and not response.is_success:
+        status = Rejected(code=f"HTTP{response.status_code}", why="")
+    return explained(provider_type, status) if status is not None else None
 
 
 def international_digits(number: str) -> str | None:
