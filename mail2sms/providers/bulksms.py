@@ -71,8 +71,16 @@ OPTIONS: dict[str, wire.Check] = {
     "scheduling_description": wire.text(100),
     "timezone": wire.timezone_name,
 }
-_PASSED_AS_IS = ("routing_group", "want_report", "source_id", "strip_dup_recipients", "test_always_succeed",
-                 "test_always_fail", "replace_msg_id", "protocol_id")
+_PASSED_AS_IS = (
+    "routing_group",
+    "want_report",
+    "source_id",
+    "strip_dup_recipients",
+    "test_always_succeed",
+    "test_always_fail",
+    "replace_msg_id",
+    "protocol_id",
+)
 
 
 def encode_message(text: str) -> tuple[str, bool]:
@@ -145,7 +153,8 @@ class BulkSmsProvider:
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send_sms` request for the batch's valid numbers; one Result per job, in order."""
         return await wire.send_valid(
-            batch, TYPE,
+            batch,
+            TYPE,
             lambda jobs, numbers: self._send(batch, numbers, stop_dup_id([j.idempotency_key for j in jobs])),
         )
 
@@ -155,8 +164,12 @@ class BulkSmsProvider:
         if unicode and len(message) // 2 > MAX_16BIT_OCTETS:
             return Rejected(code="UNICODE_LENGTH", why=explain(TYPE, "UNICODE_LENGTH"))
         account = account_for(self.config, batch.account)
-        params = [("username", account.username), ("password", account.password), ("message", message),
-                  ("msisdn", ",".join(numbers))]
+        params = [
+            ("username", account.username),
+            ("password", account.password),
+            ("message", message),
+            ("msisdn", ",".join(numbers)),
+        ]
         if unicode:
             params.append(("dca", "16bit"))
         elif self._concat:
@@ -206,12 +219,16 @@ class BulkSmsProvider:
             body = wire.form_body(params, CHARSET)
         except UnicodeEncodeError:
             return [Rejected(code="CHARSET", why=explain(TYPE, "CHARSET"))] * count
-        response = await wire.post(TYPE, keyed, self.client.post(
+        response = await wire.post(
+            TYPE,
+            keyed,
+            self.client.post(
                 f"{self.config.base_url}{SEND_PATH}",
                 content=body,
                 headers={"Content-Type": f"application/x-www-form-urlencoded; charset={CHARSET}"},
                 timeout=self._timeout,
-        ))
+            ),
+        )
         if not isinstance(response, httpx.Response):
             return [response] * count
         if response.status_code != 200:

@@ -64,8 +64,7 @@ def _get(data: Any, *path: str) -> Any:
 
 def status_word(data: Any) -> str | None:
     """The status word of a reply, wherever this reply keeps it (`meta.status` is the confirmed place)."""
-    for path in (("meta", "status"), ("error", "code"), ("error", "status"), ("status",), ("code",),
-                 ("meta", "code")):
+    for path in (("meta", "status"), ("error", "code"), ("error", "status"), ("status",), ("code",), ("meta", "code")):
         value = _get(data, *path)
         if isinstance(value, str) and _WORD.match(value.strip().upper()):
             return value.strip().upper()
@@ -180,13 +179,17 @@ class CellcastProvider:
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
         count = len(numbers)
         headers, auth = self._auth(account_for(self.config, batch.account))
-        response = await wire.post(TYPE, False, self.client.post(
+        response = await wire.post(
+            TYPE,
+            False,
+            self.client.post(
                 f"{self.config.base_url}send-sms",
                 content=json.dumps(self.payload(batch, numbers), ensure_ascii=False).encode("utf-8"),
                 headers={**headers, "Content-Type": "application/json", "Accept": "application/json"},
                 auth=auth or httpx.USE_CLIENT_DEFAULT,
                 timeout=self._timeout,
-        ))
+            ),
+        )
         if not isinstance(response, httpx.Response):
             return [response] * count
         if response.status_code >= 500:

@@ -140,9 +140,9 @@ class KapowProvider:
             params = self._params(batch, numbers)
         except ValueError:
             return [Rejected(code="SENDTIME", why=explain(TYPE, "SENDTIME"))] * len(numbers)
-        response = await wire.post(TYPE, False, self.client.post(
-                f"{self.config.base_url}sendsms.php", data=params, timeout=self._timeout
-        ))
+        response = await wire.post(
+            TYPE, False, self.client.post(f"{self.config.base_url}sendsms.php", data=params, timeout=self._timeout)
+        )
         if not isinstance(response, httpx.Response):
             return [response] * len(numbers)
         status = wire.status_problem(TYPE, response, idempotent=False)

@@ -186,7 +186,8 @@ class KoboMobileProvider:
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
         return await wire.send_valid(
-            batch, TYPE,
+            batch,
+            TYPE,
             lambda jobs, numbers: self._send(batch, numbers, message_uuid(j.idempotency_key for j in jobs)),
         )
 
@@ -213,12 +214,16 @@ class KoboMobileProvider:
             params.append(("enable_msg_id", "1"))
         if key is not None:
             params.append(("message_uuid", key))
-        response = await wire.post(TYPE, keyed, self.client.post(
+        response = await wire.post(
+            TYPE,
+            keyed,
+            self.client.post(
                 f"{self.config.base_url}send/",
                 content=wire.form_body(params),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
                 timeout=self._timeout,
-        ))
+            ),
+        )
         if not isinstance(response, httpx.Response):
             return [response] * count
         status = wire.status_problem(TYPE, response, idempotent=keyed)

@@ -44,7 +44,6 @@ _CODE = re.compile(r"ERR\d{3}")
 _BALANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
 
-
 wire_number = wire.international_digits  # the number as the provider wants it: international digits only
 
 
@@ -59,15 +58,19 @@ def lang_problem(lang: int | None, text: str) -> str | None:
     """Why a `lang` the mail named cannot carry `text` (checked before the 250), or None when it can."""
     if lang == LANG_ENGLISH and not is_gsm7(text):
         ch = next(c for c in text if not is_gsm7(c))
-        return (f"lang:1 (English) cannot carry {_name(ch)}: leave lang out and mail2sms chooses, or write lang:3 "
-                "(Arabic and other Unicode text, UTF-8)")
+        return (
+            f"lang:1 (English) cannot carry {_name(ch)}: leave lang out and mail2sms chooses, or write lang:3 "
+            "(Arabic and other Unicode text, UTF-8)"
+        )
     if lang == LANG_ARABIC_CP1256:
         for ch in text:
             try:
                 ch.encode("cp1256")
             except UnicodeEncodeError:
-                return (f"lang:2 sends Windows-1256 bytes, which have no {_name(ch)}: write lang:3 (UTF-8) or "
-                        "leave lang out")
+                return (
+                    f"lang:2 sends Windows-1256 bytes, which have no {_name(ch)}: write lang:3 (UTF-8) or "
+                    "leave lang out"
+                )
     return None
 
 
@@ -170,12 +173,16 @@ class KwtSmsProvider:
             body = form_body(params, lang)
         except UnicodeEncodeError:
             return [Rejected(code="CP1256", why=explain(TYPE, "CP1256"))] * len(numbers)
-        response = await wire.post(TYPE, False, self.client.post(
+        response = await wire.post(
+            TYPE,
+            False,
+            self.client.post(
                 f"{self.config.base_url}send/",
                 content=body,
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
                 timeout=self._timeout,
-        ))
+            ),
+        )
         if not isinstance(response, httpx.Response):
             return [response] * len(numbers)
         status = wire.status_problem(TYPE, response, idempotent=False)
