@@ -401,7 +401,7 @@ def decode_text(data: bytes, charset: str | None) -> str:
 def _text_codec(label: str) -> bool:
     try:
         info = codecs.lookup(label)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the label
         return False
     # Refuse codecs that are not charsets ('unicode_escape', 'idna', 'rot13'): a header must not pick them.
     return getattr(info, "_is_text_encoding", True) and info.name not in _NOT_CHARSETS
@@ -444,7 +444,9 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 _FAST_LINE = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:|[ \t])[\x20-\x7e\t]*")
 _WANTED = frozenset({"subject", "message-id", "from", *LOOP_HEADERS})
 _MIME_HEADERS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
-_TYPE = re.compile(r"text/plain((?:;[ \t]*[A-Za-z]+=(?:[A-Za-z0-9_.:+-]+|\"[A-Za-z0-9_.:+-]*\")[ \t]*)*)", re.IGNORECASE)
+_TYPE = re.compile(
+    r"text/plain((?:;[ \t]*[A-Za-z]+=(?:[A-Za-z0-9_.:+-]+|\"[A-Za-z0-9_.:+-]*\")[ \t]*)*)", re.IGNORECASE
+)
 _PARAM = re.compile(r";[ \t]*([A-Za-z]+)=\"?([A-Za-z0-9_.:+-]*)\"?[ \t]*")
 _FAST_PARAMS = frozenset({"charset", "format", "delsp"})
 _CTE = re.compile(r"[A-Za-z0-9-]+")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -210,6 +211,17 @@ class SqliteSpool:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Processes opening one spool at the same moment (workers, or tests) take turns: switching a fresh file
+        # to WAL and creating the schema escalate locks in ways where SQLite answers "database is locked" at once
+        # instead of waiting, so a busy timeout alone does not serialise them.
+        lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self._open_locked()
+        finally:
+            os.close(lock_fd)  # closing releases the lock
+
+    def _open_locked(self) -> None:
         if not self.path.exists():
             fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
