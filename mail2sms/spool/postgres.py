@@ -33,7 +33,7 @@ from mail2sms.errors import SpoolError, SpoolFullError
 from mail2sms.model import Job, Submission
 from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
-from mail2sms.spool.rows import INTERRUPTED, job_from_row, submission_from_row
+from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_from_row
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[DictRow]
@@ -314,18 +314,7 @@ class PostgresSpool:
              sub.subject, sub.report_to, sub.report_suppressed, sub.dry_run, sub.peer, sub.user,
              json.dumps(sub.extra)),
         )
-        rows = []
-        for seq, job in enumerate(sub.jobs):
-            job.id = f"{sub.id}.{seq}"
-            job.submission_id = sub.id
-            job.idempotency_key = job.idempotency_key or new_id()
-            rows.append((
-                job.id, sub.id, seq, job.number, job.text, job.provider, job.sender,
-                json.dumps(job.account.to_dict()) if job.account and not job.state.final else None,
-                json.dumps(job.options.to_dict()), job.row, job.idempotency_key, job.state.value, job.attempts,
-                job.next_attempt_at, job.expires_at, job.provider_id, job.code, job.error, job.parts,
-                job.encoding, json.dumps(job.notes), now,
-            ))
+        rows = job_rows(sub, now)
         if rows:
             async with conn.cursor() as c:
                 await c.executemany(

@@ -9,6 +9,7 @@ import json
 from typing import Any, Protocol
 
 from mail2sms.model import Account, Job, JobState, SmsOptions, Submission
+from mail2sms.spool.ids import new_id
 
 INTERRUPTED = ("mail2sms stopped while the request to the provider was in flight, so the SMS may have been sent; "
                "it is not sent again to avoid a duplicate")
@@ -61,3 +62,24 @@ def submission_from_row(row: Row) -> Submission:
         extra=json.loads(row["extra"]),
         jobs=[],
     )
+
+
+def job_rows(sub: Submission, now: float) -> list[tuple[Any, ...]]:
+    """The jobs table's rows for a submission being committed, in the column order both spools insert.
+
+    Gives each job its id (`<submission>.<seq>`) and, once and for all, its idempotency key. Credentials are kept
+    only for jobs that still have to be sent (DESIGN.md "Storage").
+    """
+    rows = []
+    for seq, job in enumerate(sub.jobs):
+        job.id = f"{sub.id}.{seq}"
+        job.submission_id = sub.id
+        job.idempotency_key = job.idempotency_key or new_id()
+        rows.append((
+            job.id, sub.id, seq, job.number, job.text, job.provider, job.sender,
+            json.dumps(job.account.to_dict()) if job.account and not job.state.final else None,
+            json.dumps(job.options.to_dict()), job.row, job.idempotency_key, job.state.value, job.attempts,
+            job.next_attempt_at, job.expires_at, job.provider_id, job.code, job.error, job.parts,
+            job.encoding, json.dumps(job.notes), now,
+        ))
+    return rows
