@@ -71,10 +71,16 @@ class KwtSent:
     pages: int
 
 
+_DOUBLE = frozenset("^{}\\[~]|€\f")  # GSM 03.38 extension table: an escape plus the character
+
+
 def pages(message: str, lang: str) -> int:
-    """SMS pages: 160/153 characters for English, 70/67 for Arabic and Unicode."""
+    """SMS pages: 160/153 septets for English (extension characters count two), 70/67 for Arabic and Unicode.
+
+    Counted here independently of mail2sms's own code, as KwtSMS would count them."""
     single, multi = (160, 153) if lang == "1" else (70, 67)
-    return 1 if len(message) <= single else math.ceil(len(message) / multi)
+    size = sum(2 if ch in _DOUBLE else 1 for ch in message) if lang == "1" else len(message.encode("utf-16-le")) // 2
+    return 1 if size <= single else math.ceil(size / multi)
 
 
 def _valid_number(number: str) -> bool:
