@@ -42,7 +42,6 @@ class _Failed:
 Outcome = Any  # a write's result, or _Failed
 PendingWrite = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 SCHEMA_VERSION = 1
-FINAL = tuple(s.value for s in FINAL_STATES)
 _OPEN_SQL = ",".join(f"'{s.value}'" for s in JobState if s not in FINAL_STATES)
 
 SCHEMA = """

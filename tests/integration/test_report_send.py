@@ -6,7 +6,6 @@ import asyncio
 import email
 import email.policy
 import os
-import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pydantic import SecretStr
 
 from mail2sms.config import ReportsConfig
 from mail2sms.report.send import DeliveryOutcome, ReportSender
+from tests.harness import free_port
 
 RECIPIENT = "alice@example.org"
 
@@ -33,13 +33,6 @@ def report() -> EmailMessage:
     message.set_content("+96550000000: sent — 1 part, GSM-7\n", charset="utf-8", cte="quoted-printable")
     message.add_attachment(b'{"jobs": []}', maintype="application", subtype="json", filename="results.json")
     return message
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
