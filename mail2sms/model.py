@@ -93,6 +93,7 @@ class Job:
     provider_id: str | None = None
     code: str | None = None  # provider's own code or word (ERR003, USERPASS, ...)
     error: str | None = None  # plain words: what went wrong and what to do
+    detail: str | None = None  # what the provider added to its acceptance (Sent.detail), for the report
     parts: int = 1
     encoding: str = "gsm7"
     notes: list[str] = field(default_factory=list)  # what mail2sms did to the text: smart replacement, truncation

@@ -265,8 +265,8 @@ class Dispatcher:
         attempts = job.attempts + 1
         now = time.time()
         match result:
-            case Sent(provider_id=pid, code=code):
-                return JobUpdate(job.id, JobState.SENT, attempts, 0.0, pid, code, None)
+            case Sent(provider_id=pid, code=code, detail=detail):
+                return JobUpdate(job.id, JobState.SENT, attempts, 0.0, pid, code, None, detail)
             case Rejected(code=code, why=why):
                 return JobUpdate(job.id, JobState.REJECTED, attempts, 0.0, None, code, why)
             case Unknown(code=code, why=why):

@@ -1,8 +1,9 @@
 """Compose the outcome mail: what happened to every SMS of one submission, for a person and for a program.
 
 The mail has a subject that says the outcome at a glance, a text part a person can act on (per recipient:
-number, status, provider id, parts and encoding, what mail2sms did to the text (smart replacement, truncation)
-and the text itself when it changed or in a dry run, the error in plain words and what to do) and `results.json`
+number, status, provider id, what the provider added to its acceptance (`Sent.detail`), parts and encoding, what
+mail2sms did to the text (smart replacement, truncation) and the text itself when it changed or in a dry run, the
+error in plain words with the provider's own code, and what to do) and `results.json`
 for programs; a mail that carried CSV also gets `results.csv`, its own rows with the outcome added. It is an
 auto-reply (RFC 3834): `Auto-Submitted: auto-replied`, threaded to the original by `In-Reply-To` and
 `References`.
@@ -107,6 +108,16 @@ def _parts(job: Job) -> str:
     return f"{job.parts} part{'s' if job.parts != 1 else ''}, {encoding}"
 
 
+def _with_code(error: str, code: str | None) -> str:
+    """The error followed by the provider's code in brackets, unless the error already names the code.
+
+    A person reads the explanation; the code is what the provider's support and documentation know it by.
+    """
+    if not code or re.search(rf"(?<!\w){re.escape(code)}(?!\w)", error):
+        return error
+    return f"{error} [{code}]" if error else code
+
+
 def _one_line(value: str) -> str:
     """The error in short for a subject: its first clause, on one line, within a bounded length.
 
@@ -207,6 +218,7 @@ def _job_record(submission: Submission, job: Job) -> dict[str, Any]:
         "provider_id": redact(job.provider_id),
         "code": redact(job.code),
         "error": redact(job.error),
+        "detail": redact(job.detail),
         "parts": job.parts,
         "encoding": job.encoding,
         "attempts": job.attempts,
@@ -221,6 +233,9 @@ def _job_text(submission: Submission, job: Job, advice: Callable[[Job], str] | N
     yield f"{_e164(job.number) or 'no number'}{where}: {_status_words(submission, job)}"
     provider_id = redact(job.provider_id)
     yield f"  via {job.provider}" + (f", message id {provider_id}" if provider_id else "")
+    detail = redact(job.detail)
+    if detail:
+        yield f"  Detail: {detail}"
     yield f"  {_parts(job)}"
     yield from (f"  Note: {redact(note)}" for note in job.notes)
     if _would_send(submission, job) or job.notes:  # what exactly goes (or went) to the phone
@@ -231,7 +246,7 @@ def _job_text(submission: Submission, job: Job, advice: Callable[[Job], str] | N
     error = redact(job.error)
     code = redact(job.code)
     if error:
-        yield f"  Error: {error}" + (f" [{code}]" if code and code not in error else "")
+        yield f"  Error: {_with_code(error, code)}"
     elif code and job.state in _SHOW_CODE:
         yield f"  Error code: {code}"
     todo = advice(job) if advice is not None else None
@@ -254,10 +269,17 @@ def _text(
         lines.append(f"This was a dry run: {counts.total:,} SMS checked, nothing was sent.")
     else:
         words = [f"{summary['sent']} sent"]
-        words += [f"{summary[k]} {w}" for k, w in (
-            ("unknown", "may have been sent"), ("rejected", "refused"), ("expired", "expired"),
-            ("cancelled", "cancelled"), ("pending", "not finished yet"),
-        ) if summary[k]]
+        words += [
+            f"{summary[k]} {w}"
+            for k, w in (
+                ("unknown", "may have been sent"),
+                ("rejected", "refused"),
+                ("expired", "expired"),
+                ("cancelled", "cancelled"),
+                ("pending", "not finished yet"),
+            )
+            if summary[k]
+        ]
         lines.append(f"{counts.total:,} SMS: " + ", ".join(words) + ".")
     lines += ["", f"Submission: {submission.id}"]
     received = _iso(submission.received_at)
@@ -271,18 +293,21 @@ def _text(
         lines.append("")
     rest = len(jobs) - DETAIL_LIMIT
     if rest > 0:
-        not_sent = sum(
-            1 for job in jobs[DETAIL_LIMIT:] if job.state in _FAILED and not _would_send(submission, job)
-        )
+        not_sent = sum(1 for job in jobs[DETAIL_LIMIT:] if job.state in _FAILED and not _would_send(submission, job))
         more = f"… and {rest:,} more: see results.json"
         lines.append(more + (f" ({not_sent:,} of them not sent)." if not_sent else "."))
         lines.append("")
         # A CSV's row number is what its sender looks up: name the first rows not sent (numbers: results.csv).
-        failed = (j for j in jobs[DETAIL_LIMIT:]
-                  if j.row is not None and j.state in _FAILED and not _would_send(submission, j))
-        rows = [f"CSV row {job.row}: {_status_words(submission, job)}"
-                + (f": {error}" if (error := _redactor(job)(job.error or job.code)) else "")
-                for job in itertools.islice(failed, FAILURES_LISTED)]
+        failed = (
+            j
+            for j in jobs[DETAIL_LIMIT:]
+            if j.row is not None and j.state in _FAILED and not _would_send(submission, j)
+        )
+        rows = [
+            f"CSV row {job.row}: {_status_words(submission, job)}"
+            + (f": {error}" if (error := _redactor(job)(job.error or job.code)) else "")
+            for job in itertools.islice(failed, FAILURES_LISTED)
+        ]
         if rows:
             unlisted = not_sent - len(rows)
             lines += ["Further rows not sent:", *rows]
@@ -333,10 +358,16 @@ def _result_cells(submission: Submission, row: int, job: Job | None) -> list[str
     redact = _redactor(job)
     error = redact(job.error) or ""
     code = redact(job.code)
-    if code and job.state in _SHOW_CODE and code not in error and not _would_send(submission, job):
-        error = f"{error} [{code}]" if error else code
-    return [str(row), _status(submission, job), _e164(job.number), redact(job.provider_id) or "",
-            str(job.parts) if job.parts else "", error]
+    if job.state in _SHOW_CODE and not _would_send(submission, job):
+        error = _with_code(error, code)
+    return [
+        str(row),
+        _status(submission, job),
+        _e164(job.number),
+        redact(job.provider_id) or "",
+        str(job.parts) if job.parts else "",
+        error,
+    ]
 
 
 def _results_name(name: str | None, several: bool, taken: set[str]) -> str:
@@ -422,8 +453,9 @@ def compose(
     if submission.id:
         message["X-Mail2SMS-Submission"] = " ".join(submission.id.split())
 
-    message.set_content(_text(submission, jobs, counts, subject, explain_advice), charset="utf-8",
-                        cte="quoted-printable")
+    message.set_content(
+        _text(submission, jobs, counts, subject, explain_advice), charset="utf-8", cte="quoted-printable"
+    )
     message.make_mixed()
     message.add_attachment(
         _results_json(submission, jobs, counts),

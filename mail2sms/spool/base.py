@@ -41,6 +41,7 @@ class JobUpdate:
     provider_id: str | None = None
     code: str | None = None
     error: str | None = None
+    detail: str | None = None  # Sent.detail: what the provider added to its acceptance, shown in the report
 
 
 @dataclass(frozen=True)

@@ -112,12 +112,16 @@ CREATE TABLE rate_buckets (
     (2, """
 CREATE INDEX jobs_open ON jobs (submission_id) WHERE state IN ('scheduled', 'queued', 'sending');
 """),
+    # What a provider added to its acceptance (Sent.detail, e.g. "1 of 2 numbers taken"), for the outcome mail.
+    (3, """
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS detail TEXT;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 JOB_COLUMNS = (
     'id, submission_id, number, text, provider, sender, account, options, "row", idempotency_key, state, '
-    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes"
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail"
 )
 _CLAIMED_COLUMNS = ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))
 
@@ -393,9 +397,9 @@ class PostgresSpool:
             async with conn.cursor() as c:
                 await c.executemany(
                     "UPDATE jobs SET state = %s, attempts = %s, next_attempt_at = %s, provider_id = %s, code = %s, "
-                    "error = %s, lease_owner = NULL, lease_until = NULL, updated_at = %s WHERE id = %s",
-                    [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, now, u.job_id)
-                     for u in updates],
+                    "error = %s, detail = %s, lease_owner = NULL, lease_until = NULL, updated_at = %s WHERE id = %s",
+                    [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, u.detail, now,
+                      u.job_id) for u in updates],
                 )
             sids = {u.job_id.rpartition(".")[0] for u in updates if u.state.final}
             return await self._finish_if_final(conn, sids, now)

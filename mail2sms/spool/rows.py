@@ -39,6 +39,7 @@ def job_from_row(row: Row) -> Job:
         provider_id=row["provider_id"],
         code=row["code"],
         error=row["error"],
+        detail=row["detail"],
         parts=row["parts"],
         encoding=row["encoding"],
         notes=json.loads(row["notes"]),

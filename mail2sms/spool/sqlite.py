@@ -106,14 +106,14 @@ CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe (created_at);
 
 JOB_COLUMNS = (
     "id, submission_id, number, text, provider, sender, account, options, row, idempotency_key, state, "
-    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes"
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail"
 )
 
 
 # Columns added after a table was first released: a spool file made by an earlier mail2sms gets them at open
 # (ALTER TABLE ... ADD COLUMN with a default keeps every existing row valid, and older code never names them).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"),),
+    "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"), ("detail", "TEXT")),
 }
 
 
@@ -425,9 +425,9 @@ class SqliteSpool:
         def body(conn: sqlite3.Connection) -> list[str]:
             conn.executemany(
                 "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, provider_id = ?, code = ?, "
-                "error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, now, u.job_id)
-                 for u in updates],
+                "error = ?, detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, u.detail, now,
+                  u.job_id) for u in updates],
             )
             sids = {u.job_id.rpartition(".")[0] for u in updates if u.state.final}
             return self._finish_if_final(conn, sorted(sids), now)

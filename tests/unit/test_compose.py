@@ -47,8 +47,14 @@ def submission(jobs: list[Job], **kw: Any) -> Submission:
 
 def make(jobs: list[Job], *, references: str | None = None, **kw: Any) -> EmailMessage:
     sub = submission(jobs, **kw)
-    return compose(sub, jobs, from_addr="mail2sms@sms.example.org", hostname="sms.example.org",
-                   original_message_id=sub.message_id, references=references)
+    return compose(
+        sub,
+        jobs,
+        from_addr="mail2sms@sms.example.org",
+        hostname="sms.example.org",
+        original_message_id=sub.message_id,
+        references=references,
+    )
 
 
 def reparse(message: EmailMessage) -> EmailMessage:
@@ -214,7 +220,11 @@ def test_explain_advice_supplies_what_to_do() -> None:
     jobs = [job(R)]
     sub = submission(jobs)
     message = compose(
-        sub, jobs, from_addr="m@sms.example.org", hostname="sms.example.org", original_message_id=None,
+        sub,
+        jobs,
+        from_addr="m@sms.example.org",
+        hostname="sms.example.org",
+        original_message_id=None,
         explain_advice=lambda j: f"Fix the password for {j.provider}.",
     )
     assert "What to do: Fix the password for kwt." in text_of(message)
@@ -244,11 +254,27 @@ def test_results_json_matches_the_jobs() -> None:
     assert data["dry_run"] is False
     summary = data["summary"]
     assert {k: summary[k] for k in ("total", "sent", "rejected", "unknown", "expired", "cancelled")} == {
-        "total": 5, "sent": 1, "rejected": 1, "unknown": 1, "expired": 1, "cancelled": 1,
+        "total": 5,
+        "sent": 1,
+        "rejected": 1,
+        "unknown": 1,
+        "expired": 1,
+        "cancelled": 1,
     }
     assert data["jobs"][0] == {
-        "number": "+96550000000", "row": None, "status": "sent", "provider": "kwt", "provider_id": "p1",
-        "code": None, "error": None, "parts": 2, "encoding": "ucs2", "attempts": 1, "text": "hello", "notes": [],
+        "number": "+96550000000",
+        "row": None,
+        "status": "sent",
+        "provider": "kwt",
+        "provider_id": "p1",
+        "code": None,
+        "error": None,
+        "detail": None,
+        "parts": 2,
+        "encoding": "ucs2",
+        "attempts": 1,
+        "text": "hello",
+        "notes": [],
     }
     assert data["jobs"][1]["row"] == 7
     assert data["jobs"][1]["code"] == "ERR003"
@@ -272,8 +298,13 @@ def test_no_account_secret_appears_anywhere() -> None:
     jobs = [
         job(S, account=account),
         # A provider that echoes the password back in its error must not leak it either.
-        job(R, number="96550000001", account=account,
-            error=f"login failed for password {SECRET_PASSWORD}", code=f"BAD-{SECRET_KEY}"),
+        job(
+            R,
+            number="96550000001",
+            account=account,
+            error=f"login failed for password {SECRET_PASSWORD}",
+            code=f"BAD-{SECRET_KEY}",
+        ),
     ]
     message = make(jobs)
     raw = message.as_bytes()
@@ -304,3 +335,41 @@ def test_empty_job_list_still_composes() -> None:
     message = make([])
     assert message["Subject"] == "SMS: nothing to send"
     assert results_of(message)["jobs"] == []
+
+
+def test_sent_detail_reaches_the_text_and_results_json() -> None:
+    """What the provider added to its acceptance (Sent.detail) is shown for that number and kept in results.json."""
+    jobs = [job(S, provider_id="11472734895956042", detail="Kapow credits left: 148"), job(S, number="96550000001")]
+    message = make(jobs)
+    text = text_of(message)
+    assert "+96550000000: sent\n  via kwt, message id 11472734895956042\n  Detail: Kapow credits left: 148\n" in text
+    assert text.count("Detail:") == 1
+    assert [j["detail"] for j in results_of(message)["jobs"]] == ["Kapow credits left: 148", None]
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "error", "line"),
+    [
+        (R, "FIELD_INVALID", "Cellcast refused a field", "Error: Cellcast refused a field [FIELD_INVALID]"),
+        (U, "UNEXPECTED", "the reply was not understood", "Error: the reply was not understood [UNEXPECTED]"),
+        # The code "error" is named even though the explanation uses "error" inside a longer word.
+        (R, "error", "KoboMobile answered error_like words", "Error: KoboMobile answered error_like words [error]"),
+        (R, "ERR024", "ERR024: this server's IP is not allowed", "Error: ERR024: this server's IP is not allowed"),
+    ],
+)
+def test_refusals_and_unknowns_show_the_code_and_the_explanation(
+    state: JobState, code: str, error: str, line: str
+) -> None:
+    """A refused or may-have-been-sent number shows the explanation and the provider's code, the code once."""
+    message = make([job(state, code=code, error=error)])
+    assert f"  {line}\n" in text_of(message)
+    [record] = results_of(message)["jobs"]
+    assert (record["code"], record["error"]) == (code, error)
+
+
+def test_a_secret_in_a_detail_is_blanked() -> None:
+    """A provider that echoes the account's password into its acceptance detail does not leak it."""
+    account = Account(username="kwtuser", password=SECRET_PASSWORD)
+    message = make([job(S, account=account, detail=f"accepted for {SECRET_PASSWORD}")])
+    assert SECRET_PASSWORD not in text_of(message)
+    assert results_of(message)["jobs"][0]["detail"] == "accepted for ***"
