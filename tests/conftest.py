@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.pgcluster import Cluster, why_unavailable
+
+# CI machines are shared and busy: property tests keep their example counts but never fail on wall-clock deadlines
+# or "too slow" health checks there (a slow example is not a wrong one). `HYPOTHESIS_PROFILE=dev` restores the default.
+settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], print_blob=True
+)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")
