@@ -39,9 +39,13 @@ SECRET_FIELDS = ("password", "key")
 DEFAULT_URLS: dict[str, str] = {
     "kapow": "https://www.kapow.co.uk/scripts/",
     "kwtsms": "https://www.kwtsms.com/API/",
-    "bulksms": "https://bulksms.vsms.net/eapi/",
+    "bulksms": "https://api.bulksms.com/v1/",  # the JSON API; options.api = "eapi" picks the legacy EAPI's URL
     "kobomobile": "https://kobomobile.net/api/",
     "cellcast": "https://cellcast.com.au/api/v3/",
+}
+# Default URLs of a type's other APIs, by (type, options.api).
+API_URLS: dict[tuple[str, str], str] = {
+    ("bulksms", "eapi"): "https://bulksms.vsms.net/eapi/",
 }
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
@@ -245,7 +249,8 @@ class ProviderConfig(_Model):
 
     @property
     def base_url(self) -> str:
-        url = self.url or DEFAULT_URLS.get(self.type, "")
+        api = API_URLS.get((self.type, str(self.options.get("api", ""))))
+        url = self.url or api or DEFAULT_URLS.get(self.type, "")
         return url if url.endswith("/") or not url else url + "/"
 
 

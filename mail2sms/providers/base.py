@@ -35,6 +35,7 @@ class Limits:
     flash: bool = False  # the provider can send flash SMS
     flash_unicode: bool = True  # ... also when the text needs UCS-2 (KoboMobile: no)
     max_parts_ucs2: int | None = None  # a stricter parts limit for UCS-2 text (BulkSMS: 16-bit is one part)
+    max_messages: int | None = None  # messages with different texts one request may carry; None: one text each
 
 
 def sender_problem(sender: str, limits: Limits) -> str | None:

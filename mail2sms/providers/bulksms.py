@@ -1,14 +1,25 @@
-"""The BulkSMS adapter: the legacy EAPI of the seed `bulksms-eapi-send_sms.txt` and `providers.md`.
+"""The BulkSMS adapter for the legacy EAPI (`options.api = "eapi"`): seed `bulksms-eapi-send_sms.txt`, `providers.md`.
 
-One batch is one POST form, every value in ISO-8859-1, to `{base_url}submission/send_sms/2/2.0` with `username,
-password, message, msisdn` (comma list of international digits) and the options below. The reply is one line
+BulkSMS calls the EAPI deprecated; the JSON API (`providers.bulksms_json`) is the default for `type = "bulksms"`.
+
+A batch of one text is one POST form, every value in ISO-8859-1, to `{base_url}submission/send_sms/2/2.0` with
+`username, password, message, msisdn` (comma list of international digits) and the options below. The reply is one line
 `status_code|status_description|batch_id` (or two fields on some errors); 0 (in progress) and 1 (scheduled) mean
-every number was taken. 40 is retried, 26 and 28 are retried after a while, every other code is final; every HTTP
-status other than 200 is temporary (the seed says so), 429 waits as long as `Retry-After` asks.
+every number was taken. 40 is retried, 26 and 28 are retried after a while, every other code is final. HTTP 3xx,
+401 and 404 are configuration errors (a regional host that is not the account's, a removed version: providers.md
+"What the field adds"), refused once with the likely cause; every other status is temporary (the seed says so),
+429 waits as long as `Retry-After` asks.
+
+Personalised batches (`Limits.max_messages`): jobs with different texts, or more jobs than `max_recipients`, go
+in one `submission/send_batch/1/1.0` request whose `batch_data` is CSV `msisdn,message` (header row first), up to
+`options.send_batch_size` rows (default 4,000). `dca` is per request, so 16-bit (Unicode) rows and 7-bit rows go
+in separate requests. The reply line is the same as `send_sms`'s and covers every row of the request.
 
 Idempotency: each request carries a `stop_dup_id` derived from the sorted idempotency keys of its jobs (see
 `providers.idempotency`), so the same batch asked again is answered with the first reply and sent at most once.
-Ambiguous failures (timeout, reset, unreadable reply) are therefore retried.
+Ambiguous failures (timeout, reset, unreadable reply) are therefore retried, but only within `KEY_WINDOW` (2 h)
+of a job's first attempt: BulkSMS remembers a `stop_dup_id` "a few hours", so later a job whose last answer was
+ambiguous ends `Unknown` ("may have been sent") instead of being asked again.
 
 Text: GSM-7 text that ISO-8859-1 can carry goes as is (`dca` 7bit); any other text goes as `dca=16bit` with the
 message as hex of its UTF-16BE bytes, at most 140 octets (BulkSMS does not join Unicode parts). Text longer than
@@ -18,15 +29,17 @@ Flash SMS is `msg_class=0`. Scheduling: `send_time` (yyyy-mm-dd hh:mm:ss in the 
 about one. A sender id goes with `repliable=0` unless `options.repliable` is set (the seed: sender and repliable
 do not go together; with `repliable = true` the sender is left out).
 
-Config `options`: routing_group (1-3), want_report, repliable, source_id, strip_dup_recipients,
+Config `options`: api ("eapi"), routing_group (1-3), want_report, repliable, source_id, strip_dup_recipients,
 allow_concat_text_sms, concat_text_sms_max_parts (1-127), test_always_succeed, test_always_fail, replace_msg_id
-(1-7), protocol_id, scheduling_description, timezone.
+(1-7), protocol_id, scheduling_description, timezone, send_batch_size (1-30000).
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from datetime import UTC, datetime, tzinfo
 
@@ -34,15 +47,16 @@ import httpx
 
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
-from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for, retry_after
 from mail2sms.providers.explain import GENERIC, explain
-from mail2sms.providers.idempotency import stop_dup_id
+from mail2sms.providers.idempotency import key_expired, stop_dup_id
 
 TYPE = "bulksms"
 SEND_PATH = "submission/send_sms/2/2.0"
+BATCH_PATH = "submission/send_batch/1/1.0"
 CREDITS_PATH = "user/get_credits/1/1.1"
 CHARSET = "iso-8859-1"
 DEFAULT_MAX_RECIPIENTS = 100  # the EAPI's batch limit is not documented (code 201): configurable
@@ -50,11 +64,15 @@ DEFAULT_RATE = 5.0
 SCHEDULE_DAYS = 730  # "Messages can be scheduled a maximum of two years in advance"
 MAX_16BIT_OCTETS = 140
 SCHEDULE_NOW = 60.0  # a send time this close is sent at once, as BulkSMS does with a past time
+DEFAULT_BATCH_SIZE = 4000  # send_batch rows per request; BulkSMS documents no limit (201 says when it is too big)
+KEY_WINDOW = 2 * 3600.0  # stop_dup_id is remembered "within the past few hours": lean on it for 2 h only
+CONFIG_STATUSES = frozenset({301, 302, 303, 307, 308, 401, 404})  # wrong host or removed version: no retry helps
 
 SENT_CODES = {"0": "BulkSMS: in progress", "1": "BulkSMS: scheduled"}
 UPSTREAM_RETRY_AFTER = 300.0  # 26/28 "might have been resolved after several resend attempts"
 RETRY_CODES: dict[str, float | None] = {"40": None, "26": UPSTREAM_RETRY_AFTER, "28": UPSTREAM_RETRY_AFTER}
 FINAL_CODES = frozenset({"22", "23", "24", "25", "27", "201"})
+NOT_PROCESSED = frozenset(RETRY_CODES)  # BulkSMS said it did not take the request: the stop_dup_id is still unused
 
 OPTIONS: dict[str, wire.Check] = {
     "routing_group": wire.integer(1, 3),
@@ -70,6 +88,8 @@ OPTIONS: dict[str, wire.Check] = {
     "protocol_id": wire.integer(0, 255),
     "scheduling_description": wire.text(100),
     "timezone": wire.timezone_name,
+    "api": wire.one_of("eapi"),
+    "send_batch_size": wire.integer(1, 30_000),
 }
 _PASSED_AS_IS = (
     "routing_group",
@@ -147,20 +167,41 @@ class BulkSmsProvider:
             idempotent=True,
             schedule_days=SCHEDULE_DAYS,
             flash=True,
+            max_messages=int(self.options.get("send_batch_size", DEFAULT_BATCH_SIZE)),
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
 
     async def send(self, batch: Batch) -> list[Result]:
-        """POST one `send_sms` request for the batch's valid numbers; one Result per job, in order."""
-        return await wire.send_valid(
-            batch,
-            TYPE,
-            lambda jobs, numbers: self._send(batch, numbers, stop_dup_id([j.idempotency_key for j in jobs])),
-        )
+        """POST the batch's valid numbers (`send_sms` for one text, else `send_batch`); one Result per job, in order."""
+        return await wire.send_valid(batch, TYPE, lambda jobs, numbers: self._send_jobs(batch, jobs, numbers))
 
-    def _params(self, batch: Batch, numbers: list[str], dup_id: int | None) -> list[tuple[str, str]] | Result:
-        """The form, or the Result that makes sending pointless (text BulkSMS cannot carry)."""
-        message, unicode = encode_message(batch.text)
+    async def _send_jobs(self, batch: Batch, jobs: list[Job], numbers: list[str]) -> list[Result]:
+        """Jobs whose stop_dup_id BulkSMS may have forgotten end Unknown; the rest go 7-bit and 16-bit apart."""
+        now = time.time()
+        results: list[Result | None] = [None] * len(jobs)
+        by_dca: dict[bool, list[int]] = {}
+        for i, job in enumerate(jobs):
+            if key_expired(job, now, KEY_WINDOW, NOT_PROCESSED):
+                results[i] = Unknown(code="KEY_EXPIRED", why=explain(TYPE, "KEY_EXPIRED"))
+            else:
+                by_dca.setdefault(encode_message(job.text)[1], []).append(i)
+        for members in by_dca.values():
+            part = [jobs[i] for i in members]
+            part_numbers = [numbers[i] for i in members]
+            dup_id = stop_dup_id([j.idempotency_key for j in part])
+            if all(j.text == part[0].text for j in part) and len(part) <= self.limits.max_recipients:
+                answers = await self._send(batch, part[0].text, part_numbers, dup_id)
+            else:
+                answers = await self._send_batch(batch, part, part_numbers, dup_id)
+            for i, answer in zip(members, answers, strict=True):
+                results[i] = answer
+        return [r for r in results if r is not None]
+
+    def _params(
+        self, batch: Batch, text: str, numbers: list[str], dup_id: int | None
+    ) -> list[tuple[str, str]] | Result:
+        """The `send_sms` form, or the Result that makes sending pointless (text BulkSMS cannot carry)."""
+        message, unicode = encode_message(text)
         if unicode and len(message) // 2 > MAX_16BIT_OCTETS:
             return Rejected(code="UNICODE_LENGTH", why=explain(TYPE, "UNICODE_LENGTH"))
         account = account_for(self.config, batch.account)
@@ -170,6 +211,11 @@ class BulkSmsProvider:
             ("message", message),
             ("msisdn", ",".join(numbers)),
         ]
+        return params + self._options(batch, unicode, dup_id)
+
+    def _options(self, batch: Batch, unicode: bool, dup_id: int | None) -> list[tuple[str, str]]:
+        """The parameters `send_sms` and `send_batch` share: coding, class, sender, stop_dup_id, schedule, options."""
+        params: list[tuple[str, str]] = []
         if unicode:
             params.append(("dca", "16bit"))
         elif self._concat:
@@ -209,12 +255,41 @@ class BulkSmsProvider:
             params.append(("scheduling_description", str(self.options["scheduling_description"])))
         return params
 
-    async def _send(self, batch: Batch, numbers: list[str], dup_id: int | None) -> list[Result]:
-        count = len(numbers)
-        keyed = dup_id is not None
-        params = self._params(batch, numbers, dup_id)
+    async def _send(self, batch: Batch, text: str, numbers: list[str], dup_id: int | None) -> list[Result]:
+        params = self._params(batch, text, numbers, dup_id)
         if not isinstance(params, list):
-            return [params] * count
+            return [params] * len(numbers)
+        return await self._post(SEND_PATH, params, len(numbers), dup_id is not None)
+
+    async def _send_batch(self, batch: Batch, jobs: list[Job], numbers: list[str], dup_id: int | None) -> list[Result]:
+        """One `send_batch` request: `batch_data` CSV rows `msisdn,message`, each job with its own text."""
+        results: list[Result | None] = [None] * len(jobs)
+        rows: list[tuple[int, str, str]] = []
+        unicode = False
+        for i, (job, number) in enumerate(zip(jobs, numbers, strict=True)):
+            message, unicode = encode_message(job.text)
+            if unicode and len(message) // 2 > MAX_16BIT_OCTETS:
+                results[i] = Rejected(code="UNICODE_LENGTH", why=explain(TYPE, "UNICODE_LENGTH"))
+            else:
+                rows.append((i, number, message))
+        if rows:
+            if len(rows) < len(jobs):  # the request carries fewer jobs: its key must name exactly those
+                dup_id = stop_dup_id([jobs[i].idempotency_key for i, _, _ in rows])
+            data = io.StringIO()
+            writer = csv.writer(data, lineterminator="\n")
+            writer.writerow(("msisdn", "message"))
+            writer.writerows((number, message) for _, number, message in rows)
+            account = account_for(self.config, batch.account)
+            params = [("username", account.username), ("password", account.password), ("batch_data", data.getvalue())]
+            answers = await self._post(
+                BATCH_PATH, params + self._options(batch, unicode, dup_id), len(rows), dup_id is not None
+            )
+            for (i, _, _), answer in zip(rows, answers, strict=True):
+                results[i] = answer
+        return [r for r in results if r is not None]
+
+    async def _post(self, path: str, params: list[tuple[str, str]], count: int, keyed: bool) -> list[Result]:
+        """POST one form in ISO-8859-1; `count` Results from its one-line reply."""
         try:
             body = wire.form_body(params, CHARSET)
         except UnicodeEncodeError:
@@ -223,7 +298,7 @@ class BulkSmsProvider:
             TYPE,
             keyed,
             self.client.post(
-                f"{self.config.base_url}{SEND_PATH}",
+                f"{self.config.base_url}{path}",
                 content=body,
                 headers={"Content-Type": f"application/x-www-form-urlencoded; charset={CHARSET}"},
                 timeout=self._timeout,
@@ -237,9 +312,12 @@ class BulkSmsProvider:
 
     @staticmethod
     def _http_status(response: httpx.Response, keyed: bool) -> Result:
-        """Any status but 200 is temporary (the seed); 429 names itself, and Retry-After is honoured."""
+        """3xx, 401 and 404 are configuration errors; any other status but 200 is temporary (the seed); 429 names
+        itself, and Retry-After is honoured."""
         status = response.status_code
         code = f"HTTP{status}"
+        if status in CONFIG_STATUSES:
+            return Rejected(code=code, why=explain(TYPE, code))
         if status == 429:
             return Retry(code=code, why=explain(TYPE, code), after=retry_after(response))
         if not keyed and status >= 500:

@@ -16,14 +16,23 @@ carries: it is derived from the *sorted* keys of the batch's jobs.
 of about n²/2³² among n requests in BulkSMS's window of a few hours. `message_uuid` is a name-based UUID (36
 characters, KoboMobile takes at most 64).
 
-Pure functions: no I/O, no clock, no randomness; a key is never logged.
+A provider remembers a key only for a while (BulkSMS: `stop_dup_id` "a few hours", `deduplication-id` "about 12
+hours"). Past that, asking again with the same key is no protection: if the first request did arrive, the SMS goes
+twice. `key_expired()` says when a retry may no longer lean on the key: the job's first attempt is older than the
+provider's window *and* its last answer was ambiguous (the first request may have been processed). Such a job is
+`Unknown` ("may have been sent"), never retried. A job whose earlier attempts surely did not arrive (connection
+refused, a documented "not processed" code) is still safe to send: the key was never consumed.
+
+Pure functions: no I/O, no clock (the caller passes `now`), no randomness; a key is never logged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+
+from mail2sms.model import Job
 
 STOP_DUP_ID_MAX = 2_147_483_647
 # A fixed namespace so that message_uuid values are stable across versions and hosts.
@@ -52,3 +61,16 @@ def message_uuid(keys: Iterable[str]) -> str | None:
     if digest is None:
         return None
     return str(uuid.uuid5(_NAMESPACE, digest.hex()))
+
+
+# Codes after which the request surely did not reach the provider (or it said it did not process it): the key was not
+# consumed, so a later attempt is a first one. Anything else recorded after an attempt counts as ambiguous.
+NOT_PROCESSED = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "HTTP429", "URL", "CHARSET"})
+
+
+def key_expired(job: Job, now: float, window: float, safe_codes: Collection[str] = ()) -> bool:
+    """True when the job's first attempt is more than `window` seconds old and its last answer was ambiguous (not in
+    NOT_PROCESSED or the adapter's `safe_codes`): a retry with the same key could send it twice."""
+    if job.first_attempt_at is None or now - job.first_attempt_at <= window:
+        return False
+    return job.code is None or (job.code not in NOT_PROCESSED and job.code not in safe_codes)

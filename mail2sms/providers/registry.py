@@ -14,7 +14,7 @@ import httpx
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError
 from mail2sms.providers.base import Provider
-from mail2sms.providers.bulksms import BulkSmsProvider
+from mail2sms.providers.bulksms_json import build_bulksms
 from mail2sms.providers.cellcast import CellcastProvider
 from mail2sms.providers.kapow import KapowProvider
 from mail2sms.providers.kobomobile import KoboMobileProvider
@@ -26,7 +26,7 @@ Factory = Callable[[str, ProviderConfig, httpx.AsyncClient], Provider]
 ADAPTERS: dict[str, Factory] = {
     "kwtsms": KwtSmsProvider,
     "kapow": KapowProvider,
-    "bulksms": BulkSmsProvider,
+    "bulksms": build_bulksms,  # options.api: "json" (default) or "eapi"
     "kobomobile": KoboMobileProvider,
     "cellcast": CellcastProvider,
     "outbox": OutboxProvider,

@@ -29,12 +29,14 @@ type = "bulksms"
 url = "{bulksms}"
 username = "bulkuser"
 password = "bulk-pw-1"
+options = {{ api = "eapi" }}
 
 [providers.bulk-bad]
 type = "bulksms"
 url = "{bulksms}"
 username = "bulkuser"
 password = "{wrong_bulk}"
+options = {{ api = "eapi" }}
 
 [providers.kobo]
 type = "kobomobile"

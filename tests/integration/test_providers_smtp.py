@@ -52,7 +52,7 @@ sender = "Alarm"
 timeout = "1s"
 rate = 50
 max_recipients = 100
-options = {{ routing_group = 2, want_report = true }}
+options = {{ api = "eapi", routing_group = 2, want_report = true }}
 
 [providers.kobo]
 type = "kobomobile"

@@ -1,7 +1,10 @@
-"""Unit tests of the BulkSMS EAPI adapter: wire parameters and reply mapping, with httpx.MockTransport."""
+"""Unit tests of the BulkSMS EAPI adapter: wire parameters, reply mapping, send_batch and the stop_dup_id window,
+with httpx.MockTransport."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +18,7 @@ from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Batch, Job, Rejected, Retry, Sent, SmsOptions, Unknown
 from mail2sms.providers.bulksms import (
+    BATCH_PATH,
     CREDITS_PATH,
     SEND_PATH,
     UPSTREAM_RETRY_AFTER,
@@ -256,11 +260,126 @@ async def test_the_same_batch_gets_the_same_stop_dup_id_on_every_attempt() -> No
 
 
 # -- HTTP and transport --------------------------------------------------------------------------
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 500, 502, 503])
-async def test_every_non_200_status_is_retried(status: int) -> None:
-    """The seed: any HTTP status other than 200 is transient; Retry-After is honoured."""
+@pytest.mark.parametrize("status", [400, 403, 500, 502, 503])
+async def test_other_non_200_statuses_are_retried(status: int) -> None:
+    """The seed: an HTTP status other than 200 is transient (3xx, 401, 404 aside); Retry-After is honoured."""
     [result] = await make_provider(replying("nope", status, {"Retry-After": "7"})).send(make_batch())
     assert result == Retry(code=f"HTTP{status}", why=BULKSMS["HTTP"], after=7.0)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308, 401, 404])
+async def test_redirects_401_and_404_are_configuration_errors(status: int) -> None:
+    """3xx, 401 and 404 mean a wrong host or a removed version: one Rejected naming the likely cause, no retry."""
+    seen: list[httpx.Request] = []
+    headers = {"Location": "https://elsewhere.test/eapi/"} if status < 400 else {}
+    [result] = await make_provider(replying("moved", status, headers, seen=seen)).send(make_batch())
+    assert result == Rejected(code=f"HTTP{status}", why=BULKSMS[f"HTTP{status}"])
+    assert "url" in result.why
+    assert "nothing was sent" in result.why
+    assert len(seen) == 1
+
+
+# -- the stop_dup_id window ----------------------------------------------------------------------
+def aged(job: Job, hours: float, code: str | None) -> Job:
+    job.first_attempt_at = time.time() - hours * 3600
+    job.code = code
+    job.attempts = 1
+    return job
+
+
+async def test_an_ambiguous_job_past_two_hours_is_unknown_and_not_asked_again() -> None:
+    """A job first tried 3 h ago whose last answer was a timeout ends Unknown; its batch-mates still go, keyed alone."""
+    seen: list[httpx.Request] = []
+    batch = make_batch(numbers=("447700900001", "447700900002"), keys=("K1", "K2"))
+    aged(batch.jobs[0], 3, "ReadTimeout")
+    results = await make_provider(replying("0|IN_PROGRESS|77", seen=seen)).send(batch)
+    assert results[0] == Unknown(code="KEY_EXPIRED", why=BULKSMS["KEY_EXPIRED"])
+    assert "may have been sent" in results[0].why
+    assert results[1] == Sent(provider_id="77", detail="BulkSMS: in progress")
+    assert len(seen) == 1
+    assert form(seen[0])["msisdn"] == "447700900002"
+    assert form(seen[0])["stop_dup_id"] == str(stop_dup_id(["K2"]))
+
+
+@pytest.mark.parametrize(("hours", "code"), [(1.5, "ReadTimeout"), (3, "40"), (3, "ConnectError"), (30, "26")])
+async def test_a_job_whose_key_is_still_safe_is_sent(hours: float, code: str) -> None:
+    """Within 2 h, or when every earlier answer said "not processed", the same stop_dup_id is still safe."""
+    seen: list[httpx.Request] = []
+    batch = make_batch()
+    aged(batch.jobs[0], hours, code)
+    [result] = await make_provider(replying("0|IN_PROGRESS|78", seen=seen)).send(batch)
+    assert isinstance(result, Sent)
+    assert len(seen) == 1
+
+
+# -- personalised batches: send_batch ------------------------------------------------------------
+def personalised(*rows: tuple[str, str]) -> Batch:
+    jobs = tuple(Job(number=n, text=t, provider="bulk", idempotency_key=f"key-{n}") for n, t in rows)
+    return Batch(provider="bulk", account=None, sender="Shop", text=jobs[0].text, options=SmsOptions(), jobs=jobs)
+
+
+def batch_rows(request: httpx.Request) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(form(request)["batch_data"])))
+
+
+async def test_different_texts_go_in_one_send_batch_request() -> None:
+    """Rows with their own texts (commas and quotes kept by CSV quoting) go as one send_batch with a header row."""
+    seen: list[httpx.Request] = []
+    batch = personalised(("447700900001", "Hi Ann, your code is 1"), ("447700900002", 'Hi "Bo", code 2'),
+                         ("447700900003", "Café at 5"))
+    assert batch.personalised
+    results = await make_provider(replying("0|IN_PROGRESS|90", seen=seen)).send(batch)
+    assert results == [Sent(provider_id="90", detail="BulkSMS: in progress")] * 3
+    [request] = seen
+    assert str(request.url) == BASE + BATCH_PATH
+    assert batch_rows(request) == [["msisdn", "message"], ["447700900001", "Hi Ann, your code is 1"],
+                                   ["447700900002", 'Hi "Bo", code 2'], ["447700900003", "Café at 5"]]
+    fields = form(request)
+    assert fields["sender"] == "Shop"
+    assert fields["repliable"] == "0"
+    assert fields["stop_dup_id"] == str(stop_dup_id([j.idempotency_key for j in batch.jobs]))
+    assert "dca" not in fields
+    assert "message" not in fields
+    assert "msisdn" not in fields
+
+
+async def test_unicode_rows_go_in_their_own_16bit_request() -> None:
+    """dca is per request: 7-bit rows and 16-bit rows go in two requests, each keyed (one row alone: send_sms)."""
+    seen: list[httpx.Request] = []
+    batch = personalised(("447700900001", "plain one"), ("447700900002", "مرحبا"), ("447700900003", "plain two"))
+    results = await make_provider(replying("0|IN_PROGRESS|91", seen=seen)).send(batch)
+    assert all(isinstance(r, Sent) for r in results)
+    plain, wide = seen
+    assert batch_rows(plain)[1:] == [["447700900001", "plain one"], ["447700900003", "plain two"]]
+    assert form(wide)["dca"] == "16bit"
+    assert str(wide.url) == BASE + SEND_PATH
+    assert (form(wide)["msisdn"], form(wide)["message"]) == ("447700900002", "مرحبا".encode("utf-16-be").hex())
+    assert form(plain)["stop_dup_id"] == str(stop_dup_id(["key-447700900001", "key-447700900003"]))
+    assert form(wide)["stop_dup_id"] == str(stop_dup_id(["key-447700900002"]))
+
+
+async def test_one_text_to_more_numbers_than_send_sms_takes_uses_send_batch() -> None:
+    """A uniform batch above max_recipients (a chunk of a personalised group) goes as send_batch, not refused."""
+    seen: list[httpx.Request] = []
+    numbers = tuple(f"4477009000{i:02d}" for i in range(5))
+    results = await make_provider(replying("0|IN_PROGRESS|92", seen=seen), max_recipients=2).send(
+        make_batch(numbers=numbers))
+    assert len(results) == 5
+    assert all(isinstance(r, Sent) for r in results)
+    assert [str(r.url) for r in seen] == [BASE + BATCH_PATH]
+
+
+async def test_a_send_batch_error_line_refuses_every_row() -> None:
+    """The one reply line covers every row: 25 (no credits) refuses them all with BulkSMS's words."""
+    batch = personalised(("447700900001", "a"), ("447700900002", "b"))
+    results = await make_provider(replying("25|NO_CREDITS")).send(batch)
+    assert results == [Rejected(code="25", why=BULKSMS["25"])] * 2
+
+
+def test_send_batch_size_is_the_personalised_limit() -> None:
+    """max_messages is 4,000 rows per send_batch by default, options.send_batch_size when set."""
+    assert make_provider(replying("")).limits.max_messages == 4000
+    assert make_provider(replying(""), options={"send_batch_size": 500}).limits.max_messages == 500
 
 
 async def test_429_says_slow_down_and_waits() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from mail2sms.config import ProviderConfig
 from mail2sms.model import Account, Batch, Job, Retry, Sent, SmsOptions
-from mail2sms.providers.bulksms import BulkSmsProvider
+from mail2sms.providers.bulksms_json import BulkSmsJsonProvider
 from mail2sms.providers.cellcast import CellcastProvider
 from mail2sms.providers.kapow import KapowProvider
 from mail2sms.providers.kobomobile import KoboMobileProvider
@@ -125,7 +125,7 @@ async def test_balance_and_limits(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "cls"),
     [("kwtsms", KwtSmsProvider), ("kapow", KapowProvider), ("outbox", OutboxProvider),
-     ("bulksms", BulkSmsProvider), ("kobomobile", KoboMobileProvider), ("cellcast", CellcastProvider)],
+     ("bulksms", BulkSmsJsonProvider), ("kobomobile", KoboMobileProvider), ("cellcast", CellcastProvider)],
 )
 async def test_registry_builds_the_adapter_for_each_type(kind: str, cls: type) -> None:
     """build_provider maps config.type to its adapter class and keeps the configured name."""

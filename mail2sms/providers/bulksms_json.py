@@ -1,0 +1,296 @@
+"""The BulkSMS adapter for the JSON REST API v1 (`https://api.bulksms.com/v1/`), the default for `type = "bulksms"`.
+
+`build_bulksms()` picks the API from `options.api`: `"json"` (default, this module) or `"eapi"` (the legacy
+`providers.bulksms` adapter, which BulkSMS calls deprecated).
+
+One batch is one `POST messages` with a JSON array of message objects, one per job, each with the job's own text:
+`{"to", "body", "encoding": "TEXT"|"UNICODE", "longMessageMaxParts", "from"?, "messageClass"?, "routingGroup"?,
+"deliveryReports"?}`. The array is what makes personalised batches possible (CSV rows with different texts go in
+one request, `Limits.max_messages`); BulkSMS takes up to 30,000 and advises 4,000 per request (the default).
+Authentication is HTTP Basic with `username` and `password`: an account's username and password, or (BulkSMS's
+advice) an API token's id and secret in the same two fields.
+
+Truth of the answer: a number counts as sent only when a message object for it comes back in the `201` array with
+an accepted-like `status.type` (ACCEPTED, SCHEDULED, SENT, DELIVERED). FAILED is a refusal carrying BulkSMS's
+subtype (`FAILED.BLOCKED`, ...); UNKNOWN, any other type, and a number with no message in the answer are `Unknown`
+("may have been sent"). Errors are problem JSON (`type`, `title`, `status`, `detail`): 400 and 403 (insufficient
+credit) are refusals naming BulkSMS's words, 401/404/3xx are configuration errors (one clear refusal, not 50
+retries), 429 waits as asked, 5xx and unreadable answers are retried with the same `deduplication-id`.
+
+Idempotency: `deduplication-id` (a query parameter) is derived from the sorted idempotency keys of the batch's jobs
+(`providers.idempotency.stop_dup_id`, an int32). BulkSMS remembers it "about 12 hours"; mail2sms leans on it for
+`KEY_WINDOW` = 6 h after a job's first attempt — half the documented time, because "about" is not a promise and
+the two clocks and the dispatcher's backoff add slack. Later, a job whose last answer was ambiguous is `Unknown`
+instead of asked again.
+
+Scheduling: the API takes `schedule-date` (ISO 8601 with an offset, up to two years ahead; a past date sends at
+once) and `schedule-description`; mail2sms sends scheduled jobs with it, in UTC, instead of holding them.
+
+This module must never log, and never put a password or a request parameter into a Result or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from mail2sms.config import ProviderConfig
+from mail2sms.errors import ProviderError
+from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.parse.text import is_gsm7
+from mail2sms.providers import wire
+from mail2sms.providers.base import Limits, Provider, account_for, retry_after
+from mail2sms.providers.bulksms import SCHEDULE_DAYS, SCHEDULE_NOW, TYPE, BulkSmsProvider
+from mail2sms.providers.explain import explain
+from mail2sms.providers.idempotency import key_expired, stop_dup_id
+
+SEND_PATH = "messages"
+PROFILE_PATH = "profile"
+DEFAULT_RATE = 5.0
+DEFAULT_MAX_MESSAGES = 4000  # "it is recommended that you use a smaller number, like 4000 per submission"
+MAX_MESSAGES = 30_000  # "You can post up to 30 000 messages in a batch"
+DEFAULT_MAX_PARTS = 3  # BulkSMS's own default for longMessageMaxParts
+KEY_WINDOW = 6 * 3600.0  # deduplication-id "expires after about 12 hours": lean on half of it
+WORDS_MAX = 200  # characters of BulkSMS's own error words kept in a Result
+
+ACCEPTED = {"ACCEPTED": "accepted", "SCHEDULED": "scheduled", "SENT": "sent on", "DELIVERED": "delivered"}
+# Problem types (the fragment of the `type` URL) that name a refusal mail2sms can explain.
+PROBLEM_CODES = {
+    "insufficient-credits": "INSUFFICIENT_CREDITS",
+    "bad-request": "BAD_REQUEST",
+    "not-found": "NOT_FOUND",
+    "unauthorized": "UNAUTHORIZED",
+    "forbidden": "FORBIDDEN",
+}
+CONFIG_STATUSES = {401: "UNAUTHORIZED", 404: "NOT_FOUND"}  # the account or the url is wrong: no retry helps
+
+OPTIONS: dict[str, wire.Check] = {
+    "api": wire.one_of("json", "eapi"),
+    "long_message_max_parts": wire.integer(1, 99),
+    "auto_unicode": wire.flag,
+    "routing_group": wire.one_of("ECONOMY", "STANDARD", "PREMIUM"),
+    "delivery_reports": wire.one_of("ALL", "ERRORS", "NONE"),
+    "repliable": wire.flag,
+    "protocol_id": wire.integer(0, 255),
+    "schedule_description": wire.text(256),
+}
+
+
+def build_bulksms(name: str, config: ProviderConfig, client: httpx.AsyncClient) -> Provider:
+    """The BulkSMS adapter `options.api` asks for: the JSON API (default) or the legacy EAPI."""
+    if config.options.get("api", "json") == "eapi":
+        return BulkSmsProvider(name, config, client)
+    return BulkSmsJsonProvider(name, config, client)
+
+
+def _words(problem: dict[str, Any]) -> str:
+    """BulkSMS's own words from a problem document, on one bounded line."""
+    parts = [str(problem[k]) for k in ("title", "detail") if isinstance(problem.get(k), str | int) and problem[k]]
+    text = " ".join(": ".join(parts).split())
+    return text if len(text) <= WORDS_MAX else text[: WORDS_MAX - 1] + "…"
+
+
+def _with_words(code: str, words: str) -> str:
+    why = explain(TYPE, code)
+    return f"{why} (BulkSMS said: {words})" if words else why
+
+
+def problem_result(response: httpx.Response, keyed: bool) -> Result:
+    """The Result one non-2xx answer means for every job of the request (problem JSON read before the status)."""
+    status = response.status_code
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):
+        problem = {}
+    words = _words(problem)
+    kind = str(problem.get("type") or "").rpartition("#")[2].rpartition("/")[2].lower()
+    if 300 <= status < 400:
+        return Rejected(code=f"HTTP{status}", why=_with_words("JSON_REDIRECT", words))
+    if status == 429:
+        return Retry(code="HTTP429", why=_with_words("HTTP429", words), after=retry_after(response))
+    if status >= 500:
+        code = f"HTTP{status}"
+        if keyed:
+            return Retry(code=code, why=_with_words("JSON_5XX", words), after=retry_after(response))
+        return Unknown(code=code, why=_with_words(code, words))
+    code = PROBLEM_CODES.get(kind) or CONFIG_STATUSES.get(status) or f"HTTP{status}"
+    if status == 403 and code == "HTTP403":
+        code = "FORBIDDEN"
+    return Rejected(code=code, why=_with_words(code, words))
+
+
+def message_results(data: Any, numbers: list[str]) -> list[Result]:
+    """One Result per number from the `201` array of message objects; a number without one is not sent."""
+    by_number: dict[str, dict[str, Any]] = {}
+    if isinstance(data, dict):
+        data = [data]  # tolerate one object for a one-message request
+    for message in data if isinstance(data, list) else []:
+        if isinstance(message, dict) and isinstance(message.get("to"), str):
+            digits = wire.international_digits(message["to"])
+            if digits is not None:
+                by_number.setdefault(digits, message)
+    results: list[Result] = []
+    for number in numbers:
+        message = by_number.get(number)
+        if message is None:
+            results.append(Unknown(code="MISSING", why=explain(TYPE, "MISSING")))
+            continue
+        raw_status = message.get("status")
+        status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
+        kind = str(status.get("type") or "").upper()
+        subtype = status.get("subtype")
+        message_id = message.get("id")
+        pid = str(message_id) if isinstance(message_id, str | int) and not isinstance(message_id, bool) else None
+        if kind in ACCEPTED:
+            results.append(Sent(provider_id=pid, code=kind, detail=f"BulkSMS: {ACCEPTED[kind]}"))
+        elif kind == "FAILED":
+            code = f"FAILED.{subtype}" if isinstance(subtype, str) and subtype else "FAILED"
+            results.append(Rejected(code=code, why=explain(TYPE, code)))
+        else:
+            code = f"STATUS_{kind}" if kind else "UNEXPECTED"
+            results.append(Unknown(code=code, why=explain(TYPE, "STATUS_UNKNOWN")))
+    return results
+
+
+class BulkSmsJsonProvider:
+    """BulkSMS over the JSON REST API v1 (HTTP Basic, JSON arrays of messages)."""
+
+    def __init__(self, name: str, config: ProviderConfig, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.config = config
+        self.client = client
+        self.options = wire.read_options(name, config.options, OPTIONS)
+        self._max_parts = int(self.options.get("long_message_max_parts", DEFAULT_MAX_PARTS))
+        per_request = min(config.max_recipients or DEFAULT_MAX_MESSAGES, MAX_MESSAGES)
+        self.limits = Limits(
+            max_recipients=per_request,
+            max_messages=per_request,
+            max_parts=self._max_parts,
+            rate=config.rate or DEFAULT_RATE,
+            idempotent=True,
+            schedule_days=SCHEDULE_DAYS,
+            flash=True,
+        )
+        self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+
+    async def send(self, batch: Batch) -> list[Result]:
+        """POST one `messages` array for the batch's valid numbers; one Result per job, in order."""
+        return await wire.send_valid(batch, TYPE, lambda jobs, numbers: self._send_fresh(batch, jobs, numbers))
+
+    async def _send_fresh(self, batch: Batch, jobs: list[Job], numbers: list[str]) -> list[Result]:
+        """Jobs whose deduplication-id BulkSMS may have forgotten end Unknown; the others go in one request."""
+        now = time.time()
+        results: list[Result | None] = [None] * len(jobs)
+        fresh = []
+        for i, job in enumerate(jobs):
+            if key_expired(job, now, KEY_WINDOW):
+                results[i] = Unknown(code="KEY_EXPIRED", why=explain(TYPE, "JSON_KEY_EXPIRED"))
+            else:
+                fresh.append(i)
+        if fresh:
+            answers = await self._post(batch, [jobs[i] for i in fresh], [numbers[i] for i in fresh])
+            for i, answer in zip(fresh, answers, strict=True):
+                results[i] = answer
+        return [r for r in results if r is not None]
+
+    def _message(self, batch: Batch, job: Job, number: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "to": f"+{number}",
+            "body": job.text,
+            "encoding": "TEXT" if is_gsm7(job.text) else "UNICODE",
+            "longMessageMaxParts": self._max_parts,
+        }
+        sender = batch.sender or self.config.sender
+        if self.options.get("repliable"):
+            message["from"] = {"type": "REPLIABLE"}  # a sender id is never repliable: leave it out
+        elif sender:
+            message["from"] = sender
+        if batch.options.flash:
+            message["messageClass"] = "FLASH_SMS"
+        for option, key in (
+            ("routing_group", "routingGroup"),
+            ("delivery_reports", "deliveryReports"),
+            ("protocol_id", "protocolId"),
+        ):
+            if option in self.options:
+                message[key] = self.options[option]
+        return message
+
+    def _query(self, batch: Batch, dup_id: int | None) -> dict[str, str]:
+        query: dict[str, str] = {}
+        if dup_id is not None:
+            query["deduplication-id"] = str(dup_id)
+        if self.options.get("auto_unicode"):
+            query["auto-unicode"] = "true"
+        if batch.options.sendtime:
+            when = datetime.fromisoformat(batch.options.sendtime)
+            when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+            if when.timestamp() > time.time() + SCHEDULE_NOW:
+                query["schedule-date"] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if "schedule_description" in self.options:
+                    query["schedule-description"] = str(self.options["schedule_description"])
+        return query
+
+    async def _post(self, batch: Batch, jobs: list[Job], numbers: list[str]) -> list[Result]:
+        count = len(numbers)
+        dup_id = stop_dup_id([j.idempotency_key for j in jobs])
+        keyed = dup_id is not None
+        account = account_for(self.config, batch.account)
+        body = json.dumps(
+            [self._message(batch, j, n) for j, n in zip(jobs, numbers, strict=True)], ensure_ascii=False
+        ).encode("utf-8")
+        response = await wire.post(
+            TYPE,
+            keyed,
+            self.client.post(
+                f"{self.config.base_url}{SEND_PATH}",
+                params=self._query(batch, dup_id),
+                content=body,
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
+                auth=httpx.BasicAuth(account.username, account.password),
+                timeout=self._timeout,
+            ),
+        )
+        if not isinstance(response, httpx.Response):
+            return [response] * count
+        if not response.is_success:
+            return [problem_result(response, keyed)] * count
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+        if not isinstance(data, list | dict):
+            if keyed:  # the same deduplication-id gets BulkSMS's first answer again
+                return [Retry(code="UNEXPECTED", why=explain(TYPE, "JSON_UNEXPECTED"))] * count
+            return [Unknown(code="UNEXPECTED", why=explain("", "UNEXPECTED"))] * count
+        return message_results(data, numbers)
+
+    async def balance(self, account: Account | None = None) -> Balance:
+        """Credits from `GET profile` (`credits.balance`); ProviderError in plain words otherwise."""
+        creds = account_for(self.config, account)
+        try:
+            response = await self.client.get(
+                f"{self.config.base_url}{PROFILE_PATH}",
+                headers={"Accept": "application/json"},
+                auth=httpx.BasicAuth(creds.username, creds.password),
+                timeout=self._timeout,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise ProviderError(explain(TYPE, "URL")) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(wire.balance_failure("BulkSMS", exc)) from None
+        if not response.is_success:
+            problem = problem_result(response, True)
+            raise ProviderError(problem.why if not isinstance(problem, Sent) else explain("", "UNEXPECTED"))
+        try:
+            data = json.loads(response.content)
+            credit = float(data["credits"]["balance"])
+        except (ValueError, TypeError, KeyError):
+            raise ProviderError(explain("", "UNEXPECTED")) from None
+        return Balance(provider=self.name, credit=credit, detail=f"{credit:g} BulkSMS credits")
