@@ -3,10 +3,15 @@
 One batch is one JSON `POST {base_url}send-sms` with `{"sms_text", "numbers": [≤1000 × "+<digits>"], "from"?,
 "schedule_time"?}` and the key in the `APPKEY` header (what every client sends), or as HTTP Basic auth when
 `options.auth = "basic"` (what the seed page says; user = the configured username, or the key when there is none).
-Success is a 2xx whose `meta.status` is `SUCCESS`; each number's `message_id` is found in `data.messages` by its
-`to`. Errors are 4xx with a status word (`AUTH_FAILED`, `FIELD_INVALID`, `OVER_LIMIT` with HTTP 429 above 15
-calls/s); the error body's shape is unconfirmed, so the word is looked for in `meta.status`, `error.code`,
-`status` and `code`. Cellcast honours no idempotency key: after the request may have arrived, trouble is Unknown.
+Success is a 2xx whose `meta.status` is `SUCCESS`, and it is success only for the numbers it shows as queued: a
+number is Sent when it appears in `data.messages` (matched by `to`; its `message_id` is the provider id), or, when
+the reply has no `messages` at all, when `success_number == total_numbers`. Cellcast answers `SUCCESS` with
+`messages: []` and `success_number: 0` for numbers it will not send to (e.g. outside Australia): those numbers are
+Rejected (`NOT_QUEUED`) with Cellcast's own words (`msg`, and any per-number reason the reply carries); counts that
+do not say which numbers were queued make every number Unknown. Errors are 4xx with a status word (`AUTH_FAILED`,
+`FIELD_INVALID`, `OVER_LIMIT` with HTTP 429 above 15 calls/s), read from the body before the HTTP status; the
+error body's shape is unconfirmed, so the word is looked for in `meta.status`, `error.code`, `status` and `code`.
+Cellcast honours no idempotency key: after the request may have arrived, trouble is Unknown.
 
 `schedule_time` is `YYYY-MM-DD HH:MM:SS`; the page does not name its zone, so it is written in `options.timezone`
 (default Australia/Sydney, Cellcast's home; unconfirmed).
@@ -21,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -33,6 +38,8 @@ from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sen
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for, http_status_result, retry_after
 from mail2sms.providers.explain import explain, explained
+from mail2sms.providers.quote import quote
+from mail2sms.providers.quote import said as quote_said
 
 TYPE = "cellcast"
 MAX_RECIPIENTS = 1000
@@ -43,7 +50,12 @@ SCHEDULE_NOW = 60.0
 SUCCESS = "SUCCESS"
 OVER_LIMIT = "OVER_LIMIT"
 ERROR_WORDS = frozenset({"AUTH_FAILED", "FIELD_INVALID", OVER_LIMIT})  # the documented ones
+NOT_QUEUED = "NOT_QUEUED"
+PARTLY_QUEUED = "PARTLY_QUEUED"
 _WORD = re.compile(r"^[A-Z][A-Z_]{2,40}$")
+_REFUSAL = re.compile(r"FAIL|ERROR|INVALID|INSUFFICIENT|DENIED|REJECT|FORBIDDEN|UNAUTHORI[SZ]ED|BLOCKED|LIMIT")
+_NUMBER_KEYS = ("number", "to", "recipient", "mobile", "phone", "msisdn")
+_REASON_KEYS = ("reason", "error", "message", "msg", "description", "status")
 _DIGITS = re.compile(r"\D")
 
 OPTIONS: dict[str, wire.Check] = {
@@ -75,61 +87,126 @@ def _digits(value: Any) -> str:
     return _DIGITS.sub("", str(value or ""))
 
 
-def success_results(data: Any, numbers: list[str]) -> list[Result]:
-    """Sent per number, with the `message_id` of the message whose `to` is that number."""
-    messages = _get(data, "data", "messages")
-    messages = [m for m in messages if isinstance(m, Mapping)] if isinstance(messages, list) else []
-    by_number: dict[str, str | None] = {}
-    for m in messages:
-        to = _digits(m.get("to"))
-        if to:
-            by_number.setdefault(to, str(m["message_id"]) if m.get("message_id") else None)
-    positional = not by_number and len(messages) == len(numbers)
-    total, queued = _get(data, "data", "total_numbers"), _get(data, "data", "success_number")
-    all_queued = not messages or (isinstance(total, int) and total == queued) or positional
-    results: list[Result] = []
-    for i, number in enumerate(numbers):
-        found = _match(number, by_number)
-        if found is not None:
-            results.append(Sent(provider_id=found[1]))
-        elif positional:
-            pid = messages[i].get("message_id")
-            results.append(Sent(provider_id=str(pid) if pid else None))
-        elif all_queued:
-            results.append(Sent(provider_id=None))
-        else:
-            results.append(Rejected(code="NOT_QUEUED", why=explain(TYPE, "NOT_QUEUED")))
-    return results
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _match(number: str, by_number: dict[str, str | None]) -> tuple[str, str | None] | None:
-    """The entry for `number`: same digits, else the one entry whose last 9 digits are the same."""
+def per_number_reasons(data: Any) -> dict[str, str]:
+    """Reasons Cellcast gives for single numbers, by digits, wherever `data` lists them (shape unconfirmed).
+
+    Looks at every list in `data` other than `messages` (entries such as `{"number": …, "reason": …}`, or bare
+    numbers, whose reason is then the list's name) and every mapping of numbers to texts.
+    """
+    block = _get(data, "data")
+    found: dict[str, str] = {}
+    if not isinstance(block, Mapping):
+        return found
+    for name, value in block.items():
+        if name == "messages":
+            continue
+        entries = value if isinstance(value, list) else [value] if isinstance(value, Mapping) else []
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                number = next((_digits(entry[k]) for k in _NUMBER_KEYS if entry.get(k)), "")
+                reason = next((str(entry[k]) for k in _REASON_KEYS if isinstance(entry.get(k), str)), str(name))
+                if len(number) >= 7:
+                    found[number] = reason
+                else:  # {"+61400000000": "Invalid number"}
+                    found.update(
+                        {_digits(k): v for k, v in entry.items() if isinstance(v, str) and len(_digits(k)) >= 7}
+                    )
+            elif isinstance(entry, str | int) and not isinstance(entry, bool) and len(_digits(entry)) >= 7:
+                found[_digits(entry)] = str(name)
+    return found
+
+
+def _match(number: str, by_number: Mapping[str, Any]) -> str | None:
+    """The key of `by_number` for `number`: same digits, else the one key whose last 9 digits are the same."""
     if number in by_number:
-        return number, by_number[number]
-    tail = [(to, pid) for to, pid in by_number.items() if len(to) >= 9 and to[-9:] == number[-9:]]
+        return number
+    tail = [to for to in by_number if len(to) >= 9 and to[-9:] == number[-9:]]
     return tail[0] if len(tail) == 1 else None
 
 
-def reply_result(status: int, body: str, numbers: list[str], retry_wait: float | None = None) -> list[Result]:
-    """One Result per number from a reply that is not a plain transport or 5xx failure."""
+def success_results(data: Any, numbers: list[str], said: str = "") -> list[Result]:
+    """One Result per number from a `SUCCESS` reply: Sent only for what the reply shows as queued.
+
+    A number is accepted when it appears in `data.messages` (matched by `to`), or, when the reply carries no
+    messages at all, when `success_number == total_numbers`. Cellcast answers `SUCCESS` with `messages: []` and
+    `success_number: 0` for numbers it will not send to (providers.md): those are refused, never sent.
+    """
+    messages = _get(data, "data", "messages")
+    listed = [m for m in messages if isinstance(m, Mapping)] if isinstance(messages, list) else None
+    total, queued = _int(_get(data, "data", "total_numbers")), _int(_get(data, "data", "success_number"))
+    reasons = per_number_reasons(data)
+
+    def refused(number: str) -> Rejected:
+        key = _match(number, reasons)
+        words = said + (f'; for this number: "{quote(reasons[key])}"' if key is not None else "")
+        return Rejected(code=NOT_QUEUED, why=explain(TYPE, NOT_QUEUED) + words)
+
+    if listed:
+        by_number = {_digits(m.get("to")): m.get("message_id") for m in listed if _digits(m.get("to"))}
+        if not by_number:  # entries without `to`: only a full, one-to-one list can be read by position
+            if len(listed) == len(numbers) and queued in (None, len(numbers)):
+                return [Sent(provider_id=_id(m.get("message_id"))) for m in listed]
+            return [Unknown(code=PARTLY_QUEUED, why=explain(TYPE, PARTLY_QUEUED) + said)] * len(numbers)
+        matched = [_match(n, by_number) for n in numbers]
+        taken = sum(m is not None for m in matched)
+        detail = None if taken == len(numbers) else f"Cellcast queued {taken} of the {len(numbers)} numbers sent"
+        return [
+            Sent(provider_id=_id(by_number[m]), detail=detail) if m is not None else refused(n)
+            for n, m in zip(numbers, matched, strict=True)
+        ]
+    if queued == 0 or (listed == [] and queued is None):
+        return [refused(n) for n in numbers]
+    if listed is None and queued is not None and queued == total:
+        return [Sent(provider_id=None)] * len(numbers)
+    if queued is not None and total is not None:  # some queued, no telling which (or an empty list says none)
+        return [Unknown(code=PARTLY_QUEUED, why=explain(TYPE, PARTLY_QUEUED) + said)] * len(numbers)
+    return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED") + said)] * len(numbers)
+
+
+def _id(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _words(data: Any) -> list[Any]:
+    """What the reply says in words: `msg`, `message`, and the error block's description."""
+    return [
+        _get(data, *path)
+        for path in (("msg",), ("message",), ("error", "description"), ("error", "message"), ("meta", "message"))
+    ]
+
+
+def reply_result(
+    status: int, body: str, numbers: list[str], retry_wait: float | None = None, secrets: Iterable[str] = ()
+) -> list[Result]:
+    """One Result per number from a reply that is not a plain transport or 5xx failure.
+
+    The body is read before the HTTP status: a 4xx names its reason in `meta.status` (or `error.code`).
+    """
     count = len(numbers)
     try:
         data: Any = json.loads(body)
     except ValueError:
         data = None
     word = status_word(data)
+    said = quote_said("Cellcast", *[w for w in _words(data) if isinstance(w, str)], secrets=secrets)
+    if data is None and body.strip():
+        said = quote_said("Cellcast", body, secrets=secrets)
     if status == 429 or word == OVER_LIMIT:
         code = OVER_LIMIT if word == OVER_LIMIT else "HTTP429"
         return [Retry(code=code, why=explain(TYPE, code), after=retry_wait)] * count
     if 200 <= status < 300:
-        listed = isinstance(_get(data, "data", "messages"), list)
-        if word == SUCCESS or (listed and word not in ERROR_WORDS):
-            return success_results(data, numbers)
-        if word is not None:
-            return [Rejected(code=word, why=explain(TYPE, word))] * count
-        return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * count
-    code = word or f"HTTP{status}"
-    return [Rejected(code=code, why=explain(TYPE, code))] * count
+        if word == SUCCESS or (word is None and isinstance(_get(data, "data", "messages"), list)):
+            return success_results(data, numbers, said)
+        if word is not None and (word in ERROR_WORDS or _REFUSAL.search(word)):
+            return [Rejected(code=word, why=explain(TYPE, word) + said)] * count
+        # A 2xx without SUCCESS and without a word that says no: nobody can tell what happened.
+        return [Unknown(code=word or "UNEXPECTED", why=explain(TYPE, "UNEXPECTED") + said)] * count
+    code = word if word is not None and word != SUCCESS else f"HTTP{status}"
+    return [Rejected(code=code, why=explain(TYPE, code) + said)] * count
 
 
 class CellcastProvider:
@@ -178,7 +255,8 @@ class CellcastProvider:
 
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
         count = len(numbers)
-        headers, auth = self._auth(account_for(self.config, batch.account))
+        account = account_for(self.config, batch.account)
+        headers, auth = self._auth(account)
         response = await wire.post(
             TYPE,
             False,
@@ -196,7 +274,8 @@ class CellcastProvider:
             status = http_status_result(response, idempotent=False) or Unknown(f"HTTP{response.status_code}", "")
             return [explained(TYPE, status)] * count
         body = response.content.decode("utf-8", "replace")
-        return reply_result(response.status_code, body, numbers, retry_after(response))
+        secrets = account.secrets()
+        return reply_result(response.status_code, body, numbers, retry_after(response), secrets)
 
     async def balance(self, account: Account | None = None) -> Balance:
         """`data.sms_balance` from `GET account`; ProviderError in plain words when it cannot be read."""

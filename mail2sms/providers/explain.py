@@ -66,6 +66,14 @@ KAPOW: Mapping[str, str] = {
     "that is not enabled on the account: check these, then resend",
     "UNEXPECTED": "Kapow's reply was not one of the answers it documents (OK, USERPASS, NOCREDIT, ERROR), so "
     "mail2sms cannot tell whether the SMS was sent: check the Kapow account's message log before resending",
+    "EMPTY": "Kapow answered with an empty reply, so mail2sms cannot tell whether the SMS was sent: check the "
+    "Kapow account's message log before resending",
+    "IDS": "Kapow answered OK but not with one message id per number, so mail2sms cannot tell which numbers it "
+    "took: check the Kapow account's message log before resending",
+    "EMPTY": "Kapow answered with an empty reply, so mail2sms cannot tell whether the SMS was sent: check the "
+    "Kapow account's message log before resending",
+    "IDS": "Kapow answered OK but not with one message id per number, so mail2sms cannot tell which numbers it "
+    "took: check the Kapow account's message log before resending",
     "SENDTIME": "the scheduled time is not usable for Kapow (it allows at most 365 days ahead): choose "
     "another time",
     "NUMBER": "the number cannot be sent through Kapow: write it in international form, digits only "
@@ -117,22 +125,6 @@ BULKSMS: Mapping[str, str] = {
     "letters in the sender ID and the account name",
     "NUMBER": "the number cannot be sent through BulkSMS: write it in international form, digits only "
     "(e.g. 447700900123)",
-    **_same_key_words("BulkSMS", "duplicate-stop id"),
-}
-
-KOBOMOBILE: Mapping[str, str] = {
-    "sent": "KoboMobile accepted the SMS for sending",
-    "error_param": "KoboMobile says a parameter is missing or incomplete (user, pass, from, to or msg): check the "
-    "sender ID, the numbers and the provider settings",
-    "error_credit": "the KoboMobile account has not enough credit: top up, then resend",
-    "error_billing": "KoboMobile could not debit the account, usually a temporary problem: mail2sms tries again "
-    "later with the same message id",
-    "error_gw": "KoboMobile's gateway was down, busy or not responding: mail2sms tries again later with the same "
-    "message id",
-    "error_user": "KoboMobile says the user is invalid or suspended: check the username and password, or contact "
-    "KoboMobile",
-    "error_limit": "KoboMobile accepts at most 500 numbers per request: lower max_recipients for this provider",
-    "UNEXPECTED": "KoboMobile's reply was not one mail2sms understands: mail2sms tries again with the same message "
     # EAPI statuses that mean the configuration is wrong (providers.md "What the field adds"): one clear refusal.
     **{f"HTTP{status}": f"BulkSMS redirected the request (HTTP {status}), so nothing was sent: the url is not the "
        "right one for this account (BulkSMS accounts live on regional hosts, and http is moved to https): fix the "
@@ -175,7 +167,29 @@ KOBOMOBILE: Mapping[str, str] = {
     "FAILED.BLOCKED": "BulkSMS refused the SMS: the account is blocked from sending to this number (e.g. the "
     "recipient replied STOP)",
     "FAILED.NOT_SENT": "BulkSMS did not try to send the SMS (e.g. it has no route to this number): check the number",
-    "id, so the SMS is sent at most once; if this persists, check the provider's url",
+    **_same_key_words("BulkSMS", "duplicate-stop id"),
+}
+
+KOBOMOBILE: Mapping[str, str] = {
+    "sent": "KoboMobile accepted the SMS for sending",
+    "error_param": "KoboMobile says a parameter is missing or incomplete (user, pass, from, to or msg): check the "
+    "sender ID, the numbers and the provider settings",
+    "error_credit": "the KoboMobile account has not enough credit: top up, then resend",
+    "error_billing": "KoboMobile could not debit the account, usually a temporary problem: mail2sms tries again "
+    "later with the same message id",
+    "error_gw": "KoboMobile's gateway was down, busy or not responding: mail2sms tries again later with the same "
+    "message id",
+    "error_user": "KoboMobile says the user is invalid or suspended: check the username and password, or contact "
+    "KoboMobile",
+    "error_limit": "KoboMobile accepts at most 500 numbers per request: lower max_recipients for this provider",
+    "UNEXPECTED": "KoboMobile's reply was neither `sent`, nor its message ids, nor one of its error words, so "
+    "mail2sms cannot tell whether the SMS was sent: check the KoboMobile account's message log before resending",
+    "REFUSED": "KoboMobile answered that the SMS was not sent, without one of its documented error words: read "
+    "its own words, correct what they name, then resend",
+    "CONFLICT": "KoboMobile's reply says both that the SMS was sent and that it failed, so mail2sms cannot tell "
+    "whether it was sent: check the KoboMobile account's message log before resending",
+    "NO_ID": "KoboMobile answered with message ids but none for this number, so mail2sms cannot tell whether this "
+    "number's SMS was sent: check the KoboMobile account's message log before resending",
     "FLASH_UNICODE": "KoboMobile sends flash SMS only in the plain GSM alphabet, and this text needs Unicode: "
     "leave out the special characters, or send it as a normal SMS",
     "NUMBER": "the number cannot be sent through KoboMobile: write it in international form, digits only "
@@ -190,8 +204,11 @@ CELLCAST: Mapping[str, str] = {
     "scheduled time): check them, then resend",
     "OVER_LIMIT": "more than the allowed requests per second reached Cellcast (15 per second), so it did not take "
     "the message: mail2sms tries again after the wait Cellcast asks for",
-    "NOT_QUEUED": "Cellcast took the request but did not queue a message for this number: check that it is a "
-    "valid mobile number",
+    "NOT_QUEUED": "Cellcast answered the request but did not queue a message for this number, so it was not "
+    "sent (Cellcast sends to Australian mobile numbers, +61 4…): check the number",
+    "PARTLY_QUEUED": "Cellcast said it queued only some of the request's numbers without saying which, so "
+    "mail2sms cannot tell whether this number's SMS was sent: check the Cellcast account's message log before "
+    "resending",
     "UNEXPECTED": "Cellcast's reply was not one mail2sms understands, so it cannot tell whether the SMS was sent: "
     "check the Cellcast account's message log before resending",
     "NUMBER": "the number cannot be sent through Cellcast: write it in international form (e.g. +61400000000)",

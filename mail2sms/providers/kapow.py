@@ -2,8 +2,11 @@
 
 One batch is one POST form to `{base_url}sendsms.php` with `username, password, mobile` (comma list of
 international digits), `sms` and `returnid=TRUE`. Kapow answers plain text with HTTP 200: `OK <credits> <id>…`
-(ids in the order of the numbers), or exactly `USERPASS`, `NOCREDIT` or `ERROR`. Any other answer cannot be
-read as success or failure, so it becomes Unknown ("may have been sent"): Kapow honours no idempotency key.
+(ids in the order of the numbers), or exactly `USERPASS`, `NOCREDIT` or `ERROR`. A number is Sent only from an
+`OK` that carries one id per number (the credits left go into `Sent.detail`); fewer or more ids than numbers, an
+empty body, prose, or any other answer cannot be read as success or failure, so every number becomes Unknown
+("may have been sent", quoting Kapow's words): Kapow honours no idempotency key. A non-200 status is unexpected;
+its body is read first (one of Kapow's words decides), else the status decides.
 Flash SMS carry Kapow's `FLASH` prefix; a scheduled job goes with `sendtime` (at most 365 days ahead).
 
 Config `options`: timezone (the zone Kapow reads `sendtime` in, default Europe/London), flash_prefix, route
@@ -15,6 +18,7 @@ This module must never log, and never put a password or a request parameter into
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,6 +30,7 @@ from mail2sms.model import Account, Balance, Batch, Rejected, Result, Sent, Unkn
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import explain
+from mail2sms.providers.quote import said
 
 TYPE = "kapow"
 DEFAULT_MAX_RECIPIENTS = 50  # a GET URL of ~2000 characters holds 50-100 numbers; POST has no limit
@@ -45,6 +50,8 @@ OPTIONS: dict[str, wire.Check] = {
 
 _TOKENS = re.compile(r"[\s,;]+")
 _CREDIT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*$")
+_RETURNID = re.compile(r"[A-Za-z0-9-]{1,64}")
+EMPTY, IDS = "EMPTY", "IDS"
 
 
 wire_number = wire.international_digits  # the number as the provider wants it: international digits only
@@ -68,18 +75,40 @@ def format_sendtime(iso: str, zone: tzinfo, now: datetime | None = None) -> str 
     return when.astimezone(zone).strftime("%d-%m-%y %H:%M")
 
 
-def reply_result(body: str, count: int) -> list[Result]:
-    """One Result per number from a `sendsms.php` reply body."""
+def reply_result(body: str, count: int, secrets: Iterable[str] = ()) -> list[Result]:
+    """One Result per number from a `sendsms.php` reply body (sent with `returnid=TRUE`).
+
+    Sent only from `OK <credits> <id>…` with exactly one id per number: the ids come "in the order of messages
+    submitted", so with fewer (or more) ids nobody can tell which numbers Kapow took, and every number is Unknown.
+    """
     text = body.strip()
     tokens = [t for t in _TOKENS.split(text) if t]
-    if tokens and tokens[0].upper() == "OK":
+    words = said("Kapow", text, secrets=secrets)
+    if not tokens:
+        return [Unknown(code=EMPTY, why=explain(TYPE, EMPTY))] * count
+    if tokens[0] == "OK" and len(tokens) > 1 and _CREDIT.match(tokens[1]):
         ids = tokens[2:]
-        detail = f"Kapow credits left: {tokens[1]}" if len(tokens) > 1 else None
-        return [Sent(provider_id=ids[i] if i < len(ids) else None, detail=detail) for i in range(count)]
-    word = text.upper()
-    if word in FAILURE_WORDS:
-        return [Rejected(code=word, why=explain(TYPE, word))] * count
-    return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * count
+        if len(ids) == count and all(_RETURNID.fullmatch(i) for i in ids):
+            detail = f"Kapow credits left: {tokens[1]}"
+            return [Sent(provider_id=i, detail=detail) for i in ids]
+        why = explain(TYPE, IDS) + f" ({len(ids)} message ids for {count} numbers){words}"
+        return [Unknown(code=IDS, why=why)] * count
+    if text in FAILURE_WORDS:
+        return [Rejected(code=text, why=explain(TYPE, text))] * count
+    return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED") + words)] * count
+
+
+def status_reply(body: str, status: int, count: int, secrets: Iterable[str] = ()) -> list[Result] | None:
+    """Results from a non-200 reply's body when it is one of Kapow's answers (Kapow documents HTTP 200 only, but
+    its words say more than a status), else None and the HTTP status decides. `OK` with an error status
+    contradicts itself: Unknown."""
+    text = body.strip()
+    if text in FAILURE_WORDS:
+        return reply_result(text, count, secrets)
+    if text.startswith("OK"):
+        why = explain(TYPE, "UNEXPECTED") + f" (HTTP {status})" + said("Kapow", text, secrets=secrets)
+        return [Unknown(code=f"HTTP{status}", why=why)] * count
+    return None
 
 
 def _zone(name: str) -> tzinfo:
@@ -145,10 +174,16 @@ class KapowProvider:
         )
         if not isinstance(response, httpx.Response):
             return [response] * len(numbers)
+        secrets = account_for(self.config, batch.account).secrets()
+        body = response.content.decode("utf-8", "replace")
+        if not response.is_success:
+            from_body = status_reply(body, response.status_code, len(numbers), secrets)
+            if from_body is not None:
+                return from_body
         status = wire.status_problem(TYPE, response, idempotent=False)
         if status is not None:
             return [status] * len(numbers)
-        return reply_result(response.content.decode("utf-8", "replace"), len(numbers))
+        return reply_result(body, len(numbers), secrets)
 
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `chk_credit.php`; raises ProviderError (plain words) when they cannot be read."""

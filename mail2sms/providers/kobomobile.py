@@ -9,7 +9,15 @@ twice and ambiguous failures are retried.
 Replies are JSON whose exact shape nobody has published: a bare JSON string or an object (possibly nested).
 The adapter looks through every string in it for a documented status word (`sent`, `error_param`,
 `error_credit`, `error_billing`, `error_gw`, `error_user`, `error_limit`) and for `number,message_id` pairs
-joined by `~`; pairs without a word mean sent. `error_billing` and `error_gw` are temporary (retried).
+joined by `~`. Success comes only from a string that is exactly `sent`, or from pairs (a number without its pair
+in a reply that has pairs is Unknown); a `sent` inside prose ("Message not sent") never counts. A generic failure
+(`{"status": "error", "message": "Message not sent"}`) is a refusal with KoboMobile's own words; a reply that says
+both, or nothing mail2sms recognises, is Unknown ("may have been sent"), never Sent. `error_billing` and
+`error_gw` are temporary (retried). The status words may come with a non-200 HTTP status, so a non-2xx body is
+read first; only when it carries no word does the HTTP status decide.
+
+`sender` is required (KoboMobile answers `error_param` without `from`): building the adapter without one is a
+ConfigError naming `providers.<name>.sender`, so `check-config` reports it.
 
 Config `options`: max_chars (KoboMobile's 905 by default), enable_msg_id (default true).
 
@@ -20,18 +28,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from mail2sms.config import ProviderConfig
-from mail2sms.errors import ProviderError
+from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import GENERIC, explain
 from mail2sms.providers.idempotency import message_uuid
+from mail2sms.providers.quote import said
 
 TYPE = "kobomobile"
 MAX_RECIPIENTS = 500
@@ -43,6 +54,12 @@ SENT = "sent"
 RETRY_WORDS = frozenset({"error_billing", "error_gw"})  # "usually a temporary error", "gateway is down, busy"
 FINAL_WORDS = frozenset({"error_param", "error_credit", "error_user", "error_limit"})
 _WORD = re.compile(r"(?<![A-Za-z0-9_])(sent|error_[a-z]+)(?![A-Za-z0-9_])", re.IGNORECASE)
+_FAILURE = re.compile(r"error|errors|fail|failed|failure|rejected|declined|invalid", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(not\s+sent|fail(?:ed|ure)?|error|invalid|insufficient|denied|rejected|unauthori[sz]ed|suspended|blocked)\b",
+    re.IGNORECASE,
+)
+CONFLICT, NO_ID, REFUSED = "CONFLICT", "NO_ID", "REFUSED"
 _PAIR = re.compile(r"^\s*\+?(\d{7,15})\s*,\s*([A-Za-z0-9][A-Za-z0-9-]*)\s*$")
 _CREDIT_KEYS = ("credit", "credits", "balance", "sms_balance", "units")
 _AMOUNT = re.compile(r"^\s*[^\d\-]{0,4}\s*(-?\d[\d,]*(?:\.\d+)?)\s*[A-Za-z]{0,8}\s*$")
@@ -69,16 +86,30 @@ def _strings(data: Any) -> list[str]:
 
 
 def _pick(words: list[str]) -> str | None:
-    """An error word wins over `sent` (an error reply may still say "not sent" somewhere)."""
+    """An error word wins over `sent` (an error reply may still say "sent" somewhere)."""
     errors = [w for w in words if w != SENT]
     return errors[0] if errors else (SENT if words else None)
 
 
-def read_reply(body: str) -> tuple[str | None, dict[str, str]]:
-    """The status word (lower-cased) and the `number → message_id` pairs found anywhere in a reply.
+@dataclass(frozen=True)
+class Reading:
+    """What a KoboMobile reply says, found wherever its (unconfirmed) JSON keeps it.
 
-    A string that *is* a status word counts before a word found inside a longer text.
+    `word`: the documented status word: a string that is exactly `sent` or `error_…`, else an `error_…` inside a
+    longer text (never a `sent` inside one: "Message not sent" is not success). `ids`: `number → message id` from
+    `number,id` pairs. `failure`: a string that is exactly a generic failure word (`error`, `failed`, …).
+    `refusal`: some text says no ("not sent", "failed", "invalid", …). `texts`: every string, for quoting.
     """
+
+    word: str | None
+    ids: dict[str, str]
+    failure: str | None
+    refusal: bool
+    texts: list[str]
+
+
+def read_reply(body: str) -> Reading:
+    """Read a reply body: JSON (a bare string, an object, nested) or, tolerantly, plain text."""
     try:
         data: Any = json.loads(body)
     except ValueError:
@@ -86,32 +117,70 @@ def read_reply(body: str) -> tuple[str | None, dict[str, str]]:
     whole: list[str] = []
     inside: list[str] = []
     ids: dict[str, str] = {}
-    for text in _strings(data):
+    failure: str | None = None
+    refusal = False
+    texts = _strings(data)
+    for text in texts:
         for piece in text.split("~"):
             m = _PAIR.match(piece)
             if m:
                 ids.setdefault(m.group(1), m.group(2))
-        if _WORD.fullmatch(text.strip()):
-            whole.append(text.strip().lower())
-        inside += [w.lower() for w in _WORD.findall(text)]
-    return _pick(whole) or _pick(inside), ids
+        stripped = text.strip()
+        if _WORD.fullmatch(stripped):
+            whole.append(stripped.lower())
+        inside += [w.lower() for w in _WORD.findall(text) if w.lower() != SENT]
+        if failure is None and _FAILURE.fullmatch(stripped):
+            failure = stripped.lower()
+        refusal = refusal or bool(_REFUSAL.search(text))
+    return Reading(_pick(whole) or _pick(inside), ids, failure, refusal, texts)
 
 
-def reply_result(body: str, numbers: list[str], keyed: bool = True) -> list[Result]:
-    """One Result per number from a 2xx `send/` reply."""
-    word, ids = read_reply(body)
-    if word is None and ids:
-        word = SENT
+def _quoted(reading: Reading, secrets: Iterable[str]) -> str:
+    """KoboMobile's own words (its texts other than status words and ids), for the sender to read."""
+    prose = [
+        t
+        for t in reading.texts
+        if not _WORD.fullmatch(t.strip()) and not _FAILURE.fullmatch(t.strip()) and not _PAIR.match(t.split("~")[0])
+    ]
+    return said("KoboMobile", *prose[:3], secrets=secrets)
+
+
+def reply_result(body: str, numbers: list[str], secrets: Iterable[str] = ()) -> list[Result]:
+    """One Result per number from a 2xx `send/` reply; never Sent without `sent` or the number's id."""
+    reading = read_reply(body)
+    words = _quoted(reading, secrets)
     count = len(numbers)
-    if word == SENT:
-        return [Sent(provider_id=ids.get(n)) for n in numbers]
-    if word in RETRY_WORDS:
-        return [Retry(code=word, why=explain(TYPE, word))] * count
-    if word is not None:  # the documented final words, and error words nobody documented
-        return [Rejected(code=word, why=explain(TYPE, word))] * count
-    if keyed:
-        return [Retry(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * count
-    return [Unknown(code="UNEXPECTED", why=GENERIC["UNEXPECTED"])] * count
+    word = reading.word
+    if word is not None and word != SENT:
+        if word in RETRY_WORDS:
+            return [Retry(code=word, why=explain(TYPE, word))] * count
+        return [Rejected(code=word, why=explain(TYPE, word) + words)] * count  # documented and undocumented
+    if word == SENT or reading.ids:
+        if reading.failure is not None or reading.refusal:  # "sent" and "failed" in one reply: who knows
+            return [Unknown(code=CONFLICT, why=explain(TYPE, CONFLICT) + words)] * count
+        if not reading.ids:
+            return [Sent(provider_id=None)] * count
+        return [
+            Sent(provider_id=reading.ids[n])
+            if n in reading.ids
+            else Unknown(code=NO_ID, why=explain(TYPE, NO_ID) + words)
+            for n in numbers
+        ]
+    if reading.failure is not None or reading.refusal:
+        return [Rejected(code=reading.failure or REFUSED, why=explain(TYPE, REFUSED) + words)] * count
+    return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED") + words)] * count
+
+
+def status_reply(body: str, numbers: list[str], status: int, secrets: Iterable[str] = ()) -> list[Result] | None:
+    """Results from a non-2xx reply's body when it carries a status word (providers.md: the words may come with a
+    non-200 status), else None and the HTTP status decides. `sent` with an error status contradicts itself."""
+    reading = read_reply(body)
+    if reading.word is not None and reading.word != SENT:
+        return reply_result(body, numbers, secrets)
+    if reading.word == SENT or reading.ids:
+        why = explain(TYPE, CONFLICT) + f" (HTTP {status})" + _quoted(reading, secrets)
+        return [Unknown(code=CONFLICT, why=why)] * len(numbers)
+    return None
 
 
 def _amount(value: Any) -> float | None:
@@ -156,7 +225,7 @@ def parse_credit(body: str) -> float:
         data: Any = json.loads(body)
     except ValueError:
         data = body.strip()
-    word, _ = read_reply(body)
+    word = read_reply(body).word
     if word is not None and word != SENT:
         raise ProviderError(explain(TYPE, word))
     credit = _find_credit(data)
@@ -172,6 +241,13 @@ class KoboMobileProvider:
         self.name = name
         self.config = config
         self.client = client
+        if not config.sender:  # `from` is required (error_param without it): say so at start, not at send time
+            raise ConfigError(
+                [
+                    f"providers.{name}.sender: KoboMobile requires a sender ID (its `from`): set sender "
+                    "to one the KoboMobile account may use (at most 11 letters or 16 digits)"
+                ]
+            )
         self.options = wire.read_options(name, config.options, OPTIONS)
         self.limits = Limits(
             max_recipients=min(MAX_RECIPIENTS, config.max_recipients or MAX_RECIPIENTS),
@@ -205,6 +281,7 @@ class KoboMobileProvider:
         if kind is None:
             return [Rejected(code="FLASH_UNICODE", why=explain(TYPE, "FLASH_UNICODE"))] * count
         account = account_for(self.config, batch.account)
+        secrets = account.secrets()
         params = [("user", account.username), ("pass", account.password)]
         sender = batch.sender or self.config.sender
         if sender:
@@ -226,10 +303,15 @@ class KoboMobileProvider:
         )
         if not isinstance(response, httpx.Response):
             return [response] * count
+        body = response.content.decode("utf-8", "replace")
+        if not response.is_success:  # the body first: KoboMobile's words may come with a non-200 status
+            from_body = status_reply(body, numbers, response.status_code, secrets)
+            if from_body is not None:
+                return from_body
         status = wire.status_problem(TYPE, response, idempotent=keyed)
         if status is not None:
             return [status] * count
-        return reply_result(response.content.decode("utf-8", "replace"), numbers, keyed)
+        return reply_result(body, numbers, secrets)
 
     async def balance(self, account: Account | None = None) -> Balance:
         """Credit from `credit/`; ProviderError in plain words when it cannot be read."""

@@ -4,8 +4,13 @@ It keeps API keys with their SMS balance, every message it queued, and a per-key
 throttle (15 calls per second → HTTP 429 with `OVER_LIMIT` and a `Retry-After`). It checks what Cellcast checks:
 the key (`APPKEY` header, or HTTP Basic auth with the key as user or password when `accept_basic`), a JSON body,
 `sms_text`, `numbers` (1 to 1000), `from` (A-Z a-z 0-9 space and dash; ≤ 11 alphanumeric or ≤ 16 digits) and
-`schedule_time` (`Y-m-d H:i:s`, future, in `zone`). Numbers in `refused_numbers` (or not numbers at all) are not
-queued: the success reply then lists only the others, with `success_number` < `total_numbers`.
+`schedule_time` (`Y-m-d H:i:s`, future, in `zone`). Numbers in `refused_numbers`, numbers outside Australia (+61)
+while `australia_only` (the field's evidence: every example is +61, the newer API allows only 61), and non-numbers
+are not queued: the reply is still HTTP 200 `SUCCESS` with `msg` (default "Queued", as Cellcast's own example), and
+lists only the others, with `success_number` < `total_numbers` — `messages: []` and `success_number: 0` when none
+was queued. Where the answer's details are unconfirmed the fake is switchable: `reasons = "invalid_numbers"` adds
+`data.invalid_numbers: [{"number", "reason"}]` for the numbers not queued; `ids = "counts"` leaves out
+`data.messages` and answers with the counts only.
 
 The success reply is exactly the documented one. Error bodies are unconfirmed, so `error_shape` picks
 `"meta"` (`{"meta": {"code": 4xx, "status": "AUTH_FAILED"}, "msg": …, "data": []}`) or `"error"` (the seed's
@@ -33,6 +38,9 @@ from zoneinfo import ZoneInfo
 from tests.fakes.server import FakeProvider, RecordedRequest, Reply
 
 ErrorShape = Literal["meta", "error"]
+Reasons = Literal["none", "invalid_numbers"]
+Ids = Literal["messages", "counts"]
+NOT_QUEUED_REASON = "Country not supported"
 MAX_NUMBERS = 1000
 _FROM = re.compile(r"[A-Za-z0-9 -]+")
 _SCHEDULE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -87,6 +95,10 @@ class FakeCellcast(FakeProvider):
         accept_basic: bool = True,
         refused_numbers: Iterable[str] = (),
         zone: str = "Australia/Sydney",
+        australia_only: bool = True,
+        msg: str = "Queued",
+        reasons: Reasons = "none",
+        ids: Ids = "messages",
     ) -> None:
         super().__init__()
         given = keys if keys is not None else {"key": 100.0}
@@ -96,6 +108,10 @@ class FakeCellcast(FakeProvider):
         self.accept_basic = accept_basic
         self.refused_numbers = set(refused_numbers)
         self.zone: tzinfo = ZoneInfo(zone)
+        self.australia_only = australia_only
+        self.msg = msg
+        self.reasons: Reasons = reasons
+        self.ids: Ids = ids
         self.sent: list[CellcastSent] = []
         self.handled = 0
         self._calls: dict[str, deque[float]] = {}
@@ -108,8 +124,11 @@ class FakeCellcast(FakeProvider):
     def handle(self, request: RecordedRequest) -> Reply:
         self.handled += 1
         path = request.path.removeprefix(self.base_path)
-        routes = {("POST", "send-sms"): self._send, ("GET", "account"): self._account,
-                  ("GET", "get-sms"): self._get_sms}
+        routes = {
+            ("POST", "send-sms"): self._send,
+            ("GET", "account"): self._account,
+            ("GET", "get-sms"): self._get_sms,
+        }
         if not request.path.startswith(self.base_path) or (request.method, path) not in routes:
             return self._error(404, "NOT_FOUND", "Not found")
         key = self._key(request)
@@ -185,27 +204,46 @@ class FakeCellcast(FakeProvider):
             message_id = str(uuid.uuid4()).upper()
             to = "+" + number.lstrip("+")
             self.sent.append(CellcastSent(message_id, key, to, text, sender, schedule, parts, body))
-            messages.append({"message_id": message_id, "from": sender or "", "to": to, "body": text, "date": now,
-                             "custom_string": body.get("custom_string", ""), "direction": "out"})
-        data = {"messages": messages, "total_numbers": len(numbers), "success_number": len(queued),
-                "credits_used": parts * len(queued)}
-        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Queued", "data": data})
+            messages.append(
+                {
+                    "message_id": message_id,
+                    "from": sender or "",
+                    "to": to,
+                    "body": text,
+                    "date": now,
+                    "custom_string": body.get("custom_string", ""),
+                    "direction": "out",
+                }
+            )
+        data: dict[str, Any] = {
+            "messages": messages,
+            "total_numbers": len(numbers),
+            "success_number": len(queued),
+            "credits_used": parts * len(queued),
+        }
+        if self.ids == "counts":
+            del data["messages"]
+        if self.reasons == "invalid_numbers":
+            data["invalid_numbers"] = [{"number": n, "reason": NOT_QUEUED_REASON} for n in numbers if n not in queued]
+        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": self.msg, "data": data})
 
     def _valid(self, number: str) -> bool:
         digits = number.removeprefix("+")
+        if self.australia_only and not digits.startswith("61"):
+            return False
         return digits.isascii() and digits.isdigit() and 8 <= len(digits) <= 15 and digits not in self.refused_numbers
 
     def _account(self, request: RecordedRequest, key: str) -> Reply:
         account = self.accounts[key]
         data = {"account_name": account.name, "sms_balance": account.balance, "mms_balance": 0}
-        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Here's your account",
-                                "data": data})
+        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Here's your account", "data": data})
 
     def _get_sms(self, request: RecordedRequest, key: str) -> Reply:
         wanted = request.param("message_id") or ""
         for sent in self.sent:
             if sent.message_id == wanted and sent.key == key:
                 data = [{"to": sent.to, "body": sent.text, "status": "Delivered"}]
-                return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Record found",
-                                        "data": data})
+                return self._json(
+                    200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Record found", "data": data}
+                )
         return self._error(400, "FIELD_INVALID", "message_id not found")

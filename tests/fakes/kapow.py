@@ -5,7 +5,10 @@ It answers as `docs/providers.md` and the seed `kapow-http-api.txt` say.
 It keeps accounts (password, credits), the from_ids enabled for sending, every SMS it accepted and each one's
 delivery status. Like Kapow it answers GET and POST, always with HTTP 200 and a plain-text body without a
 newline: `OK <credits_left> <id>…`, `USERPASS`, `NOCREDIT` or `ERROR`. The separator between several ids is
-unconfirmed, so `id_separator` is switchable (a single space by default).
+unconfirmed, so `id_separator` is switchable (a single space by default); so is how many ids a request with
+several numbers gets back (`returnids`: "all", one per number in order, or "first", only the first one's).
+`garble_next()` makes the next accepted requests (sent, credits taken) answer with other bodies — an empty body,
+prose, an `OK` cut short — as a proxy or a Kapow fault might: what mail2sms must not read as success.
 
 It must never accept a request Kapow would refuse: a fake that accepts anything proves nothing.
 """
@@ -15,9 +18,11 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tests.fakes.server import FakeProvider, RecordedRequest, Reply
@@ -82,6 +87,7 @@ class FakeKapow(FakeProvider):
         from_ids: Iterable[str] | None = None,
         id_separator: str = " ",
         timezone: str = "Europe/London",
+        returnids: Literal["all", "first"] = "all",
     ) -> None:
         super().__init__()
         given = accounts if accounts is not None else {"user": ("pass", 100)}
@@ -91,6 +97,13 @@ class FakeKapow(FakeProvider):
         self.zone = _zone(timezone)
         self.sent: list[KapowSent] = []
         self.status: dict[str, tuple[str, str]] = {}  # returnid → (username, D|B|S|X|N|R)
+        self.returnids: Literal["all", "first"] = returnids
+        self._garbled: deque[str] = deque()
+
+    def garble_next(self, *bodies: str) -> None:
+        """Answer the next accepted `sendsms.php` requests with these bodies (the SMS are still sent)."""
+        with self._lock:
+            self._garbled.extend(bodies)
 
     def credits_of(self, username: str) -> int:
         with self._lock:
@@ -151,8 +164,11 @@ class FakeKapow(FakeProvider):
             ids.append(returnid)
             self.status[returnid] = (username, "S")
             self.sent.append(KapowSent(returnid, username, number, text, flash, from_id, sendtime, parts))
+        if self._garbled:
+            return self._garbled.popleft()
         if (request.param("returnid") or "").upper() == "TRUE":
-            return f"OK {account.credits} {self.id_separator.join(ids)}"
+            shown = ids if self.returnids == "all" else ids[:1]
+            return f"OK {account.credits} {self.id_separator.join(shown)}"
         return f"OK {account.credits}"
 
     def _credit(self, request: RecordedRequest) -> str:

@@ -11,7 +11,11 @@ KoboMobile's JSON shapes are unconfirmed, so `shape` picks one:
 `"object"` — `{"status": "sent", "msg_id": "<ids>"}` / `{"status": "error_credit"}`;
 `"nested"` — `{"response": {"code": "sent", "data": {"message_ids": "<ids>"}}}`.
 `credit/` answers the credit in the same shape (`"1500.00"`, `{"credit": 1500.0}`, `{"response": {"data":
-{"balance": "1500.00"}}}`).
+{"balance": "1500.00"}}}`). The status words may come with a non-200 HTTP status (providers.md), so
+`error_status` picks the status error words are answered with (200 by default, e.g. 400).
+`force_reply(value)` answers the next valid `send/` requests with a JSON value instead of a word (prose such as
+`{"status": "error", "message": "Message not sent"}`) and sends nothing; `force_reply(value, sent=True)` sends
+the SMS and still answers with the value (a reply mail2sms cannot read must not count as success).
 
 It must never accept a request KoboMobile would refuse: a fake that accepts anything proves nothing.
 """
@@ -75,6 +79,13 @@ class FakeKoboMobile(FakeProvider):
         self.duplicates = 0
         self.uuid_replies: dict[str, Reply] = {}
         self._forced: deque[str] = deque()
+        self._replies: deque[tuple[Any, bool, int]] = deque()
+        self.error_status = 200
+
+    def force_reply(self, value: Any, sent: bool = False, status: int = 200) -> None:
+        """Answer the next valid `send/` request with `value` (JSON) and `status`; send the SMS only if `sent`."""
+        with self._lock:
+            self._replies.append((value, sent, status))
 
     def force_word(self, *words: str) -> None:
         """Answer the next valid `send/` requests with these status words (after the login check)."""
@@ -100,6 +111,12 @@ class FakeKoboMobile(FakeProvider):
         return Reply(200, json.dumps(value), content_type="application/json")
 
     def _word(self, word: str, ids: str | None = None) -> Reply:
+        reply = self._shaped(word, ids)
+        if word != "sent":
+            reply.status = self.error_status
+        return reply
+
+    def _shaped(self, word: str, ids: str | None) -> Reply:
         if self.shape == "string":
             return self._json(ids if ids else word)
         if self.shape == "object":
@@ -141,6 +158,9 @@ class FakeKoboMobile(FakeProvider):
             return self._word("error_param")  # "must be in international format and no prefix"
         if self._forced:
             return self._word(self._forced.popleft())
+        forced = self._replies.popleft() if self._replies else None
+        if forced is not None and not forced[1]:
+            return Reply(forced[2], json.dumps(forced[0]), content_type="application/json")
         parts = parts_of(text, kind)
         cost = parts * len(numbers)
         if account.credit < cost:
@@ -152,6 +172,8 @@ class FakeKoboMobile(FakeProvider):
             pairs.append(f"{number},{message_id}")
             self.sent.append(KoboSent(message_id, p["user"], number, text, sender, int(kind), parts, key))
         reply = self._word("sent", "~".join(pairs) if p.get("enable_msg_id") == "1" else None)
+        if forced is not None:
+            reply = Reply(forced[2], json.dumps(forced[0]), content_type="application/json")
         if key is not None:
             self.uuid_replies[key] = reply  # only successes are remembered
         return reply

@@ -43,12 +43,14 @@ type = "kobomobile"
 url = "{kobomobile}"
 username = "kobouser"
 password = "kobo-pw-2"
+sender = "Shop"
 
 [providers.kobo-bad]
 type = "kobomobile"
 url = "{kobomobile}"
 username = "kobouser"
 password = "{wrong_kobo}"
+sender = "Shop"
 
 [providers.cell]
 type = "cellcast"

@@ -23,11 +23,15 @@ BASE = "https://cellcast.test/api/v3/"
 N1, N2 = "61400000001", "61400000002"
 
 
-def make_batch(text: str = "hello", numbers: tuple[str, ...] = (N1,), sender: str | None = None,
-               account: Account | None = None, **options: object) -> Batch:
+def make_batch(
+    text: str = "hello",
+    numbers: tuple[str, ...] = (N1,),
+    sender: str | None = None,
+    account: Account | None = None,
+    **options: object,
+) -> Batch:
     jobs = tuple(Job(number=n, text=text, provider="cc") for n in numbers)
-    return Batch(provider="cc", account=account, sender=sender, text=text,
-                 options=SmsOptions(**options), jobs=jobs)  # type: ignore[arg-type]
+    return Batch(provider="cc", account=account, sender=sender, text=text, options=SmsOptions(**options), jobs=jobs)  # type: ignore[arg-type]
 
 
 def make_provider(handler: Callable[[httpx.Request], httpx.Response], **config: object) -> CellcastProvider:
@@ -37,8 +41,9 @@ def make_provider(handler: Callable[[httpx.Request], httpx.Response], **config: 
     return CellcastProvider("cc", ProviderConfig.model_validate(settings), client)
 
 
-def replying(body: object, status: int = 200, headers: dict[str, str] | None = None,
-             seen: list[httpx.Request] | None = None) -> Callable[[httpx.Request], httpx.Response]:
+def replying(
+    body: object, status: int = 200, headers: dict[str, str] | None = None, seen: list[httpx.Request] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     def handler(request: httpx.Request) -> httpx.Response:
         if seen is not None:
             seen.append(request)
@@ -49,12 +54,29 @@ def replying(body: object, status: int = 200, headers: dict[str, str] | None = N
 
 
 def success(*pairs: tuple[str, str], total: int | None = None) -> dict[str, Any]:
-    messages = [{"message_id": mid, "from": "", "to": to, "body": "hello", "date": "2026-01-01 10:00:00",
-                 "custom_string": "", "direction": "out"} for to, mid in pairs]
+    messages = [
+        {
+            "message_id": mid,
+            "from": "",
+            "to": to,
+            "body": "hello",
+            "date": "2026-01-01 10:00:00",
+            "custom_string": "",
+            "direction": "out",
+        }
+        for to, mid in pairs
+    ]
     count = len(pairs) if total is None else total
-    return {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Queued",
-            "data": {"messages": messages, "total_numbers": count, "success_number": len(pairs),
-                     "credits_used": len(pairs)}}
+    return {
+        "meta": {"code": 200, "status": "SUCCESS"},
+        "msg": "Queued",
+        "data": {
+            "messages": messages,
+            "total_numbers": count,
+            "success_number": len(pairs),
+            "credits_used": len(pairs),
+        },
+    }
 
 
 def error(status: int, word: str, shape: str = "meta") -> str:
@@ -76,19 +98,104 @@ def test_a_national_to_still_matches() -> None:
     assert reply_result(200, body, [N1]) == [Sent(provider_id="ID-1")]
 
 
+QUEUED_WORDS = '. Cellcast\'s own words: "Queued"'
+
+
 def test_a_number_cellcast_did_not_queue_is_rejected() -> None:
     """With success_number < total_numbers, a number missing from the messages is Rejected NOT_QUEUED."""
     body = json.dumps(success((f"+{N1}", "ID-1"), total=2))
     assert reply_result(200, body, [N1, N2]) == [
-        Sent(provider_id="ID-1"), Rejected(code="NOT_QUEUED", why=CELLCAST["NOT_QUEUED"])
+        Sent(provider_id="ID-1", detail="Cellcast queued 1 of the 2 numbers sent"),
+        Rejected(code="NOT_QUEUED", why=CELLCAST["NOT_QUEUED"] + QUEUED_WORDS),
     ]
+
+
+def test_success_with_no_messages_and_success_number_zero_sends_nothing() -> None:
+    """`SUCCESS` with `messages: []` and `success_number: 0` refuses every number with Cellcast's words."""
+    body = json.dumps(success(total=2))
+    assert (
+        reply_result(200, body, [N1, N2])
+        == [Rejected(code="NOT_QUEUED", why=CELLCAST["NOT_QUEUED"] + QUEUED_WORDS)] * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"invalid_numbers": [{"number": "+12025550123", "reason": "Country not supported"}]}, "Country not supported"),
+        ({"failed": ["+12025550123"]}, "failed"),
+        ({"errors": {"+12025550123": "Not a mobile number"}}, "Not a mobile number"),
+    ],
+)
+def test_a_per_number_reason_is_quoted(extra: dict[str, Any], reason: str) -> None:
+    """A reason the answer gives for one number, in any of the tolerated shapes, is quoted for that number."""
+    body = success((f"+{N1}", "ID-1"), total=2)
+    body["data"].update(extra)
+    sent, refused = reply_result(200, json.dumps(body), [N1, "12025550123"])
+    assert sent == Sent(provider_id="ID-1", detail="Cellcast queued 1 of the 2 numbers sent")
+    assert refused == Rejected(
+        code="NOT_QUEUED", why=CELLCAST["NOT_QUEUED"] + QUEUED_WORDS + f'; for this number: "{reason}"'
+    )
+
+
+def counts_only(total: int, queued: int, messages: object = None) -> str:
+    data: dict[str, Any] = {"total_numbers": total, "success_number": queued}
+    if messages is not None:
+        data["messages"] = messages
+    return json.dumps({"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Queued", "data": data})
+
+
+def test_counts_without_messages() -> None:
+    """Without `messages`, all queued is Sent, none queued is Rejected, some queued (which?) is Unknown."""
+    assert reply_result(200, counts_only(2, 2), [N1, N2]) == [Sent(provider_id=None)] * 2
+    assert {type(r) for r in reply_result(200, counts_only(2, 0), [N1, N2])} == {Rejected}
+    assert (
+        reply_result(200, counts_only(2, 1), [N1, N2])
+        == [Unknown(code="PARTLY_QUEUED", why=CELLCAST["PARTLY_QUEUED"] + QUEUED_WORDS)] * 2
+    )
+
+
+def test_an_empty_message_list_never_counts_as_sent() -> None:
+    """`messages: []` with counts that claim every number was queued contradicts itself: Unknown, not Sent."""
+    assert reply_result(200, counts_only(1, 1, []), [N1]) == [
+        Unknown(code="PARTLY_QUEUED", why=CELLCAST["PARTLY_QUEUED"] + QUEUED_WORDS)
+    ]
+
+
+def test_messages_without_to_are_read_by_position_only_when_complete() -> None:
+    """Entries without `to` give ids by position when there is one per number; fewer entries are Unknown."""
+    entries = [{"message_id": "ID-1"}, {"message_id": "ID-2"}]
+    assert reply_result(200, counts_only(2, 2, entries), [N1, N2]) == [Sent("ID-1"), Sent("ID-2")]
+    assert {r.code for r in reply_result(200, counts_only(2, 1, entries[:1]), [N1, N2])} == {"PARTLY_QUEUED"}
+
+
+@pytest.mark.parametrize(
+    ("word", "kind"), [("FAILED", Rejected), ("INSUFFICIENT_BALANCE", Rejected), ("QUEUED", Unknown)]
+)
+def test_a_2xx_without_success(word: str, kind: type) -> None:
+    """A 2xx whose word is not SUCCESS is a refusal when the word says no, else Unknown, never Sent."""
+    body = json.dumps({"meta": {"code": 200, "status": word}, "msg": "x", "data": {"messages": []}})
+    [result] = reply_result(200, body, [N1])
+    assert isinstance(result, kind)
+    assert result.code == word
+
+
+def test_the_key_echoed_in_an_error_is_blanked() -> None:
+    """Cellcast's own words are quoted, but never the key the request carried."""
+    body = json.dumps({"meta": {"code": 401, "status": "AUTH_FAILED"}, "msg": f"Invalid APPKEY {KEY}"})
+    [result] = reply_result(401, body, [N1], secrets=[KEY])
+    assert result == Rejected(
+        code="AUTH_FAILED", why=CELLCAST["AUTH_FAILED"] + '. Cellcast\'s own words: "Invalid APPKEY ***"'
+    )
 
 
 @pytest.mark.parametrize(("status", "word"), [(401, "AUTH_FAILED"), (400, "FIELD_INVALID"), (200, "AUTH_FAILED")])
 @pytest.mark.parametrize("shape", ["meta", "error"])
 def test_documented_refusals_are_rejected_in_both_shapes(status: int, word: str, shape: str) -> None:
     """AUTH_FAILED and FIELD_INVALID are Rejected with their explanation, in meta.status or error.code."""
-    assert reply_result(status, error(status, word, shape), [N1]) == [Rejected(code=word, why=CELLCAST[word])]
+    assert reply_result(status, error(status, word, shape), [N1]) == [
+        Rejected(code=word, why=CELLCAST[word] + '. Cellcast\'s own words: "x"')
+    ]
 
 
 @pytest.mark.parametrize("shape", ["meta", "error"])
@@ -107,10 +214,12 @@ def test_unknown_error_word_is_rejected_and_named() -> None:
     assert "INSUFFICIENT_BALANCE" in result.why
 
 
-@pytest.mark.parametrize("body", ["", "<html>ok</html>", "{}"])
-def test_unreadable_success_is_unknown(body: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "words"), [("", ""), ("<html>ok</html>", '. Cellcast\'s own words: "<html>ok</html>"'), ("{}", "")]
+)
+def test_unreadable_success_is_unknown(body: str, words: str) -> None:
     """A 2xx that cannot be read may have sent the SMS; Cellcast has no idempotency key: Unknown."""
-    assert reply_result(200, body, [N1]) == [Unknown(code="UNEXPECTED", why=CELLCAST["UNEXPECTED"])]
+    assert reply_result(200, body, [N1]) == [Unknown(code="UNEXPECTED", why=CELLCAST["UNEXPECTED"] + words)]
 
 
 def test_status_word_places() -> None:
@@ -138,15 +247,15 @@ async def test_wire_request_with_appkey() -> None:
     assert request.headers["APPKEY"] == KEY
     assert "authorization" not in request.headers
     assert request.headers["content-type"] == "application/json"
-    assert json.loads(request.content) == {"sms_text": "Gate open ✓", "numbers": [f"+{N1}", f"+{N2}"],
-                                           "from": "Alarm"}
+    assert json.loads(request.content) == {"sms_text": "Gate open ✓", "numbers": [f"+{N1}", f"+{N2}"], "from": "Alarm"}
 
 
 async def test_basic_auth_option() -> None:
     """With options.auth = "basic" the key goes as HTTP Basic credentials instead of the header."""
     seen: list[httpx.Request] = []
-    await make_provider(replying(success((f"+{N1}", "A")), seen=seen), username="acct",
-                        options={"auth": "basic"}).send(make_batch())
+    await make_provider(replying(success((f"+{N1}", "A")), seen=seen), username="acct", options={"auth": "basic"}).send(
+        make_batch()
+    )
     request = seen[0]
     assert "appkey" not in request.headers
     assert request.headers["authorization"] == "Basic " + base64.b64encode(f"acct:{KEY}".encode()).decode()
@@ -158,7 +267,8 @@ async def test_schedule_time_is_in_the_configured_zone() -> None:
     for options, zone in (({}, "Australia/Sydney"), ({"timezone": "Australia/Perth"}, "Australia/Perth")):
         seen: list[httpx.Request] = []
         await make_provider(replying(success((f"+{N1}", "A")), seen=seen), options=options).send(
-            make_batch(sendtime=when.isoformat()))
+            make_batch(sendtime=when.isoformat())
+        )
         expected = when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
         assert json.loads(seen[0].content)["schedule_time"] == expected
 
@@ -167,7 +277,8 @@ async def test_a_mail_body_password_is_the_key() -> None:
     """Credentials from a mail body (keyvalue password:) are used as the APPKEY."""
     seen: list[httpx.Request] = []
     await make_provider(replying(success((f"+{N1}", "A")), seen=seen)).send(
-        make_batch(account=Account(username="", password="mail-key")))
+        make_batch(account=Account(username="", password="mail-key"))
+    )
     assert seen[0].headers["APPKEY"] == "mail-key"
 
 
@@ -187,6 +298,7 @@ async def test_401_without_a_body_word_is_rejected() -> None:
 
 async def test_read_timeout_is_unknown() -> None:
     """A timeout after the request left may have sent the SMS: Unknown, never retried."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow")
 
@@ -200,7 +312,12 @@ def test_limits() -> None:
     """1000 numbers, 15 requests/s, not idempotent, schedules a year ahead, no flash; rate and recipients tunable."""
     limits = make_provider(replying("")).limits
     assert (limits.max_recipients, limits.rate, limits.idempotent, limits.schedule_days, limits.flash) == (
-        1000, 15.0, False, 365, False)
+        1000,
+        15.0,
+        False,
+        365,
+        False,
+    )
     tuned = make_provider(replying(""), max_recipients=100, rate=40).limits
     assert (tuned.max_recipients, tuned.rate) == (100, 40.0)
 
@@ -221,7 +338,11 @@ async def test_balance_reads_sms_balance() -> None:
     body = {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "ok", "data": {"sms_balance": "250.5"}}
     balance = await make_provider(replying(body, seen=seen)).balance()
     assert (balance.credit, seen[0].method, str(seen[0].url), seen[0].headers["APPKEY"]) == (
-        250.5, "GET", BASE + "account", KEY)
+        250.5,
+        "GET",
+        BASE + "account",
+        KEY,
+    )
 
 
 async def test_balance_refused_key_is_plain_words() -> None:

@@ -28,9 +28,7 @@ def make_batch(
     **options: object,
 ) -> Batch:
     jobs = tuple(Job(number=n, text=text, provider="kapow") for n in numbers)
-    return Batch(
-        provider="kapow", account=account, sender=sender, text=text, options=SmsOptions(**options), jobs=jobs
-    )  # type: ignore[arg-type]
+    return Batch(provider="kapow", account=account, sender=sender, text=text, options=SmsOptions(**options), jobs=jobs)  # type: ignore[arg-type]
 
 
 def make_provider(handler: Callable[[httpx.Request], httpx.Response], **config: object) -> KapowProvider:
@@ -80,15 +78,23 @@ def test_several_ids_are_given_in_order_whatever_the_separator(body: str) -> Non
     assert [r.provider_id for r in results if isinstance(r, Sent)] == ["111", "222", "333"]
 
 
-def test_fewer_ids_than_numbers_leaves_the_rest_without_id() -> None:
-    """When Kapow gives fewer ids than numbers, the remaining numbers are Sent without an id."""
-    results = reply_result("OK 10 111", 3)
-    assert [r.provider_id for r in results if isinstance(r, Sent)] == ["111", None, None]
+@pytest.mark.parametrize(("body", "ids"), [("OK 10 111", 1), ("OK 148", 0), ("OK 10 111 222 333 444", 4)])
+def test_not_one_id_per_number_is_unknown(body: str, ids: int) -> None:
+    """With fewer (or more) ids than numbers nobody can tell which numbers Kapow took: every number is Unknown."""
+    why = explain("kapow", "IDS") + f' ({ids} message ids for 3 numbers). Kapow\'s own words: "{body}"'
+    assert reply_result(body, 3) == [Unknown(code="IDS", why=why)] * 3
 
 
-def test_ok_without_returnid() -> None:
-    """A bare `OK <credits>` is Sent without an id."""
-    assert reply_result("OK 148", 2) == [Sent(provider_id=None, detail="Kapow credits left: 148")] * 2
+@pytest.mark.parametrize("body", ["OK", "OK but the message was queued for review", "OK 12 1!1"])
+def test_an_ok_that_is_not_kapows_answer_is_unknown(body: str) -> None:
+    """`OK` without a credit figure, or with ids that are not ids, is not Kapow's success answer: Unknown."""
+    [result] = reply_result(body, 1)
+    assert (type(result), result.code) in ((Unknown, "UNEXPECTED"), (Unknown, "IDS"))
+
+
+def test_an_empty_reply_is_unknown() -> None:
+    """An empty body may hide a sent SMS and says nothing: Unknown with its own explanation."""
+    assert reply_result("  ", 2) == [Unknown(code="EMPTY", why=KAPOW["EMPTY"])] * 2
 
 
 @pytest.mark.parametrize("word", ["USERPASS", "NOCREDIT", "ERROR"])
@@ -105,10 +111,11 @@ def test_explanations_read_as_documented() -> None:
         assert cause in KAPOW["ERROR"]
 
 
-@pytest.mark.parametrize("body", ["", "Internal error", "<html>502 Bad Gateway</html>", "OKAY", "ERROR 12"])
+@pytest.mark.parametrize("body", ["Internal error", "<html>502 Bad Gateway</html>", "OKAY", "ERROR 12", "ok 5 1"])
 def test_anything_else_is_unknown(body: str) -> None:
-    """A reply that is none of Kapow's documented answers may hide a sent SMS: Unknown."""
-    assert reply_result(body, 1) == [Unknown(code="UNEXPECTED", why=explain("kapow", "UNEXPECTED"))]
+    """A reply that is none of Kapow's documented answers may hide a sent SMS: Unknown, quoting Kapow's words."""
+    words = f'. Kapow\'s own words: "{body}"'
+    assert reply_result(body, 1) == [Unknown(code="UNEXPECTED", why=explain("kapow", "UNEXPECTED") + words)]
 
 
 # -- sendtime ------------------------------------------------------------------------------------
@@ -278,3 +285,24 @@ async def test_balance_failure_raises_plain_words(body: str, code: str) -> None:
         await make_provider(replying(body)).balance()
     assert str(info.value) == explain("kapow", code)
     assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "code"),
+    [
+        (403, "USERPASS", Rejected, "USERPASS"),
+        (500, "NOCREDIT", Rejected, "NOCREDIT"),
+        (404, "OK 98 111", Unknown, "HTTP404"),
+        (502, "<html>Bad Gateway</html>", Retry, "HTTP502"),
+    ],
+)
+async def test_a_non_200_body_is_read_first(status: int, body: str, kind: type, code: str) -> None:
+    """One of Kapow's words decides even with a non-200 status; an OK with an error status is Unknown."""
+    [result] = await make_provider(replying(body, status)).send(make_batch())
+    assert (type(result), result.code) == (kind, code)
+
+
+async def test_kapows_words_never_carry_the_password() -> None:
+    """An unexpected answer is quoted, but the password the request carried is blanked."""
+    [result] = await make_provider(replying(f"Bad login {PASSWORD}")).send(make_batch())
+    assert result == Unknown(code="UNEXPECTED", why=KAPOW["UNEXPECTED"] + '. Kapow\'s own words: "Bad login ***"')

@@ -130,7 +130,7 @@ async def test_balance_and_limits(tmp_path: Path) -> None:
 async def test_registry_builds_the_adapter_for_each_type(kind: str, cls: type) -> None:
     """build_provider maps config.type to its adapter class and keeps the configured name."""
     async with httpx.AsyncClient() as client:
-        config = ProviderConfig(type=kind, path="/tmp/x.jsonl", key="k")  # type: ignore[arg-type]
+        config = ProviderConfig(type=kind, path="/tmp/x.jsonl", key="k", sender="Shop")  # type: ignore[arg-type]
         provider = build_provider("mine", config, client)  # type: ignore[arg-type]
     assert isinstance(provider, cls)
     assert provider.name == "mine"
