@@ -70,10 +70,6 @@ KAPOW: Mapping[str, str] = {
     "Kapow account's message log before resending",
     "IDS": "Kapow answered OK but not with one message id per number, so mail2sms cannot tell which numbers it "
     "took: check the Kapow account's message log before resending",
-    "EMPTY": "Kapow answered with an empty reply, so mail2sms cannot tell whether the SMS was sent: check the "
-    "Kapow account's message log before resending",
-    "IDS": "Kapow answered OK but not with one message id per number, so mail2sms cannot tell which numbers it "
-    "took: check the Kapow account's message log before resending",
     "SENDTIME": "the scheduled time is not usable for Kapow (it allows at most 365 days ahead): choose "
     "another time",
     "NUMBER": "the number cannot be sent through Kapow: write it in international form, digits only "
