@@ -6,6 +6,10 @@ time on each) and builds an object per part. `_prescan()` reads the raw lines on
 multipart boundaries and refuses too many parts or too deep nesting in linear time. The stdlib parser
 (`policy.default`) then does the real reading; an iterative walk over its tree counts again, exactly. A
 RecursionError that still escapes the stdlib (a header nested in thousands of comments) becomes a LimitError.
+Headers are bounded too, before any parser reads them (parse.headers: block and field sizes, separators per
+field, encoded words, RFC 2231 sections; issue 12's header bombs): the top-level block first, then every part's
+block during the prescan. And the number of lines: the stdlib's feedparser keeps one string per line, so 10 MiB
+of empty lines cost 420 MiB and seconds; MAX_LINES keeps that within a small multiple of the mail's size.
 
 Body text: the first inline, non-empty text/plain part anywhere in the tree, else the first text/html part
 turned into text. Parts inside a forwarded message (message/rfc822) belong to that message: one attachment.
@@ -37,9 +41,11 @@ from email.parser import BytesParser
 from types import MappingProxyType
 
 from mail2sms.errors import ContentError, LimitError
+from mail2sms.parse.headers import HeaderBounds, check_top
 from mail2sms.parse.html import html_to_text
 
 LOOP_HEADERS = ("auto-submitted", "precedence", "list-id", "references", "in-reply-to")
+MAX_LINES = 256 * 1024  # a 10 MiB attachment in base64 is 140,000 lines; a 100,000-row CSV is 100,000
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,11 @@ class MailContent:
 
 def read_message(raw: bytes, *, max_parts: int = 1000, max_depth: int = 20) -> MailContent:
     """Parse `raw` within the limits: LimitError when they are exceeded, ContentError when unreadable."""
+    # Lines as feedparser splits them: CRLF, LF or a bare CR each end one.
+    lines = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
+    if lines > MAX_LINES:
+        raise LimitError(f"the message has more than {MAX_LINES} lines")
+    check_top(raw)
     if max_parts >= 1 and max_depth >= 0:  # a simple mail is one part at depth 0
         fast = _simple(raw)
         if fast is not None:
@@ -107,6 +118,7 @@ class _Scan:
     """State of `_prescan`: open multiparts (boundary, depth, is digest) and the part being read."""
 
     def __init__(self, max_parts: int, max_depth: int) -> None:
+        self.bounds = HeaderBounds()  # every part's header block, as the stdlib will read it
         self.max_parts = max_parts
         self.max_depth = max_depth
         self.open: list[tuple[bytes, int, bool]] = []
@@ -165,10 +177,12 @@ class _Scan:
 
     def header_line(self, line: bytes) -> None:
         if self.reading_type and line[:1] in (b" ", b"\t") and self.content_type is not None:
+            self.bounds.line(line)
             self.content_type.append(line)
             return
         self.reading_type = False
         if line and _HEADER_LINE.match(line):
+            self.bounds.line(line)
             if self.content_type is None and line[:13].lower() == b"content-type:":
                 self.content_type = [line[13:]]
                 self.reading_type = True
@@ -181,6 +195,7 @@ class _Scan:
 
     def end_headers(self) -> None:
         self.in_headers = False
+        self.bounds.end_block()
         value = b" ".join(self.content_type) if self.content_type is not None else self.default
         full = value.split(b";", 1)[0].strip().lower()
         if full.count(b"/") != 1:  # what email.message does with a malformed type
@@ -260,11 +275,11 @@ def _content(message: Message, max_parts: int, max_depth: int) -> MailContent:
                 html = text if text.strip() else None
         else:
             attachments.append(Attachment(filename, content_type, _payload(part), _charset(part)))
-    message_ids = _header_values(message, "message-id")
+    message_ids = _header_values(message, "message-id", first=True)
     return MailContent(
-        subject=(_header_values(message, "subject") or [""])[0].strip(),
+        subject=(_header_values(message, "subject", first=True) or [""])[0].strip(),
         message_id=(message_ids[0].strip() or None) if message_ids else None,
-        from_=(_header_values(message, "from") or [""])[0].strip(),
+        from_=(_header_values(message, "from", first=True) or [""])[0].strip(),
         headers=MappingProxyType({name: _header_values(message, name) for name in LOOP_HEADERS}),
         received_count=_received_count(message),
         text=plain if plain is not None else (html or ""),
@@ -337,16 +352,20 @@ def _received_count(message: Message) -> int:
         return 0
 
 
-def _header_values(message: Message, name: str) -> list[str]:
-    """Decoded values of header `name`; falls back to decoding the raw value when structured parsing fails."""
+def _header_values(message: Message, name: str, first: bool = False) -> list[str]:
+    """Decoded values of header `name` (only the first with `first`: twenty copies of a costly From are parsed
+    once); falls back to decoding the raw value when structured parsing fails."""
     try:
+        if first:
+            value = message.get(name)
+            return [] if value is None else [str(value)]
         return [str(value) for value in message.get_all(name, [])]
     except Exception:
         try:
             raw = [str(value) for key, value in message.raw_items() if key.lower() == name]
         except Exception:
             return []
-        return [_decode_raw(value) for value in raw]
+        return [_decode_raw(value) for value in (raw[:1] if first else raw)]
 
 
 def _decode_raw(value: str) -> str:
@@ -513,11 +532,11 @@ def _simple(raw: bytes) -> MailContent | None:
     decoder.set_payload(body.decode("ascii", "surrogateescape"))
     text = decode_text(_payload(decoder), params.get("charset"))
     text = _unflow(text.replace("\r\n", "\n").replace("\r", "\n"), params.get("format", ""), params.get("delsp", ""))
-    message_ids = _fast_values(wanted, "message-id")
+    message_ids = _fast_values(wanted, "message-id", first=True)
     return MailContent(
-        subject=(_fast_values(wanted, "subject") or [""])[0].strip(),
+        subject=(_fast_values(wanted, "subject", first=True) or [""])[0].strip(),
         message_id=(message_ids[0].strip() or None) if message_ids else None,
-        from_=(_fast_values(wanted, "from") or [""])[0].strip(),
+        from_=(_fast_values(wanted, "from", first=True) or [""])[0].strip(),
         headers=MappingProxyType({name: _fast_values(wanted, name) for name in LOOP_HEADERS}),
         received_count=received,
         text=text if text.strip() else "",
@@ -525,9 +544,9 @@ def _simple(raw: bytes) -> MailContent | None:
     )
 
 
-def _fast_values(wanted: Mapping[str, list[str]], name: str) -> list[str]:
+def _fast_values(wanted: Mapping[str, list[str]], name: str, first: bool = False) -> list[str]:
     """`_header_values` for the fast path: plain values as they are, the others through policy.default."""
-    stored = wanted.get(name, [])
+    stored = wanted.get(name, [])[:1] if first else wanted.get(name, [])
     same = _SAME_MESSAGE_ID if name == "message-id" else _SAME_FROM if name == "from" else _SAME_TEXT
     values: list[str] = []
     try:

@@ -14,7 +14,11 @@ Two levels of strictness, on purpose:
 National numbers (explicit region) again only have to be possible, for the same reason as `+`/`00`.
 
 Error messages go to the sender in SMTP replies and outcome mail: they name the value (shortened) and why.
-This module does no I/O and must never accept a value it cannot turn into plain digits.
+This module does no I/O after import and must never accept a value it cannot turn into plain digits.
+
+All of the library's number metadata is loaded when this module is imported (about 50 ms, 2 MB): phonenumbers
+otherwise imports each region's module on first use, under its own lock, and when that import failed under a
+file-descriptor flood ("too many open files") the lock stayed held and every later RCPT hung.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from mail2sms.errors import NumberError
+
+phonenumbers.PhoneMetadata.load_all()  # no lazy metadata import later, when file descriptors may have run out
 
 MAX_DIGITS = 15  # ITU-T E.164: country code + national number
 _SHOWN = 40  # longer values are shortened in messages: a reply line has little room

@@ -74,6 +74,12 @@ SPOOL_FULL = Reply(452, "4.3.1", "insufficient system storage, try again later")
 TOO_BUSY = Reply(421, "4.7.0", "too many connections, try again later")
 SHUTTING_DOWN = Reply(421, "4.3.2", "service shutting down, try again later")
 IDLE_TIMEOUT = Reply(421, "4.4.2", "idle for too long, closing connection")
+# Floods and bombs (issue 12): each names the limit that was reached.
+MEMORY_FULL = Reply(452, "4.3.1", "too much mail being received at once, try again later")
+TOO_MANY_COMMANDS = Reply(421, "4.7.0", "too many commands without a mail, closing connection")
+SESSION_TOO_LONG = Reply(421, "4.4.2", "session open for too long, closing connection")
+PARSE_TIMEOUT = Reply(451, "4.3.0", "the message took too long to read, try again later")
+HEADERS_TOO_BIG = Reply(552, "5.3.4", "message header limit exceeded")
 
 
 ALL: dict[str, Reply] = {name: value for name, value in globals().items() if isinstance(value, Reply)}

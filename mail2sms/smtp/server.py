@@ -14,6 +14,13 @@ handler parses anything (smtp.hygiene). Replies to MAIL, RCPT and DATA are count
 This module must never accept AUTH on a plaintext connection other than a marked loopback listener, nor run the
 scrypt check on the event loop.
 
+Floods (issue 12): DATA is collected by smtp.data in one buffer per mail within the process's memory budget
+(`server.max_memory`), never one object per line. On `tls_listen` the TLS handshake runs after the connection is
+counted by the ConnectionGate (an idle handshake holds a slot, like any session) and must finish within
+`tls_handshake_timeout`. A session that only sends NOOP, RSET, HELP, VRFY, EXPN, HELO or EHLO gets `421` after
+`max_idle_commands` of them without a mail, and every session gets `421` at `session_lifetime`. `accept()`
+failing for want of file descriptors is logged once a minute with a count, not as a traceback per attempt.
+
 MAIL FROM and RCPT TO paths: aiosmtpd reads each with the `email` header parser and defines a typing class on
 every call, which was a tenth of a worker's busy time under load. `simple_path()` answers the common
 `<local@domain>` form (dot-atoms only) with exactly aiosmtpd's result (tests/unit/test_smtp_path.py compares
@@ -45,6 +52,7 @@ from mail2sms.config import Config, parse_hostport
 from mail2sms.observability import get_logger
 from mail2sms.smtp import replies
 from mail2sms.smtp.auth import Authenticator
+from mail2sms.smtp.data import DataCollector, MemoryBudget
 from mail2sms.smtp.handler import Handler, RoutedEnvelope
 from mail2sms.smtp.hygiene import smuggling_problem
 
@@ -73,6 +81,9 @@ def simple_path(arg: str, local_part_limit: int = 0) -> tuple[str | None, str | 
 # scrypt costs ~40 ms of CPU and 16 MiB per check: two threads keep an AUTH storm off the loop and bounded.
 _AUTH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
 AUTH_FAILURE_DELAY = 1.0  # seconds before "535": slows password guessing without holding the loop
+DATA_CHUNK = 64 * 1024  # bytes read from the client at a time during DATA
+IDLE_COMMANDS = frozenset({"NOOP", "RSET", "HELP", "VRFY", "EXPN", "HELO", "EHLO"})  # no step towards a mail
+ACCEPT_LOG_INTERVAL = 60.0  # seconds between two log lines about accept() failing
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,12 @@ class Mail2SmsSMTP(SMTP):
     """aiosmtpd's SMTP with our envelope type, connection caps, AUTH-over-TLS rule and smuggling check."""
 
     def __init__(self, handler: Handler, gate: ConnectionGate, *, listener: Listener = Listener(""),
-                 **kwargs: Any) -> None:
+                 max_idle_commands: int = 30, session_lifetime: float = 3600.0, **kwargs: Any) -> None:
         self._listener = listener
+        self._max_idle_commands = max_idle_commands
+        self._idle_commands = 0
+        self._session_lifetime = session_lifetime
+        self._lifetime: asyncio.TimerHandle | None = None
         self._users: Authenticator | None = kwargs.get("authenticator")
         self._offers_auth = self._users is not None
         self._in_ehlo = False
@@ -137,16 +152,64 @@ class Mail2SmsSMTP(SMTP):
             transport.close()
             return
         self._gate_key = key
+        self.begin(transport)
+
+    def begin(self, transport: asyncio.BaseTransport) -> None:
+        """Start the SMTP session on `transport`; the gate has already counted it (connection_made, TlsAcceptor)."""
+        self._lifetime = self.loop.call_later(self._session_lifetime, self.hang_up, str(replies.SESSION_TOO_LONG))
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lifetime is not None:
+            self._lifetime.cancel()
+            self._lifetime = None
         if self._gate_key is not None:
             self._gate.leave(self._gate_key, self)
             self._gate_key = None
             super().connection_lost(exc)
 
+    async def _idle_command(self, command: str) -> bool:
+        """Count a command that brings no mail closer; True (after a 421 and closing) when there were too many."""
+        self._idle_commands += 1
+        if self._idle_commands <= self._max_idle_commands:
+            return False
+        log.info("session closed: too many commands without a mail", peer=self._gate_key, command=command)
+        self.hang_up(str(replies.TOO_MANY_COMMANDS))
+        return True
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        if not await self._idle_command("NOOP"):
+            await super().smtp_NOOP(arg)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        if not await self._idle_command("RSET"):
+            await super().smtp_RSET(arg)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        if not await self._idle_command("HELP"):
+            await super().smtp_HELP(arg)
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        if not await self._idle_command("VRFY"):
+            await super().smtp_VRFY(arg)
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        if not await self._idle_command("EXPN"):
+            await super().smtp_EXPN(arg)
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        if not await self._idle_command("HELO"):
+            await super().smtp_HELO(hostname)
+
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
+        if await self._idle_command("EHLO"):
+            return
         self._in_ehlo = True
         try:
             await super().smtp_EHLO(hostname)
@@ -217,6 +280,55 @@ class Mail2SmsSMTP(SMTP):
             return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
         return AuthResult(success=True, auth_data=user)
 
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA with the collection replaced (smtp.data): one buffer, the memory budget, 452 when full."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        collector = DataCollector(self.data_size_limit, self._gate.memory)
+        try:
+            await self._collect(collector)
+            self._idle_commands = 0  # a whole mail arrived: the session is making progress
+            if collector.state == "too big":
+                await self.push(str(replies.TOO_BIG))  # RFC 5321 4.2.5: answered after the data, not during
+            elif collector.state == "no memory":
+                log.warning("mail refused: memory budget for mails being received is used up",
+                            peer=self._gate_key, bytes=collector.received)
+                metrics.smtp_reply("DATA", str(replies.MEMORY_FULL))
+                await self.push(str(replies.MEMORY_FULL))
+            else:
+                self.envelope.original_content = collector.content()
+                self.envelope.content = self.envelope.original_content  # decode_data is off: the same bytes
+                status = await self._call_handler_hook("DATA")
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push("250 OK" if status is MISSING else status)
+                return
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+        finally:
+            collector.free()
+
+    async def _collect(self, collector: DataCollector) -> None:
+        while True:
+            chunk = await self._reader.read(DATA_CHUNK)
+            if not chunk:  # the client went away; eof_received cancels this task
+                raise asyncio.CancelledError
+            rest = collector.feed(chunk)
+            if rest is not None:
+                if rest:
+                    # Pipelined commands after the end of data go back in front of what the reader still holds.
+                    self._reader._buffer[:0] = rest  # type: ignore[attr-defined]
+                return
+
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         if command == "DATA":
             metrics.MAILS_RECEIVED.inc()
@@ -251,9 +363,10 @@ class ConnectionGate:
     of a connection refused that some clients treat as a hard error.
     """
 
-    def __init__(self, max_total: int = 200, max_per_client: int = 20) -> None:
+    def __init__(self, max_total: int = 200, max_per_client: int = 20, max_memory: int = 512 * 1024 * 1024) -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
+        self.memory = MemoryBudget(max_memory)
         self.open: Counter[str] = Counter()
         self.sessions: set[Mail2SmsSMTP] = set()
         self.draining = False
@@ -293,6 +406,97 @@ class ConnectionGate:
         return len(left)
 
 
+class TlsAcceptor(asyncio.Protocol):
+    """A `tls_listen` connection before its handshake: counted by the gate at once, handshake bounded in time.
+
+    asyncio's own `create_server(ssl=...)` calls the protocol only after the handshake, so idle handshakes were
+    invisible to `max_connections` (10,000 of them took 2.9 GB), and a failed one was never reported to it.
+    Here the gate counts the connection as it is accepted; `start_tls` runs the handshake with
+    `tls_handshake_timeout`; success hands the encrypted transport to the session, failure frees the slot."""
+
+    def __init__(self, session: Mail2SmsSMTP, gate: ConnectionGate, context: ssl.SSLContext, timeout: float) -> None:
+        self.session = session
+        self.gate = gate
+        self.context = context
+        self.timeout = timeout
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the ClientHello is for start_tls's protocol, not for this one
+        structlog.contextvars.bind_contextvars(session=secrets.token_hex(4))  # copied into the handshake task
+        peer = transport.get_extra_info("peername")
+        key = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if self.gate.enter(key, self.session) is not None:
+            transport.abort()  # a plaintext 421 would be noise to a client expecting TLS
+            return
+        self.session._gate_key = key
+        task = asyncio.get_running_loop().create_task(self._handshake(transport, key))
+        _HANDSHAKES.add(task)
+        task.add_done_callback(_HANDSHAKES.discard)
+
+    async def _handshake(self, transport: asyncio.Transport, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            encrypted = await loop.start_tls(transport, self.session, self.context, server_side=True,
+                                             ssl_handshake_timeout=self.timeout)
+        except Exception as exc:  # timeout, TLS alert, reset: the client never got a session
+            log.debug("tls handshake failed", peer=key, error=type(exc).__name__)
+            encrypted = None
+        if encrypted is None or encrypted.is_closing():
+            transport.abort()
+            if self.session._gate_key is not None:
+                self.gate.leave(key, self.session)
+                self.session._gate_key = None
+            return
+        self.session.begin(encrypted)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass  # lost before start_tls took over: the handshake task sees it and frees the slot
+
+    def data_received(self, data: bytes) -> None:
+        pass  # reading is paused until start_tls; nothing arrives here
+
+
+_HANDSHAKES: set[asyncio.Task[None]] = set()  # strong references: a running handshake is not garbage
+
+
+class AcceptErrorLog:
+    """The loop's exception handler, with `accept()` failures (EMFILE, ENFILE, ENOBUFS) logged once per interval.
+
+    asyncio reports each failed accept with a traceback and retries a second later, per listener; a descriptor
+    flood made that 172,000 tracebacks a minute. Other exceptions go to the previous handler unchanged."""
+
+    def __init__(self, previous: Any, interval: float = ACCEPT_LOG_INTERVAL) -> None:
+        self.previous = previous
+        self.interval = interval
+        self.suppressed = 0
+        self.last = float("-inf")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if not message.startswith("socket.accept() out of system resource"):
+            if self.previous is not None:
+                self.previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        now = loop.time()
+        if now - self.last < self.interval:
+            self.suppressed += 1
+            return
+        exc = context.get("exception")
+        log.error("accept failed: out of file descriptors or memory; new connections wait",
+                  error=type(exc).__name__ if exc is not None else "", errno=getattr(exc, "errno", None),
+                  suppressed=self.suppressed, interval=self.interval)
+        self.last = now
+        self.suppressed = 0
+
+
+def log_accept_errors_once(loop: asyncio.AbstractEventLoop) -> None:
+    if not isinstance(loop.get_exception_handler(), AcceptErrorLog):
+        loop.set_exception_handler(AcceptErrorLog(loop.get_exception_handler()))
+
+
 def tls_context(config: Config) -> ssl.SSLContext | None:
     if not config.server.tls_cert:
         return None
@@ -310,6 +514,8 @@ async def start_listeners(
     tls = tls_context(config)
     users = {u.name: u.password_hash.get_secret_value() for u in config.users}
     authenticator = Authenticator(users) if users else None
+    gate.memory.total = config.server.max_memory
+    log_accept_errors_once(loop)
 
     def factory(listener: Listener) -> Mail2SmsSMTP:
         return Mail2SmsSMTP(
@@ -323,16 +529,22 @@ async def start_listeners(
             require_starttls=False,
             authenticator=authenticator,
             timeout=config.server.idle_timeout,
+            max_idle_commands=config.server.max_idle_commands,
+            session_lifetime=config.server.session_lifetime,
             loop=loop,
         )
+
+    def tls_acceptor(listener: Listener) -> TlsAcceptor:
+        assert tls is not None  # config.py requires tls_cert for tls_listen
+        return TlsAcceptor(factory(listener), gate, tls, config.server.tls_handshake_timeout)
 
     servers = []
     for listener in configured_listeners(config):
         host, port = listener.hostport
+        make: Any = tls_acceptor if listener.implicit_tls else factory
         server = await loop.create_server(
-            functools.partial(factory, listener),
-            host=host, port=port, reuse_address=True, reuse_port=reuse_port or None,
-            family=socket.AF_UNSPEC, ssl=tls if listener.implicit_tls else None,
+            functools.partial(make, listener),
+            host=host, port=port, reuse_address=True, reuse_port=reuse_port or None, family=socket.AF_UNSPEC,
         )
         servers.append(server)
     return servers
