@@ -15,7 +15,7 @@ import httpx
 
 from mail2sms import sdnotify
 from mail2sms.config import Config
-from mail2sms.dispatch.dispatcher import Dispatcher
+from mail2sms.dispatch.dispatcher import CURRENT_OWNER, Dispatcher
 from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter, SharesRateLimits
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.model import Account
@@ -59,7 +59,8 @@ class App:
         self.providers, self._clients = build_providers(config)
         self.gate = ConnectionGate(config.server.max_connections, config.server.max_connections_per_client)
         self._parse_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
-        self.reporter = Reporter(self.spool, config.reports, config.server.hostname)
+        # Reports are claimed under the same owner name as jobs: one process per report, whatever the workers.
+        self.reporter = Reporter(self.spool, config.reports, config.server.hostname, owner=CURRENT_OWNER)
         d = config.dispatch
         self.dispatcher = Dispatcher(
             self.spool,
@@ -129,7 +130,7 @@ class App:
         for server in self.servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), max(0.1, end - loop.time()))
-        await self.reporter.stop()
+        await self.reporter.stop(max(0.1, end - loop.time()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

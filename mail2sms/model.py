@@ -37,6 +37,19 @@ FINAL_STATES = frozenset(
 )
 
 
+class ReportState(enum.StrEnum):
+    """A submission's outcome report (the spool's `report_state`): waiting for its SMS, then due, then settled."""
+
+    WAITING = "waiting"  # some SMS are not final yet
+    NONE = "none"  # final, and no report is wanted (backscatter rules gave no address)
+    PENDING = "pending"  # due at `report_next_at`; claimed with an owner and lease before it is delivered
+    SENT = "sent"  # delivered to the smarthost or the maildir
+    SKIPPED = "skipped"  # `reports.when` did not want it
+    SUPPRESSED = "suppressed"  # held back by the per-sender rate limit: summarised in the next delivered report
+    SUMMARISED = "summarised"  # named in a delivered report's summary
+    DROPPED = "dropped"  # permanently refused by the smarthost, or retried too often
+
+
 @dataclass(frozen=True)
 class Account:
     """Provider credentials: the route's configured account, or one that came inside a mail body."""

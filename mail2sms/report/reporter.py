@@ -1,8 +1,17 @@
 """The reporter: mail each final submission's outcome to its sender, once, from the spool.
 
 Reports are stored in the spool (a submission that became final is `pending` until its report is delivered),
-so a crash or a smarthost outage delays a report but never loses or repeats it. Temporary delivery failures
-retry with backoff; permanent ones are dropped with a log line.
+so a crash or a smarthost outage delays a report but never loses it. Reports are claimed like jobs (owner and
+lease in the spool): whatever the number of worker processes and nodes, one process holds a report while it
+delivers it, and only the holder's "done" counts. Temporary delivery failures retry with backoff; permanent ones
+are dropped with a log line.
+
+To keep up with a steady inflow, claimed reports are delivered in groups (one smarthost connection, or one
+directory fsync, per group) by several groups at once, each report loaded and composed one at a time (a
+100,000-row CSV submission is one big report, not fifty of them held together).
+
+It must never deliver a report it does not hold, never mark held-back reports as summarised before the summary
+was delivered, and never log a report's content.
 """
 
 from __future__ import annotations
@@ -10,54 +19,119 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from mail2sms.config import ReportsConfig
 from mail2sms.dispatch.retry import RetryPolicy
-from mail2sms.model import JobState
+from mail2sms.model import JobState, ReportState
 from mail2sms.observability import get_logger
 from mail2sms.report.backscatter import SenderRateLimit
 from mail2sms.report.compose import compose
-from mail2sms.report.send import DeliveryOutcome, ReportSender
-from mail2sms.spool.base import DueReport, Spool
+from mail2sms.report.send import DeliveryOutcome, Outgoing, ReportSender
+from mail2sms.spool.base import DueReport, HeldReport, Spool
 
 log = get_logger("mail2sms.report")
+
+GROUP = 20  # reports per delivery group (one smarthost connection, one fsync of the maildir's directories)
+GROUP_JOBS = 20_000  # ... or fewer, when their SMS add up to this many (composed reports wait in memory)
+LEASE = 120.0  # seconds a claimed report is ours (a crashed holder's reports wait this long for another process)
+SUMMARY_LINES = 50
+DELAY_RETRY_MIN = 60.0  # a "still trying" notice that could not be delivered waits at least this long
+
+
+@dataclass
+class _Ready:
+    """A composed report waiting for its group to be delivered."""
+
+    report_id: str
+    outgoing: Outgoing
+    jobs: int
+    held: list[HeldReport] = field(default_factory=list)
+    attempts: int = 0
 
 
 class Reporter:
     def __init__(
-        self, spool: Spool, config: ReportsConfig, hostname: str, *, poll_interval: float = 2.0
+        self, spool: Spool, config: ReportsConfig, hostname: str, *, poll_interval: float = 2.0,
+        owner: str = "reporter", concurrency: int = 4, lease: float = LEASE,
     ) -> None:
         self.spool = spool
         self.config = config
         self.hostname = hostname
         self.sender = ReportSender(config)
         self.poll_interval = poll_interval
+        self.owner = owner
+        self.concurrency = concurrency
+        self.lease = lease
         self.retry = RetryPolicy(base=30.0, cap=3600.0, max_attempts=30)
         self.rate = SenderRateLimit(config.per_sender_per_hour)
         self._wake = asyncio.Event()
         self._stopping = False
+        self._ticking: asyncio.Task[int] | None = None
 
     def wake(self, _submissions: list[str] | None = None) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         while not self._stopping:
+            self._ticking = asyncio.create_task(self._tick())
             try:
-                due = await self.spool.due_reports(time.time(), 50)
-                for report in due:
-                    await self._one(report)
-                if self.config.still_trying_after > 0:
-                    older = time.time() - self.config.still_trying_after
-                    for report in await self.spool.due_delay_notices(older, 50):
-                        await self._still_trying(report)
+                claimed = await asyncio.shield(self._ticking)
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("report tick failed")
-                due = []
-            if not due and not self._stopping:
+                claimed = 0
+            if not claimed and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _tick(self) -> int:
+        """Claim due reports and deliver them, `concurrency` groups at once; how many were claimed."""
+        ids = await self.spool.claim_reports(self.owner, time.time(), GROUP * self.concurrency, self.lease)
+        if ids:
+            lanes = [ids[i::self.concurrency] for i in range(self.concurrency)]
+            await asyncio.gather(*(self._lane(lane) for lane in lanes if lane))
+        notices = 0
+        if self.config.still_trying_after > 0 and not self._stopping:
+            now = time.time()
+            due = await self.spool.claim_delay_notices(
+                self.owner, now - self.config.still_trying_after, now, GROUP, self.lease)
+            for i, report_id in enumerate(due):
+                if self._stopping:
+                    await self.spool.release_reports(due[i:], self.owner)
+                    break
+                await self._still_trying(report_id)
+            notices = len(due)
+        return len(ids) + notices
+
+    async def _lane(self, ids: list[str]) -> None:
+        """Load, compose and deliver these reports, in groups bounded by count and size."""
+        group: list[_Ready] = []
+        jobs = 0
+        claimed = time.monotonic()
+        for i, report_id in enumerate(ids):
+            if self._stopping or time.monotonic() - claimed > self.lease / 2:
+                # Stopping, or slow going: hand the rest back for any process to claim before our lease ends.
+                await self.spool.release_reports(ids[i:], self.owner)
+                break
+            try:
+                ready = await self._prepare(report_id)
+            except Exception:
+                log.exception("report could not be composed; kept for a later try", submission=report_id)
+                await self.spool.release_reports([report_id], self.owner)
+                continue
+            if ready is None:
+                continue
+            group.append(ready)
+            jobs += ready.jobs
+            if len(group) >= GROUP or jobs >= GROUP_JOBS:
+                await self._deliver(group)
+                group, jobs = [], 0
+        if group:
+            await self._deliver(group)
 
     def _wanted(self, report: DueReport) -> bool:
         if self.config.when == "never":
@@ -66,33 +140,57 @@ class Reporter:
             return report.submission.dry_run or any(j.state != JobState.SENT for j in report.jobs)
         return True
 
-    async def _one(self, report: DueReport) -> None:
+    async def _prepare(self, report_id: str) -> _Ready | None:
+        """The composed report, or None when it is settled without a delivery (unwanted, rate limited)."""
+        report = await self.spool.load_report(report_id)
+        if report is None:
+            return None
         sub = report.submission
         now = time.time()
         if not self._wanted(report) or sub.report_to is None:
-            await self.spool.report_done(sub.id, "skipped", 0.0, now)
-            return
+            await self._done(sub.id, ReportState.SKIPPED, 0.0)
+            return None
         if report.attempts == 0 and not self.rate.allow(sub.report_to, now):
             # Held back, not lost: summarised in the next report this address gets.
             log.warning("report rate limit reached; report held for a summary", submission=sub.id)
-            await self.spool.report_done(sub.id, "suppressed", 0.0, now)
-            return
+            await self._done(sub.id, ReportState.SUPPRESSED, 0.0)
+            return None
         # A CSV report with 100,000 rows takes seconds to compose: never on the event loop.
         message = await asyncio.to_thread(self._compose, report)
-        held = await self.spool.take_suppressed(sub.report_to) if report.attempts == 0 else []
-        if held:
-            _append_text(message, _summary(held, self.config.per_sender_per_hour))
-        outcome = await self.sender.deliver(message, sub.report_to, key=sub.id)
+        held: list[HeldReport] = []
+        if report.attempts == 0:
+            held = await self.spool.take_held(sub.report_to, self.owner, now, self.lease)
+            if held:
+                _append_text(message, _summary(held, self.config.per_sender_per_hour))
+        return _Ready(sub.id, Outgoing(message, sub.report_to, key=sub.id), len(report.jobs), held, report.attempts)
+
+    async def _deliver(self, group: list[_Ready]) -> None:
+        outcomes = await self.sender.deliver_many([r.outgoing for r in group])
+        await asyncio.gather(*(self._settle(r, o) for r, o in zip(group, outcomes, strict=True)))
+
+    async def _settle(self, ready: _Ready, outcome: DeliveryOutcome) -> None:
+        sid = ready.report_id
+        if ready.held:
+            await self.spool.settle_held([h.submission_id for h in ready.held], self.owner,
+                                         summarised=outcome == DeliveryOutcome.DELIVERED)
         if outcome == DeliveryOutcome.DELIVERED:
-            log.info("report delivered", submission=sub.id)
-            await self.spool.report_done(sub.id, "sent", 0.0, time.time())
-        elif outcome == DeliveryOutcome.RETRY and report.attempts + 1 < self.retry.max_attempts:
-            delay = self.retry.delay(report.attempts + 1)
-            log.warning("report delivery deferred", submission=sub.id, retry_in=round(delay, 1))
-            await self.spool.report_done(sub.id, "pending", time.time() + delay, time.time())
+            if await self._done(sid, ReportState.SENT, 0.0):
+                await self.sender.forget([sid])
+        elif outcome == DeliveryOutcome.RETRY and ready.attempts + 1 < self.retry.max_attempts:
+            delay = self.retry.delay(ready.attempts + 1)
+            log.warning("report delivery deferred", submission=sid, retry_in=round(delay, 1))
+            await self._done(sid, ReportState.PENDING, time.time() + delay)
         else:
-            log.error("report delivery failed permanently; dropped", submission=sub.id)
-            await self.spool.report_done(sub.id, "dropped", 0.0, time.time())
+            log.error("report delivery failed permanently; dropped", submission=sid)
+            await self._done(sid, ReportState.DROPPED, 0.0)
+
+    async def _done(self, report_id: str, state: ReportState, next_at: float) -> bool:
+        held = await self.spool.report_done(report_id, state.value, next_at, time.time(), owner=self.owner)
+        if not held:
+            # Our lease ran out and another process took the report: its delivery is the one that counts (the
+            # maildir index and the fixed Message-ID keep the copies one).
+            log.warning("report lease lost; another process settles it", submission=report_id)
+        return held
 
     def _compose(self, report: DueReport, kind: str = "report") -> EmailMessage:
         sub = report.submission
@@ -109,32 +207,45 @@ class Reporter:
         message["Message-ID"] = f"<{sub.id}.{kind}@{self.hostname}>"
         return message
 
-    async def _still_trying(self, report: DueReport) -> None:
+    async def _still_trying(self, report_id: str) -> None:
         """One "still trying" mail per submission that is not final after `still_trying_after`."""
-        sub = report.submission
-        assert sub.report_to is not None
+        report = await self.spool.load_report(report_id)
+        if report is None or report.submission.report_to is None:
+            await self.spool.release_reports([report_id], self.owner)
+            return
+        sub, report_to = report.submission, report.submission.report_to
         pending = sum(1 for j in report.jobs if not j.state.final)
         message = await asyncio.to_thread(self._compose, report, "delay")
+        total = len(report.jobs)
+        del report  # the jobs are not needed for delivery
         del message["Subject"]
-        message["Subject"] = f"SMS delayed: still trying ({pending} of {len(report.jobs)} not sent yet)"
+        message["Subject"] = f"SMS delayed: still trying ({pending} of {total} not sent yet)"
         _append_text(message, "mail2sms is still trying to send the SMS above that are not sent yet; you will get "
                               "another mail when every SMS is final.")
-        outcome = await self.sender.deliver(message, sub.report_to, key=f"{sub.id}-delay")
-        if outcome != DeliveryOutcome.RETRY:
-            await self.spool.mark_delay_notified(sub.id)
+        key = f"{sub.id}-delay"
+        outcome = await self.sender.deliver(message, report_to, key=key)
+        now = time.time()
+        # Not delivered: try again later, backing off as the submission ages (never every poll).
+        next_at = now + max(DELAY_RETRY_MIN, (now - sub.received_at) / 2)
+        notified = outcome != DeliveryOutcome.RETRY
+        await self.spool.delay_notice_done(sub.id, self.owner, notified, next_at)
+        if notified:
+            await self.sender.forget([key])
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop claiming; let the groups being delivered finish (and hand back the rest) within `deadline`."""
         self._stopping = True
         self._wake.set()
+        if self._ticking is not None and not self._ticking.done():
+            await asyncio.wait([self._ticking], timeout=deadline)
 
 
-def _summary(held: list[DueReport], per_hour: int) -> str:
+def _summary(held: list[HeldReport], per_hour: int) -> str:
     lines = [f"{len(held)} earlier outcome report(s) to this address were held back (at most {per_hour} an hour):"]
-    for r in held[:50]:
-        sent = sum(1 for j in r.jobs if j.state == JobState.SENT)
-        lines.append(f"  {r.submission.id}: {sent} of {len(r.jobs)} SMS sent")
-    if len(held) > 50:
-        lines.append(f"  ... and {len(held) - 50} more")
+    for h in held[:SUMMARY_LINES]:
+        lines.append(f"  {h.submission_id}: {h.sent} of {h.total} SMS sent")
+    if len(held) > SUMMARY_LINES:
+        lines.append(f"  ... and {len(held) - SUMMARY_LINES} more")
     return "\n".join(lines)
 
 

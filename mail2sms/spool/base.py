@@ -52,6 +52,15 @@ class DueReport:
 
 
 @dataclass(frozen=True)
+class HeldReport:
+    """A report held back by the per-sender rate limit, as one line of the summary in the next delivered report."""
+
+    submission_id: str
+    sent: int
+    total: int
+
+
+@dataclass(frozen=True)
 class QueueEntry:
     """One line of `mail2sms queue list`."""
 
@@ -116,8 +125,45 @@ class Spool(Protocol):
         """Reports held back by the rate limit for this address; they are marked summarised."""
         ...
 
-    async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
-        """state: 'sent' | 'dropped' | 'pending' (retry at next_at)."""
+    async def report_done(
+        self, submission_id: str, state: str, next_at: float, now: float, owner: str | None = None
+    ) -> bool:
+        """state: a `ReportState` ('pending' = retry at next_at). With `owner`, only while it holds the report
+        (else nothing changes and False comes back); its lease ends."""
+        ...
+
+    # Reports are claimed like jobs (owner + lease), so each is delivered by one process of one node, whatever the
+    # number of workers and nodes: only the owner's `report_done` counts, and a report is loaded one at a time.
+
+    async def claim_reports(self, owner: str, now: float, limit: int, lease: float) -> list[str]:
+        """Lease up to `limit` due reports (`pending`, due by `now`, no running lease) to `owner`: submission ids."""
+        ...
+
+    async def claim_delay_notices(
+        self, owner: str, older_than: float, now: float, limit: int, lease: float
+    ) -> list[str]:
+        """Lease "still trying" notices: unfinished submissions received before `older_than`, not notified yet,
+        due by `now` (a notice that could not be delivered waits for its next try)."""
+        ...
+
+    async def load_report(self, submission_id: str) -> DueReport | None:
+        """One submission with its jobs and report attempts, for composing its report."""
+        ...
+
+    async def release_reports(self, submission_ids: list[str], owner: str) -> None:
+        """Give back claimed reports (and delay notices) not tried, without counting an attempt."""
+        ...
+
+    async def delay_notice_done(self, submission_id: str, owner: str, notified: bool, next_at: float) -> None:
+        """Record a "still trying" notice: delivered or given up (`notified`), else due again at `next_at`."""
+        ...
+
+    async def take_held(self, report_to: str, owner: str, now: float, lease: float) -> list[HeldReport]:
+        """Lease the reports held back for this address, for a summary; `settle_held` says whether it went out."""
+        ...
+
+    async def settle_held(self, submission_ids: list[str], owner: str, summarised: bool) -> None:
+        """Held reports named in a delivered summary become `summarised`; otherwise they wait for the next one."""
         ...
 
     async def queue_list(self, limit: int) -> list[QueueEntry]: ...

@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mail2sms.errors import SpoolError, SpoolFullError
 from mail2sms.model import Job, Submission
-from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, LeaseLost, QueueEntry
+from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_from_row
 
@@ -115,6 +115,11 @@ CREATE INDEX jobs_open ON jobs (submission_id) WHERE state IN ('scheduled', 'que
     # What a provider added to its acceptance (Sent.detail, e.g. "1 of 2 numbers taken"), for the outcome mail.
     (3, """
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS detail TEXT;
+"""),
+    # Reports are claimed like jobs (owner + lease): one delivery per report whatever the number of nodes.
+    (4, """
+ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_owner TEXT;
+ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_lease_until DOUBLE PRECISION;
 """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -511,13 +516,91 @@ class PostgresSpool:
             return await self._reports(conn, rows, False)
         return await self._tx(body)
 
-    async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
+    async def report_done(
+        self, submission_id: str, state: str, next_at: float, now: float, owner: str | None = None
+    ) -> bool:
+        async def body(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "UPDATE submissions SET report_state = %(state)s, report_attempts = report_attempts + 1, "
+                "report_next_at = %(next)s, report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = %(id)s AND (%(owner)s::text IS NULL OR report_owner = %(owner)s)",
+                {"state": state, "next": next_at, "id": submission_id, "owner": owner},
+            )
+            return cur.rowcount == 1
+        return await self._tx(body)
+
+    async def _lease_submissions(self, where: str, order: str, params: dict[str, object]) -> list[str]:
+        """Lease the submissions matching `where` (rows another node is leasing are skipped): their ids."""
+        async def body(conn: Conn) -> list[str]:
+            cur = await conn.execute(
+                f"WITH picked AS (SELECT id FROM submissions WHERE {where} "
+                "AND (report_lease_until IS NULL OR report_lease_until < %(now)s) "
+                f"ORDER BY {order} LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                "UPDATE submissions s SET report_owner = %(owner)s, report_lease_until = %(until)s "
+                f"FROM picked WHERE s.id = picked.id RETURNING s.id, s.{order}",
+                params,
+            )
+            return [r["id"] for r in sorted(await cur.fetchall(), key=lambda r: (r[order], r["id"]))]
+        return await self._tx(body)
+
+    async def claim_reports(self, owner: str, now: float, limit: int, lease: float) -> list[str]:
+        return await self._lease_submissions(
+            "report_state = 'pending' AND report_next_at <= %(now)s", "report_next_at",
+            {"now": now, "limit": limit, "owner": owner, "until": now + lease})
+
+    async def claim_delay_notices(
+        self, owner: str, older_than: float, now: float, limit: int, lease: float
+    ) -> list[str]:
+        # report_next_at is free while a submission is `waiting`: it holds the notice's next try.
+        return await self._lease_submissions(
+            "report_state = 'waiting' AND NOT delay_notified AND report_to IS NOT NULL "
+            "AND received_at <= %(older)s AND report_next_at <= %(now)s", "received_at",
+            {"now": now, "older": older_than, "limit": limit, "owner": owner, "until": now + lease})
+
+    async def load_report(self, submission_id: str) -> DueReport | None:
+        async def body(conn: Conn) -> DueReport | None:
+            cur = await conn.execute("SELECT * FROM submissions WHERE id = %s", (submission_id,))
+            row = await cur.fetchone()
+            return None if row is None else (await self._reports(conn, [row], True))[0]
+        return await self._tx(body, write=False)
+
+    async def release_reports(self, submission_ids: list[str], owner: str) -> None:
         async def body(conn: Conn) -> None:
             await conn.execute(
-                "UPDATE submissions SET report_state = %s, report_attempts = report_attempts + 1, "
-                "report_next_at = %s WHERE id = %s",
-                (state, next_at, submission_id),
-            )
+                "UPDATE submissions SET report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = ANY(%s) AND report_owner = %s", (submission_ids, owner))
+        await self._tx(body)
+
+    async def delay_notice_done(self, submission_id: str, owner: str, notified: bool, next_at: float) -> None:
+        async def body(conn: Conn) -> None:
+            # A submission that became final meanwhile got its report_next_at from _finish_if_final: keep it.
+            await conn.execute(
+                "UPDATE submissions SET delay_notified = %(n)s, report_next_at = CASE WHEN report_state = 'waiting' "
+                "THEN %(next)s ELSE report_next_at END, report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = %(id)s AND report_owner = %(owner)s",
+                {"n": notified, "next": next_at, "id": submission_id, "owner": owner})
+        await self._tx(body)
+
+    async def take_held(self, report_to: str, owner: str, now: float, lease: float) -> list[HeldReport]:
+        async def body(conn: Conn) -> list[HeldReport]:
+            cur = await conn.execute(
+                "WITH picked AS (SELECT id FROM submissions WHERE report_state = 'suppressed' AND report_to = %(to)s "
+                "AND (report_lease_until IS NULL OR report_lease_until < %(now)s) FOR UPDATE SKIP LOCKED) "
+                "UPDATE submissions s SET report_owner = %(owner)s, report_lease_until = %(until)s FROM picked "
+                "WHERE s.id = picked.id RETURNING s.id, s.received_at, "
+                "(SELECT COUNT(*) FROM jobs j WHERE j.submission_id = s.id AND j.state = 'sent') AS sent, "
+                "(SELECT COUNT(*) FROM jobs j WHERE j.submission_id = s.id) AS total",
+                {"to": report_to, "now": now, "owner": owner, "until": now + lease})
+            rows = sorted(await cur.fetchall(), key=lambda r: (r["received_at"], r["id"]))
+            return [HeldReport(r["id"], int(r["sent"]), int(r["total"])) for r in rows]
+        return await self._tx(body)
+
+    async def settle_held(self, submission_ids: list[str], owner: str, summarised: bool) -> None:
+        async def body(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE submissions SET report_state = %s, report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = ANY(%s) AND report_owner = %s AND report_state = 'suppressed'",
+                ("summarised" if summarised else "suppressed", submission_ids, owner))
         await self._tx(body)
 
     # -- operator ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from mail2sms.errors import SpoolError, SpoolFullError
 from mail2sms.model import FINAL_STATES, Job, JobState, Submission
-from mail2sms.spool.base import CommitResult, DueReport, JobUpdate, LeaseLost, QueueEntry
+from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_from_row
 
@@ -114,6 +114,7 @@ JOB_COLUMNS = (
 # (ALTER TABLE ... ADD COLUMN with a default keeps every existing row valid, and older code never names them).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"), ("detail", "TEXT")),
+    "submissions": (("report_owner", "TEXT"), ("report_lease_until", "REAL")),
 }
 
 
@@ -525,13 +526,91 @@ class SqliteSpool:
             return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
         return await self._grouped(body)
 
-    async def report_done(self, submission_id: str, state: str, next_at: float, now: float) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            conn.execute(
+    async def report_done(
+        self, submission_id: str, state: str, next_at: float, now: float, owner: str | None = None
+    ) -> bool:
+        def body(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
                 "UPDATE submissions SET report_state = ?, report_attempts = report_attempts + 1, "
-                "report_next_at = ? WHERE id = ?",
-                (state, next_at, submission_id),
+                "report_next_at = ?, report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = ? AND (? IS NULL OR report_owner = ?)",
+                (state, next_at, submission_id, owner, owner),
             )
+            return cur.rowcount == 1
+        return await self._grouped(body)
+
+    async def claim_reports(self, owner: str, now: float, limit: int, lease: float) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM submissions WHERE report_state = 'pending' AND report_next_at <= ? "
+                "AND (report_lease_until IS NULL OR report_lease_until < ?) ORDER BY report_next_at LIMIT ?",
+                (now, now, limit))]
+            conn.executemany("UPDATE submissions SET report_owner = ?, report_lease_until = ? WHERE id = ?",
+                             [(owner, now + lease, i) for i in ids])
+            return ids
+        return await self._grouped(body)
+
+    async def claim_delay_notices(
+        self, owner: str, older_than: float, now: float, limit: int, lease: float
+    ) -> list[str]:
+        def body(conn: sqlite3.Connection) -> list[str]:
+            # report_next_at is free while a submission is `waiting`: it holds the notice's next try.
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM submissions WHERE report_state = 'waiting' AND delay_notified = 0 "
+                "AND report_to IS NOT NULL AND received_at <= ? AND report_next_at <= ? "
+                "AND (report_lease_until IS NULL OR report_lease_until < ?) ORDER BY received_at LIMIT ?",
+                (older_than, now, now, limit))]
+            conn.executemany("UPDATE submissions SET report_owner = ?, report_lease_until = ? WHERE id = ?",
+                             [(owner, now + lease, i) for i in ids])
+            return ids
+        return await self._grouped(body)
+
+    async def load_report(self, submission_id: str) -> DueReport | None:
+        def body(conn: sqlite3.Connection) -> DueReport | None:
+            row = conn.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+            if row is None:
+                return None
+            return DueReport(submission_from_row(row), self._jobs_of(conn, submission_id), row["report_attempts"])
+        return await self._run(body)
+
+    async def release_reports(self, submission_ids: list[str], owner: str) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE submissions SET report_owner = NULL, report_lease_until = NULL WHERE id = ? AND report_owner = ?",
+                [(i, owner) for i in submission_ids])
+        await self._grouped(body)
+
+    async def delay_notice_done(self, submission_id: str, owner: str, notified: bool, next_at: float) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            # A submission that became final meanwhile got its report_next_at from _finish_if_final: keep it.
+            conn.execute(
+                "UPDATE submissions SET delay_notified = ?, report_next_at = CASE WHEN report_state = 'waiting' "
+                "THEN ? ELSE report_next_at END, report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = ? AND report_owner = ?",
+                (int(notified), next_at, submission_id, owner))
+        await self._grouped(body)
+
+    async def take_held(self, report_to: str, owner: str, now: float, lease: float) -> list[HeldReport]:
+        def body(conn: sqlite3.Connection) -> list[HeldReport]:
+            rows = conn.execute(
+                "SELECT s.id, (SELECT COUNT(*) FROM jobs j WHERE j.submission_id = s.id AND j.state = 'sent'), "
+                "(SELECT COUNT(*) FROM jobs j WHERE j.submission_id = s.id) FROM submissions s "
+                "WHERE s.report_state = 'suppressed' AND s.report_to = ? "
+                "AND (s.report_lease_until IS NULL OR s.report_lease_until < ?) ORDER BY s.received_at, s.id",
+                (report_to, now)).fetchall()
+            conn.executemany("UPDATE submissions SET report_owner = ?, report_lease_until = ? WHERE id = ?",
+                             [(owner, now + lease, r[0]) for r in rows])
+            return [HeldReport(r[0], r[1], r[2]) for r in rows]
+        return await self._grouped(body)
+
+    async def settle_held(self, submission_ids: list[str], owner: str, summarised: bool) -> None:
+        state = "summarised" if summarised else "suppressed"
+
+        def body(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE submissions SET report_state = ?, report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = ? AND report_owner = ? AND report_state = 'suppressed'",
+                [(state, i, owner) for i in submission_ids])
         await self._grouped(body)
 
     # -- operator ---------------------------------------------------------------------------------------
