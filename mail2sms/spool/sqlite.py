@@ -576,7 +576,8 @@ class SqliteSpool:
     async def release_reports(self, submission_ids: list[str], owner: str) -> None:
         def body(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "UPDATE submissions SET report_owner = NULL, report_lease_until = NULL WHERE id = ? AND report_owner = ?",
+                "UPDATE submissions SET report_owner = NULL, report_lease_until = NULL "
+                "WHERE id = ? AND report_owner = ?",
                 [(i, owner) for i in submission_ids])
         await self._grouped(body)
 

@@ -120,7 +120,7 @@ def test_two_workers_send_each_report_once_through_the_smarthost(tmp_path: Path,
     finally:
         assert server.terminate() == 0
     counts = handler.replies_to()
-    assert counts == {i: 1 for i in ids}
+    assert counts == dict.fromkeys(ids, 1)
 
 
 def test_two_workers_sharing_a_maildir_write_each_report_once(tmp_path: Path) -> None:
@@ -133,7 +133,7 @@ def test_two_workers_sharing_a_maildir_write_each_report_once(tmp_path: Path) ->
     finally:
         assert server.terminate() == 0
     counts = collections.Counter(str(m["In-Reply-To"]) for m in reports(tmp_path / "reports"))
-    assert counts == {i: 1 for i in ids}
+    assert counts == dict.fromkeys(ids, 1)
     # Delivered reports leave nothing behind in the index (the spool records them as sent).
     assert list((tmp_path / "reports" / "mail2sms-index").iterdir()) == []
 
@@ -153,7 +153,7 @@ def test_two_postgres_nodes_send_each_report_once(tmp_path: Path, pg_url: str, s
         for node in nodes:
             assert node.terminate() == 0
     counts = handler.replies_to()
-    assert counts == {i: 1 for i in ids}
+    assert counts == dict.fromkeys(ids, 1)
 
 
 def test_two_postgres_nodes_sharing_a_maildir_write_each_report_once(tmp_path: Path, pg_url: str) -> None:
@@ -171,4 +171,4 @@ def test_two_postgres_nodes_sharing_a_maildir_write_each_report_once(tmp_path: P
         for node in nodes:
             assert node.terminate() == 0
     counts = collections.Counter(str(m["In-Reply-To"]) for m in reports(shared))
-    assert counts == {i: 1 for i in ids}
+    assert counts == dict.fromkeys(ids, 1)
