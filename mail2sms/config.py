@@ -177,6 +177,9 @@ class ServerConfig(_Model):
     max_idle_commands: int = Field(default=30, ge=1)
     session_lifetime: Duration = 3600.0
     parse_timeout: Duration = 30.0
+    # Failed SMTP AUTH logins per client network (IPv4 address, IPv6 /64) within the window; then 454 4.7.0.
+    auth_max_failures: int = Field(default=10, ge=1)
+    auth_failure_window: Duration = 900.0
 
     @field_validator("listen", "tls_listen", "auth_without_tls")
     @classmethod

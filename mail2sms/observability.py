@@ -1,9 +1,15 @@
 """Logging: structlog with secret redaction, JSON lines to stdout (readable console output on a TTY).
 
 Two layers keep secrets out of logs. Keys that name a secret (`password`, `key`, `token`, …) are replaced by
-`***` whatever their value; and every registered secret *value* (config secrets, credentials found in mail
-bodies, AUTH passwords) is masked wherever it appears inside any logged string. Exceptions are rendered
-without local variables, since a frame's locals may hold a password.
+`***` whatever their value; and every registered secret *value* is masked wherever it appears inside any logged
+string. Exceptions are rendered without local variables, since a frame's locals may hold a password.
+
+Only secrets that are known to be secrets are registered: configured ones, and SMTP AUTH passwords once verified
+(both kept while the process runs), and credentials from a mail body (kept for a time, then forgotten). A value
+shorter than `MIN_SECRET` characters is masked by key name only: masking `info`, `error` or `2026-12` in every line
+would blind the log, and a failed AUTH password is attacker-chosen text, so it is never registered at all. The
+registry is bounded and registering costs O(1); `level`, `timestamp`, `event` and the other structural fields are
+never scrubbed, so no registered value can hide what happened, when, or to which session.
 
 This module must never print a secret, and nothing else in mail2sms may configure logging.
 """
@@ -14,7 +20,9 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -26,27 +34,97 @@ MASK = "***"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|^key$|authorization|credential", re.IGNORECASE)
 
 
-class SecretRegistry:
-    """Secret values to mask in every log line. Thread-safe: the spool and parsers run in worker threads."""
+MIN_SECRET = 6  # shorter values are ordinary words too often ("info", "2026", "admin"): masked by key name only
+MAX_TRANSIENT = 512  # body credentials remembered at once; the oldest are forgotten first
+TRANSIENT_TTL = 86400.0 + 3600.0  # a body credential is forgotten after this (a route's default lifetime + 1 h)
+# Fields that describe the log line itself: never scrubbed, whatever value was registered.
+STRUCTURAL = frozenset({"level", "timestamp", "event", "logger", "logger_name", "session", "submission", "peer"})
 
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+
+class SecretRegistry:
+    """Secret values to mask in every log line. Thread-safe: the spool and parsers run in worker threads.
+
+    Lasting secrets (config, verified AUTH passwords) stay for the process's life; transient ones (credentials
+    from a mail body) expire after their time-to-live and at most `max_transient` are kept, so no sender can grow
+    the set without bound. Adding is O(1): the longest-first list that `scrub()` walks is rebuilt lazily, once
+    after a batch of changes, and matching is plain substring search (no regex compiled over every secret).
+    """
+
+    def __init__(self, max_transient: int = MAX_TRANSIENT, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lasting: set[str] = set()
+        self._transient: OrderedDict[str, float] = OrderedDict()  # value → expiry, oldest registration first
+        self._max_transient = max_transient
+        self._clock = clock
+        self._ordered: tuple[str, ...] = ()
+        self._dirty = False
+        self._next_expiry = float("inf")
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
-        # Very short values would mask ordinary words; a 1–3 character password is masked by key name only.
-        new = {v for v in values if v and len(v) >= 4} - self._values
-        if not new:
-            return
+        """Register configured or verified secrets for the life of the process."""
         with self._lock:
-            self._values |= new
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            for value in values:
+                if value and len(value) >= MIN_SECRET and value not in self._lasting:
+                    self._lasting.add(value)
+                    self._transient.pop(value, None)
+                    self._dirty = True
+
+    def add_transient(self, values: Iterable[str], ttl: float = TRANSIENT_TTL) -> None:
+        """Register secrets that came inside a mail, forgotten after `ttl` seconds (or when the set is full)."""
+        expires = self._clock() + ttl
+        with self._lock:
+            for value in values:
+                if not value or len(value) < MIN_SECRET or value in self._lasting:
+                    continue
+                known = value in self._transient
+                self._transient[value] = max(expires, self._transient.get(value, 0.0))
+                self._transient.move_to_end(value)
+                self._next_expiry = min(self._next_expiry, expires)
+                if not known:
+                    self._dirty = True
+            while len(self._transient) > self._max_transient:
+                self._transient.popitem(last=False)
+                self._dirty = True
+
+    def discard(self, values: Iterable[str]) -> None:
+        """Forget transient secrets at once (their submission is final); lasting ones stay."""
+        with self._lock:
+            for value in values:
+                if self._transient.pop(value, None) is not None:
+                    self._dirty = True
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def _current(self) -> tuple[str, ...]:
+        now = self._clock()
+        if not self._dirty and now < self._next_expiry:
+            return self._ordered
+        with self._lock:
+            if now >= self._next_expiry:
+                for value in [v for v, at in self._transient.items() if at <= now]:
+                    del self._transient[value]
+                self._next_expiry = min(self._transient.values(), default=float("inf"))
+            # Longest first, so a secret that contains another is masked whole.
+            self._ordered = tuple(sorted(self._lasting | self._transient.keys(), key=len, reverse=True))
+            self._dirty = False
+            return self._ordered
 
     def scrub(self, text: str) -> str:
-        pattern = self._pattern
-        return pattern.sub(MASK, text) if pattern is not None else text
+        for value in self._current():
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def scrub_all(self, texts: list[str]) -> list[str] | None:
+        """`scrub()` of each text, or None when no secret occurs in any (one search over the joined texts)."""
+        values = self._current()
+        if not values:
+            return None
+        joined = "\0".join(texts)
+        if not any(value in joined for value in values):
+            return None
+        return [self.scrub(t) for t in texts]
 
 
 SECRETS = SecretRegistry()
@@ -63,12 +141,33 @@ def _scrub(value: Any) -> Any:
 
 
 def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask secret-named keys and registered secret values anywhere in the event."""
+    """structlog processor: mask secret-named keys and registered secret values anywhere in the event.
+
+    Structural fields (`level`, `timestamp`, `event`, …) are left as they are, and one substring search over
+    the line's plain strings decides whether any value needs a closer look, so a clean line costs little."""
+    plain: list[str] = []
     for key, value in list(event_dict.items()):
+        if key in STRUCTURAL:
+            continue
         if _SECRET_KEY.search(key) and value:
             event_dict[key] = MASK
+        elif isinstance(value, str):
+            plain.append(key)
         else:
             event_dict[key] = _scrub(value)
+    if plain:
+        scrubbed = SECRETS.scrub_all([event_dict[k] for k in plain])
+        if scrubbed is not None:
+            for key, text in zip(plain, scrubbed, strict=True):
+                event_dict[key] = text
+    return event_dict
+
+
+def _scrub_foreign_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A library's (stdlib logging) message is free text that may quote anything: its event is scrubbed too."""
+    event = event_dict.get("event")
+    if isinstance(event, str):
+        event_dict["event"] = SECRETS.scrub(event)
     return event_dict
 
 
@@ -114,7 +213,7 @@ def setup(level: str = "info", stream: TextIO | None = None, json: bool | None =
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *_processors(use_json),
             ],
-            foreign_pre_chain=[structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, _scrub_foreign_event],
         )
     )
     root = logging.getLogger()

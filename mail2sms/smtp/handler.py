@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from mail2sms.config import Config
 from mail2sms.errors import (
@@ -33,6 +33,7 @@ from mail2sms.parse.submission import Envelope as ParsedEnvelope
 from mail2sms.parse.submission import Limits, RoutedRecipient, build_submission
 from mail2sms.providers.base import Limits as ProviderLimits
 from mail2sms.smtp import replies
+from mail2sms.smtp.auth import ATTEMPT, AUTH_THROTTLED, THROTTLED_DELAY, LoginAttempt, LoginThrottle
 from mail2sms.smtp.hygiene import address_problem
 from mail2sms.smtp.policy import Client, MailCheck, RoutePolicy, Router, check_access, policy_reply
 from mail2sms.spool.base import Spool
@@ -84,7 +85,19 @@ class Handler:
         self.executor = executor
         self.limits = Limits(max_received=config.server.max_received_headers)
         self.dedupe_window = config.server.dedupe_window
-        self.route_policy = RoutePolicy()  # number rules and quotas (counts in memory: see smtp.quota)
+        # Number rules and quotas; quota counts live in the spool, shared by every process and node.
+        self.route_policy = RoutePolicy(spool.quota_used, config.server.trusted_networks)
+        self.login_throttle = LoginThrottle(config.server.auth_max_failures, config.server.auth_failure_window)
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> Any:
+        """Before aiosmtpd runs the mechanism: refuse a network with too many failed logins (smtp.auth)."""
+        peer = _peer(session)
+        ATTEMPT.set(LoginAttempt(peer, self.login_throttle))  # travels with the session into the check thread
+        if self.login_throttle.blocked(peer):
+            log.info("auth refused: too many failures", peer=peer)
+            await asyncio.sleep(THROTTLED_DELAY)  # this session waits; the loop and other clients do not
+            return str(AUTH_THROTTLED)
+        return MISSING
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: Sequence[str]
@@ -120,7 +133,7 @@ class Handler:
                 number = parse_local_part(address.rpartition("@")[0], route.region)
             except NumberError as exc:
                 return replies.BAD_NUMBER.with_detail(str(exc))
-        refusal = self.route_policy.rcpt_refusal(route, number, client, envelope.routed, time.time())
+        refusal = await self.route_policy.rcpt_refusal(route, number, client, envelope.routed, time.time())
         if refusal is not None:
             log.info("number policy refused", peer=client.ip, rcpt=address, user=client.user, reply=refusal[:3])
             return refusal
@@ -167,11 +180,16 @@ class Handler:
         except ContentError as exc:
             log.info("content refused", peer=parsed.peer, why=str(exc))
             return replies.BAD_CONTENT.with_detail(str(exc))
-        for job in submission.jobs:
-            if job.account is not None:
-                SECRETS.add(job.account.secrets())
+        # Body credentials are masked in logs while their jobs may still be sent, then forgotten (observability).
+        body_secrets = {v for job in submission.jobs if job.account is not None for v in job.account.secrets()}
+        if body_secrets:
+            lifetime = max((r.route.lifetime for r in parsed.recipients), default=0.0)
+            SECRETS.add_transient(body_secrets, ttl=lifetime + 3600.0)
         try:
-            result = await self.spool.commit(submission, keys, self.dedupe_window)
+            result = await self.spool.commit(submission, keys, self.dedupe_window, quota=check.charges(submission))
+        except PolicyError as exc:  # a quota, checked and charged atomically by the commit
+            log.info("quota refused", peer=parsed.peer, why=str(exc))
+            return policy_reply(exc)
         except SpoolFullError:
             log.error("spool full: mail refused with 452")
             return str(replies.SPOOL_FULL)
@@ -181,7 +199,6 @@ class Handler:
         if result.duplicate:
             log.info("duplicate", submission=result.submission_id, peer=parsed.peer)
             return f"{replies.DUPLICATE} {result.submission_id}"
-        check.charge(submission)
         log.info("queued", submission=result.submission_id, peer=parsed.peer, user=user,
                  sender=parsed.mail_from, jobs=len(submission.jobs), route=submission.route,
                  report=bool(submission.report_to))

@@ -13,9 +13,10 @@ Sender addresses are weak evidence (anyone can write any MAIL FROM); the README 
 
 Then the route's number rules (`allowed_countries`, `blocked_prefixes`, `max_recipients`) and quotas
 (`quota_per_hour`, `quota_per_day`): at RCPT for the address format, at DATA (through `build_submission`'s
-route check) for numbers that are only known from the body. An hourly quota answers `450 4.7.1` (waiting
-helps, and an MTA retries by itself); a daily quota, or a mail bigger than a quota, answers `550 5.7.1`,
-because an SMS that arrives a day late is usually worse than a clear refusal today.
+route check) for numbers that are only known from the body, and finally, atomically, in `spool.commit()`.
+An hourly quota answers `450 4.7.1` (waiting helps, and an MTA retries by itself); a daily quota, or a mail
+bigger than a quota, answers `550 5.7.1`, because an SMS that arrives a day late is usually worse than a clear
+refusal today.
 This module must never let a recipient through that no route allows.
 """
 
@@ -28,11 +29,13 @@ from dataclasses import dataclass, field
 import phonenumbers
 
 from mail2sms.config import RouteConfig
-from mail2sms.errors import LimitError, PolicyError
+from mail2sms.errors import LimitError, PolicyError, SpoolError
 from mail2sms.model import Job, Submission
 from mail2sms.parse.submission import Envelope, RoutedRecipient, refuse_row
 from mail2sms.smtp import replies
-from mail2sms.smtp.quota import DAY, HOUR, MemoryQuotaStore, QuotaStore
+from mail2sms.smtp.quota import Counted, QuotaReader, charges, counted, limits
+from mail2sms.spool import quotas
+from mail2sms.spool.quotas import QuotaCharge
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -147,7 +150,9 @@ def number_problem(route: RouteConfig, number: str) -> str | None:
 
 
 def quota_key(user: str | None, mail_from: str, peer: str) -> str:
-    """Whom a quota counts: the SMTP AUTH user, else the envelope sender, else (null sender) the client address."""
+    """The first party a quota counts: the SMTP AUTH user, else the envelope sender, else the client address.
+
+    An unauthenticated mail is counted by its client network too (smtp.quota.counted)."""
     if user is not None:
         return f"user:{user.lower()}"
     if mail_from:
@@ -163,27 +168,39 @@ def policy_reply(exc: PolicyError) -> str:
 
 
 class RoutePolicy:
-    """The routes' number rules and quotas, shared by every SMTP session of this process."""
+    """The routes' number rules and quotas, shared by every SMTP session of this process.
 
-    def __init__(self, store: QuotaStore | None = None) -> None:
-        self.store: QuotaStore = store if store is not None else MemoryQuotaStore()
+    Quota counts are read from the spool (`reader` = `spool.quota_used`) for an early answer at RCPT; the
+    binding check is made by `spool.commit()` with the charges `MailCheck.charges()` builds."""
 
-    def quota_problem(self, route: RouteConfig, who: str, count: int, now: float) -> PolicyError | None:
-        """A PolicyError when `count` more SMS by `who` on `route` would exceed a quota; the daily one first."""
-        for limit, window, name in ((route.quota_per_day, DAY, "day"), (route.quota_per_hour, HOUR, "hour")):
-            if limit is None:
-                continue
-            if count > limit:
-                return PolicyError(f"this mail needs {count} SMS, more than the {limit} per {name} this route allows",
-                                   quota=True)
-            used = self.store.used(f"{route.match}\0{who}", now - window)
-            if used + count > limit:
-                return PolicyError(f"{used} of {limit} SMS per {name} on this route are used", quota=True,
-                                   temporary=name == "hour")
+    def __init__(self, reader: QuotaReader | None = None, trusted_networks: Sequence[IPNetwork] = ()) -> None:
+        self.reader = reader
+        self.trusted_networks = list(trusted_networks)
+
+    def whom(self, user: str | None, mail_from: str, peer: str) -> list[Counted]:
+        return counted(user, mail_from, peer, in_networks(peer, self.trusted_networks))
+
+    async def quota_problem(self, route: RouteConfig, whom: Sequence[Counted], count: int,
+                            now: float) -> PolicyError | None:
+        """A PolicyError when `count` more SMS on `route` would exceed a quota by what the spool counts now."""
+        if self.reader is None:
+            return None
+        reader = self.reader
+        sums: dict[tuple[str, float], int] = {}
+        wanted = charges(route, list(whom), count)
+        try:
+            for key, since in quotas.windows(wanted, now):
+                sums[(key, since)] = await reader(key, since)
+        except SpoolError:
+            return None  # only an early look: the commit checks again, and answers 451 if the spool is down
+        for charge in wanted:
+            refusal = quotas.problem(charge, lambda key, since: sums[(key, since)], now)
+            if refusal is not None:
+                return refusal
         return None
 
-    def rcpt_refusal(self, route: RouteConfig, number: str | None, client: Client,
-                     routed: Sequence[RoutedRecipient], now: float) -> str | None:
+    async def rcpt_refusal(self, route: RouteConfig, number: str | None, client: Client,
+                           routed: Sequence[RoutedRecipient], now: float) -> str | None:
         """The reply that refuses this RCPT by the route's number rules, recipient limit or quota, or None."""
         if number is not None:
             problem = number_problem(route, number)
@@ -192,25 +209,25 @@ class RoutePolicy:
         already = sum(1 for r in routed if r.route.match == route.match)
         if route.max_recipients is not None and already >= route.max_recipients:
             return str(replies.TOO_MANY_RECIPIENTS)  # RFC 5321 4.5.3.1.10: the client sends the rest later
-        error = self.quota_problem(route, quota_key(client.user, client.mail_from, client.ip), already + 1, now)
+        whom = self.whom(client.user, client.mail_from, client.ip)
+        error = await self.quota_problem(route, whom, already + 1, now)
         return policy_reply(error) if error is not None else None
 
     def for_mail(self, envelope: Envelope, now: float) -> MailCheck:
         """The DATA-time check for one mail, to pass to `build_submission(check_route=...)`."""
-        return MailCheck(self, quota_key(envelope.user, envelope.mail_from, envelope.peer), now)
-
-    def charge(self, route_match: str, who: str, count: int, now: float) -> None:
-        self.store.charge(f"{route_match}\0{who}", count, now)
+        return MailCheck(self.whom(envelope.user, envelope.mail_from, envelope.peer), now)
 
 
 @dataclass
 class MailCheck:
-    """Checks each route's jobs of one mail (raising LimitError or PolicyError); then charges its quotas."""
+    """Checks each route's jobs of one mail (raising LimitError or PolicyError); then says what to charge.
 
-    policy: RoutePolicy
-    who: str
+    Runs inside the parse (perhaps on a worker thread), so it reads no counts: it refuses what no count can
+    allow (a mail bigger than a quota), and `charges()` hands the rest to `spool.commit()`, which decides."""
+
+    whom: list[Counted]
     now: float
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, tuple[RouteConfig, int]] = field(default_factory=dict)
 
     def __call__(self, route: RouteConfig, jobs: Sequence[Job]) -> None:
         live = [job for job in jobs if not job.state.final]  # CSV rows already refused for their own problem
@@ -224,15 +241,15 @@ class MailCheck:
             if job.row is None:
                 raise PolicyError(problem)
             refuse_row(job, problem)  # a CSV row: reported with its row number; the route's csv_policy decides
-        count = self.counts.get(route.match, 0) + sum(1 for job in live if not job.state.final)
-        error = self.policy.quota_problem(route, self.who, count, self.now)
-        if error is not None:
-            raise error
-        self.counts[route.match] = count
+        count = self.counts.get(route.match, (route, 0))[1] + sum(1 for job in live if not job.state.final)
+        for limit in limits(route):
+            if count > limit.limit:
+                raise PolicyError(f"this mail needs {count} SMS, more than the {limit.limit} per {limit.name} "
+                                  "this route allows", quota=True)
+        self.counts[route.match] = (route, count)
 
-    def charge(self, submission: Submission) -> None:
-        """Count the mail's SMS against its quotas, once it is committed (a dry run sends and counts nothing)."""
+    def charges(self, submission: Submission) -> list[QuotaCharge]:
+        """What the mail's commit must charge; nothing for a dry run, which sends and counts nothing."""
         if submission.dry_run:
-            return
-        for route_match, count in self.counts.items():
-            self.policy.charge(route_match, self.who, count, self.now)
+            return []
+        return [c for route, count in self.counts.values() for c in charges(route, self.whom, count)]

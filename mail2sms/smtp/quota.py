@@ -1,65 +1,62 @@
-"""Per-route SMS quotas: how many SMS one user (or sender) sent on a route in the last hour and the last day.
+"""Whom a route quota counts, and the charges one mail makes; the counting itself is the spool's (spool.quotas).
 
-The counts live in memory, in this process: they start from zero at every restart, and with `workers = N`
-each process counts on its own. That is enough to stop a runaway alarm panel or a stolen password from
-spending the whole account in minutes; a quota that must hold across restarts and hosts needs a shared store
-(the PostgreSQL spool), which implements the same two methods.
+A quota counts the SMTP AUTH user; an unauthenticated mail counts against its envelope sender *and* its client
+network (an IPv4 address, an IPv6 /64), so rotating the MAIL FROM does not reset anything. A client in
+`server.trusted_networks` is counted by sender only: it is the operator's relay or LAN, speaking for many senders.
+The null sender is counted by client network.
 
-Windows slide: "the last hour" is the 3600 seconds before `now`, not the clock hour. Memory is bounded: only
-charged SMS are remembered, and only for a day. Thread-safe, because DATA checks may run on a parse thread.
-This module must never block the event loop or store anything but counts and times.
+The counts live in the spool and are checked and charged atomically when the mail is committed, so every worker
+process and PostgreSQL node shares them and a restart forgets nothing. The RCPT-time look (`used`) is only an
+early answer; the commit decides. This module must never count a dry run or a duplicate.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-HOUR = 3600.0
-DAY = 86400.0
+from mail2sms.config import RouteConfig
+from mail2sms.smtp.auth import client_network
+from mail2sms.spool.quotas import DAY, HOUR, QuotaCharge, QuotaLimit
 
+QuotaReader = Callable[[str, float], Awaitable[int]]  # spool.quota_used(key, since)
 
-class QuotaStore(Protocol):
-    def used(self, key: str, since: float) -> int:
-        """SMS charged to `key` after `since`."""
-        ...
-
-    def charge(self, key: str, count: int, now: float) -> None:
-        """Record `count` SMS for `key` at `now`."""
-        ...
+__all__ = ["DAY", "HOUR", "Counted", "QuotaReader", "charges", "counted", "limits"]
 
 
-class MemoryQuotaStore:
-    """`QuotaStore` in this process's memory; entries older than a day are dropped."""
+@dataclass(frozen=True)
+class Counted:
+    """One thing a quota counts: its key suffix (`user:alarm`) and, in words, whom (`the client 10.0.0.5`)."""
 
-    def __init__(self, horizon: float = DAY) -> None:
-        self.horizon = horizon
-        self._charges: dict[str, deque[tuple[float, int]]] = {}
-        self._lock = threading.Lock()
-        self._last_sweep = float("-inf")
+    key: str
+    who: str
 
-    def used(self, key: str, since: float) -> int:
-        with self._lock:
-            return sum(count for at, count in self._charges.get(key, ()) if at > since)
 
-    def charge(self, key: str, count: int, now: float) -> None:
-        if count <= 0:
-            return
-        with self._lock:
-            if now - self._last_sweep >= self.horizon / 24:
-                self._sweep(now - self.horizon)
-                self._last_sweep = now
-            self._charges.setdefault(key, deque()).append((now, count))
+def counted(user: str | None, mail_from: str, peer: str, trusted: bool) -> list[Counted]:
+    """Whom one mail's SMS count against (see the module docstring)."""
+    if user is not None:
+        return [Counted(f"user:{user.lower()}", "")]
+    out = []
+    if mail_from:
+        out.append(Counted(f"sender:{mail_from.lower()}", f"the sender {mail_from.lower()}"))
+    if not trusted or not mail_from:
+        network = client_network(peer)
+        out.append(Counted(f"peer:{network}", f"the client {network}"))
+    return out
 
-    def _sweep(self, horizon: float) -> None:
-        for key in list(self._charges):
-            times = self._charges[key]
-            while times and times[0][0] <= horizon:
-                times.popleft()
-            if not times:
-                del self._charges[key]
 
-    def __len__(self) -> int:
-        """How many keys are remembered (for tests)."""
-        return len(self._charges)
+def limits(route: RouteConfig) -> tuple[QuotaLimit, ...]:
+    """The route's quotas, the daily one first (its refusal is the permanent one)."""
+    found = [QuotaLimit(route.quota_per_day, DAY, "day")] if route.quota_per_day is not None else []
+    if route.quota_per_hour is not None:
+        found.append(QuotaLimit(route.quota_per_hour, HOUR, "hour"))
+    return tuple(found)
+
+
+def charges(route: RouteConfig, whom: list[Counted], count: int) -> list[QuotaCharge]:
+    """The charges `count` SMS on `route` make, one per counted party; none when the route has no quota."""
+    route_limits = limits(route)
+    if not route_limits or count <= 0:
+        return []
+    # "|" and not NUL between the parts: PostgreSQL text cannot hold NUL.
+    return [QuotaCharge(f"{route.match}|{c.key}", count, route_limits, c.who) for c in whom]

@@ -9,12 +9,13 @@ A spool never logs credentials; body credentials are deleted when their submissi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from mail2sms.errors import SpoolError
 from mail2sms.model import Job, JobState, Submission
+from mail2sms.spool.quotas import QuotaCharge
 
 
 class LeaseLost(SpoolError):
@@ -78,8 +79,16 @@ class Spool(Protocol):
 
     async def close(self) -> None: ...
 
-    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float) -> CommitResult:
-        """Store the submission and its jobs durably, unless every job's dedupe key is already known."""
+    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float,
+                     quota: Sequence[QuotaCharge] = ()) -> CommitResult:
+        """Store the submission and its jobs durably, unless every job's dedupe key is already known.
+
+        `quota` is checked and charged in the same transaction (spool.quotas): over a limit, `QuotaExceeded` is
+        raised and nothing is stored; a duplicate is not charged."""
+        ...
+
+    async def quota_used(self, key: str, since: float) -> int:
+        """SMS charged to a quota key after `since` (an early, advisory look: `commit` decides)."""
         ...
 
     async def claim(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mail2sms.errors import SpoolError, SpoolFullError
 from mail2sms.model import Job, Submission
+from mail2sms.spool import quotas
 from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_from_row
@@ -121,6 +122,11 @@ ALTER TABLE jobs ADD COLUMN IF NOT EXISTS detail TEXT;
 ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_owner TEXT;
 ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_lease_until DOUBLE PRECISION;
 """),
+    # Route quotas counted in the spool, so every node shares one count (spool.quotas).
+    (5, """
+CREATE TABLE IF NOT EXISTS quota_charges (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS quota_charges_key ON quota_charges (key, at);
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -171,6 +177,7 @@ class _PendingCommit:
     keys: list[str]
     window: float
     future: asyncio.Future[CommitResult]
+    quota: Sequence[quotas.QuotaCharge] = ()
 
 
 class PostgresSpool:
@@ -236,7 +243,8 @@ class PostgresSpool:
 
     # -- commit -----------------------------------------------------------------------------------------
 
-    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float) -> CommitResult:
+    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float,
+                     quota: Sequence[quotas.QuotaCharge] = ()) -> CommitResult:
         """Group commit: commits that arrive while one transaction is in flight go together in the next one.
 
         Every caller's result comes only after the transaction holding its submission committed. If a group's
@@ -244,7 +252,7 @@ class PostgresSpool:
         if len(dedupe_keys) != len(submission.jobs):
             raise ValueError("one dedupe key per job")
         pending = _PendingCommit(submission, list(submission.jobs), submission.id, dedupe_keys, window,
-                                 asyncio.get_running_loop().create_future())
+                                 asyncio.get_running_loop().create_future(), quota)
         self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -277,7 +285,7 @@ class PostgresSpool:
         out = []
         for one in group:
             one.submission.id, one.submission.jobs = one.given_id, list(one.jobs)  # as the caller gave it
-            out.append(await self._commit(conn, one.submission, one.jobs, one.keys, one.window))
+            out.append(await self._commit(conn, one.submission, one.jobs, one.keys, one.window, one.quota))
         return out
 
     @staticmethod
@@ -292,7 +300,8 @@ class PostgresSpool:
         one.future.set_result(outcome)
 
     async def _commit(
-        self, conn: Conn, sub: Submission, jobs: list[Job], keys: list[str], window: float
+        self, conn: Conn, sub: Submission, jobs: list[Job], keys: list[str], window: float,
+        quota: Sequence[quotas.QuotaCharge] = (),
     ) -> CommitResult:
         now = sub.received_at
         sid = sub.id or new_id()
@@ -313,6 +322,8 @@ class PostgresSpool:
             if row is None:  # cannot happen while we hold the conflict; be safe rather than lose the mail
                 raise SpoolError("dedupe key vanished")
             return CommitResult(row["submission_id"], duplicate=True)
+        if quota:
+            await self._charge_quota(conn, quota, now)
         sub.id = sid
         sub.jobs = fresh
         await conn.execute(
@@ -339,6 +350,36 @@ class PostgresSpool:
             self._last_purge = time.monotonic()
             await conn.execute("DELETE FROM dedupe WHERE created_at < %s", (now - window,))
         return CommitResult(sub.id)
+
+    @staticmethod
+    async def _charge_quota(conn: Conn, quota: Sequence[quotas.QuotaCharge], now: float) -> None:
+        """Check and charge route quotas in this transaction (spool.quotas); QuotaExceeded rolls it all back.
+
+        A transaction-scoped advisory lock per key (taken in key order, so two nodes cannot deadlock on one mail)
+        makes every node's check-and-charge of one key take turns; the sums are read after the lock."""
+        for key in sorted({c.key for c in quota}):
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        sums: dict[tuple[str, float], int] = {}
+        for key, since in quotas.windows(quota, now):
+            cur = await conn.execute(
+                "SELECT COALESCE(SUM(count), 0) AS used FROM quota_charges WHERE key = %s AND at > %s", (key, since))
+            row = await cur.fetchone()
+            sums[(key, since)] = int(row["used"]) if row is not None else 0
+        quotas.check(quota, lambda key, since: sums[(key, since)], now)
+        for charge in quota:
+            await conn.execute("DELETE FROM quota_charges WHERE key = %s AND at <= %s",
+                               (charge.key, now - quotas.HORIZON))
+        async with conn.cursor() as c:
+            await c.executemany("INSERT INTO quota_charges (key, at, count) VALUES (%s,%s,%s)",
+                                [(ch.key, now, ch.count) for ch in quota])
+
+    async def quota_used(self, key: str, since: float) -> int:
+        async def body(conn: Conn) -> int:
+            cur = await conn.execute(
+                "SELECT COALESCE(SUM(count), 0) AS used FROM quota_charges WHERE key = %s AND at > %s", (key, since))
+            row = await cur.fetchone()
+            return int(row["used"]) if row is not None else 0
+        return await self._tx(body, write=False)
 
     async def _finish_if_final(self, conn: Conn, submission_ids: Iterable[str], now: float) -> list[str]:
         sids = sorted(set(submission_ids))

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from mail2sms.errors import SpoolError, SpoolFullError
 from mail2sms.model import FINAL_STATES, Job, JobState, Submission
+from mail2sms.spool import quotas
 from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_from_row
@@ -102,6 +103,8 @@ CREATE TABLE IF NOT EXISTS dedupe (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe (created_at);
+CREATE TABLE IF NOT EXISTS quota_charges (key TEXT NOT NULL, at REAL NOT NULL, count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS quota_charges_key ON quota_charges (key, at);
 """
 
 JOB_COLUMNS = (
@@ -140,6 +143,11 @@ def sqlite_path(url: str) -> Path:
     return Path(rest)
 
 
+
+
+def _quota_used(conn: sqlite3.Connection, key: str, since: float) -> int:
+    row = conn.execute("SELECT COALESCE(SUM(count), 0) FROM quota_charges WHERE key = ? AND at > ?", (key, since))
+    return int(row.fetchone()[0])
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:
@@ -268,10 +276,14 @@ class SqliteSpool:
 
     # -- commit -----------------------------------------------------------------------------------------
 
-    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float) -> CommitResult:
+    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float,
+                     quota: Sequence[quotas.QuotaCharge] = ()) -> CommitResult:
         if len(dedupe_keys) != len(submission.jobs):
             raise ValueError("one dedupe key per job")
-        return await self._grouped(lambda c: self._commit(c, submission, dedupe_keys, window))
+        return await self._grouped(lambda c: self._commit(c, submission, dedupe_keys, window, quota))
+
+    async def quota_used(self, key: str, since: float) -> int:
+        return await self._run(lambda c: _quota_used(c, key, since))
 
     async def _grouped(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write in the next group transaction (group commit) and return once that transaction is durable.
@@ -326,7 +338,8 @@ class SqliteSpool:
         return outcomes
 
     def _commit(
-        self, conn: sqlite3.Connection, sub: Submission, keys: list[str], window: float
+        self, conn: sqlite3.Connection, sub: Submission, keys: list[str], window: float,
+        quota: Sequence[quotas.QuotaCharge] = (),
     ) -> CommitResult:
         now = sub.received_at
         conn.execute("DELETE FROM dedupe WHERE created_at < ?", (now - window,))
@@ -340,6 +353,12 @@ class SqliteSpool:
                 duplicate_of = row[0]
         if not fresh and duplicate_of is not None:
             return CommitResult(duplicate_of, duplicate=True)
+        if quota:  # checked and charged in this transaction: the write lock serialises every process
+            quotas.check(quota, lambda key, since: _quota_used(conn, key, since), now)
+            for charge in quota:
+                conn.execute("DELETE FROM quota_charges WHERE key = ? AND at <= ?", (charge.key, now - quotas.HORIZON))
+            conn.executemany("INSERT INTO quota_charges (key, at, count) VALUES (?,?,?)",
+                             [(c.key, now, c.count) for c in quota])
         sub.id = sub.id or new_id()
         sub.jobs = [job for job, _ in fresh]
         conn.execute(

@@ -181,12 +181,13 @@ def test_refused_and_nothing_sent(server: ThreadServer, kwt: FakeKwtSms, tmp_pat
 
 
 def test_hourly_quota_answers_450(server: ThreadServer, kwt: FakeKwtSms) -> None:
-    """Three SMS an hour pass; the fourth RCPT is 450 4.7.1 (an MTA retries later), and a new sender still passes."""
+    """Three SMS an hour pass; the fourth RCPT is 450 4.7.1 (an MTA retries later); a new sender on another client
+    passes (an untrusted client is counted by its address too, so the same client with a new sender would not)."""
     for i in range(3):
         with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
             assert not client.send_message(message(f"9655000004{i}@hourly.test", f"n{i}", sender=PARTNER))
     attempt(server.port, Case(["96550000049@hourly.test"], replies.QUOTA_REACHED))
-    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30, source_address=("127.0.0.2", 0)) as client:
         assert not client.send_message(message("96550000048@hourly.test", "other", sender="other@partner.example"))
     wait_until(lambda: len(kwt.sent) == 4)
     assert "96550000049" not in [s.number for s in kwt.sent]

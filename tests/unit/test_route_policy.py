@@ -1,6 +1,8 @@
-"""Route number rules and quotas (smtp.policy, smtp.quota): pure decisions with the clock passed in."""
+"""Route number rules and quotas (smtp.policy, smtp.quota, spool.quotas): pure decisions with the clock passed in."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
@@ -10,7 +12,8 @@ from mail2sms.model import Job, JobState
 from mail2sms.parse.submission import Envelope
 from mail2sms.smtp import replies
 from mail2sms.smtp.policy import Client, RoutePolicy, check_access, number_problem, policy_reply, quota_key
-from mail2sms.smtp.quota import MemoryQuotaStore
+from mail2sms.smtp.quota import counted, limits
+from mail2sms.spool import quotas
 
 
 def route(**kw: object) -> RouteConfig:
@@ -62,36 +65,49 @@ def test_bare_ip_allow_entry_is_one_host() -> None:
     assert not check_access(r, Client("192.0.2.8", None, ""), []).allowed
 
 
-def test_quota_store_windows_slide() -> None:
-    """Charges count inside the window before `now` and are forgotten after a day."""
-    store = MemoryQuotaStore()
-    store.charge("k", 2, 1000.0)
-    store.charge("k", 3, 5000.0)
-    assert store.used("k", 5000.0 - 3600) == 3
-    assert store.used("k", 0.0) == 5
-    store.charge("other", 1, 5000.0 + 86400 + 10)
-    assert store.used("k", 0.0) == 0
-    assert len(store) == 1
+def _used(charges: list[tuple[str, float, int]]) -> Callable[[str, float], int]:
+    """A sum over charge rows, as the spools compute it in SQL."""
+    return lambda key, since: sum(n for k, at, n in charges if k == key and at > since)
+
+
+def test_quota_windows_slide() -> None:
+    """Charges count inside the window before `now`; the hourly window forgets what the daily one remembers."""
+    r = route(quota_per_hour=3, quota_per_day=5)
+    rows = [("k", 1000.0, 2), ("k", 5000.0, 3)]
+    hour_full = quotas.QuotaCharge("k", 1, limits(r))
+    assert quotas.problem(hour_full, _used(rows), 5000.0) is not None
+    later = quotas.problem(hour_full, _used(rows), 5000.0 + 3601)
+    assert later is not None
+    assert not later.temporary  # the day still holds 5
+    assert quotas.problem(hour_full, _used(rows), 1000.0 + 86401) is None
 
 
 def test_hourly_quota_is_temporary_and_daily_is_not() -> None:
     """Over the hourly quota: temporary (450); over the daily one, or bigger than a quota: permanent (550)."""
-    policy = RoutePolicy()
     r = route(quota_per_hour=3, quota_per_day=5)
-    policy.charge(r.match, "user:a", 3, 0.0)
-    hourly = policy.quota_problem(r, "user:a", 1, 10.0)
+    one = quotas.QuotaCharge("user:a", 1, limits(r))
+    hourly = quotas.problem(one, _used([("user:a", 0.0, 3)]), 10.0)
     assert hourly is not None
     assert hourly.temporary
     assert policy_reply(hourly).startswith(str(replies.QUOTA_REACHED))
-    assert policy.quota_problem(r, "user:a", 1, 3700.0) is None
-    policy.charge(r.match, "user:a", 2, 3700.0)
-    daily = policy.quota_problem(r, "user:a", 1, 7400.0)
+    assert quotas.problem(one, _used([("user:a", 0.0, 3)]), 3700.0) is None
+    daily = quotas.problem(one, _used([("user:a", 0.0, 3), ("user:a", 3700.0, 2)]), 7400.0)
     assert daily is not None
     assert not daily.temporary
     assert policy_reply(daily).startswith(str(replies.QUOTA_EXCEEDED))
-    too_big = policy.quota_problem(r, "user:b", 4, 0.0)
+    too_big = quotas.problem(quotas.QuotaCharge("user:b", 4, limits(r)), _used([]), 0.0)
     assert too_big is not None
     assert not too_big.temporary
+
+
+def test_unauthenticated_mail_counts_by_sender_and_client_network() -> None:
+    """Without AUTH a mail counts against its sender and its client network (IPv6 by /64), unless trusted."""
+    assert [c.key for c in counted("Alarm", "x@y.example", "192.0.2.1", trusted=False)] == ["user:alarm"]
+    assert [c.key for c in counted(None, "X@y.example", "192.0.2.1", trusted=False)] == [
+        "sender:x@y.example", "peer:192.0.2.1"]
+    assert [c.key for c in counted(None, "x@y.example", "2001:db8::1", trusted=False)][1] == "peer:2001:db8::/64"
+    assert [c.key for c in counted(None, "x@y.example", "10.0.0.1", trusted=True)] == ["sender:x@y.example"]
+    assert [c.key for c in counted(None, "", "10.0.0.1", trusted=True)] == ["peer:10.0.0.1"]
 
 
 def test_quota_keys() -> None:
@@ -117,20 +133,20 @@ def test_mail_check_refuses_body_numbers_and_csv_rows() -> None:
     check(r, rows)
     assert rows[0].state is JobState.QUEUED
     assert rows[1].state is JobState.REJECTED
-    assert check.counts == {r.match: 1}
+    assert check.counts == {r.match: (r, 1)}
 
 
-def test_mail_check_limits_numbers_and_charges_after_commit() -> None:
-    """More numbers than max_recipients is a LimitError; charge() counts the mail, a dry run counts nothing."""
+def test_mail_check_limits_numbers_and_charges_nothing_for_a_dry_run() -> None:
+    """More numbers than max_recipients is a LimitError; charges() names the mail's SMS, a dry run none."""
     from mail2sms.model import Submission
 
     policy = RoutePolicy()
     r = route(max_recipients=2, quota_per_hour=3)
-    check = policy.for_mail(Envelope(mail_from="a@b.example", recipients=()), 0.0)
+    check = policy.for_mail(Envelope(mail_from="a@b.example", recipients=(), peer="192.0.2.9"), 0.0)
     with pytest.raises(LimitError):
         check(r, [job("96550000001"), job("96550000002"), job("96550000003")])
     check(r, [job("96550000001"), job("96550000002")])
-    check.charge(Submission("a@b.example", [], [], r.match, dry_run=True))
-    assert policy.store.used(f"{r.match}\0sender:a@b.example", -1.0) == 0
-    check.charge(Submission("a@b.example", [], [], r.match))
-    assert policy.store.used(f"{r.match}\0sender:a@b.example", -1.0) == 2
+    assert check.charges(Submission("a@b.example", [], [], r.match, dry_run=True)) == []
+    made = check.charges(Submission("a@b.example", [], [], r.match))
+    assert [(c.key, c.count) for c in made] == [(f"{r.match}|sender:a@b.example", 2),
+                                                (f"{r.match}|peer:192.0.2.9", 2)]
