@@ -291,6 +291,9 @@ class RouteConfig(_Model):
     max_parts: int | None = Field(default=None, ge=1)
     truncate: bool = False
     end_markers: list[str] = []
+    # Characters the route's provider charges for but never delivers (KwtSMS: emoji, invisible characters):
+    # refused at DATA naming the first one, or removed (and the report says which) when this is true.
+    strip_unsupported: bool = False
 
     @field_validator("end_markers")
     @classmethod

@@ -127,12 +127,16 @@ ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_lease_until DOUBLE PRECI
 CREATE TABLE IF NOT EXISTS quota_charges (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS quota_charges_key ON quota_charges (key, at);
 """),
+    # When a request carrying the job first may have left: a provider's idempotency key is remembered only so long.
+    (6, """
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS first_attempt_at DOUBLE PRECISION;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 JOB_COLUMNS = (
     'id, submission_id, number, text, provider, sender, account, options, "row", idempotency_key, state, '
-    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail"
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail, first_attempt_at"
 )
 _CLAIMED_COLUMNS = ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))
 
@@ -427,12 +431,13 @@ class PostgresSpool:
         async def body(conn: Conn) -> None:
             if owner is None:
                 await conn.execute(
-                    "UPDATE jobs SET state = 'sending', updated_at = %s WHERE id = ANY(%s)", (now, job_ids)
+                    "UPDATE jobs SET state = 'sending', updated_at = %s, first_attempt_at = COALESCE(first_attempt_at, "
+                    "%s) WHERE id = ANY(%s)", (now, now, job_ids)
                 )
                 return
             cur = await conn.execute(
-                "UPDATE jobs SET state = 'sending', updated_at = %s WHERE id = ANY(%s) AND state = 'queued' "
-                "AND lease_owner = %s", (now, job_ids, owner),
+                "UPDATE jobs SET state = 'sending', updated_at = %s, first_attempt_at = COALESCE(first_attempt_at, %s) "
+                "WHERE id = ANY(%s) AND state = 'queued' AND lease_owner = %s", (now, now, job_ids, owner),
             )
             if cur.rowcount != len(set(job_ids)):
                 raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back

@@ -43,6 +43,7 @@ def job_from_row(row: Row) -> Job:
         parts=row["parts"],
         encoding=row["encoding"],
         notes=json.loads(row["notes"]),
+        first_attempt_at=row["first_attempt_at"],
     )
 
 

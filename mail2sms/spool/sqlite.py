@@ -109,14 +109,14 @@ CREATE INDEX IF NOT EXISTS quota_charges_key ON quota_charges (key, at);
 
 JOB_COLUMNS = (
     "id, submission_id, number, text, provider, sender, account, options, row, idempotency_key, state, "
-    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail"
+    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail, first_attempt_at"
 )
 
 
 # Columns added after a table was first released: a spool file made by an earlier mail2sms gets them at open
 # (ALTER TABLE ... ADD COLUMN with a default keeps every existing row valid, and older code never names them).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"), ("detail", "TEXT")),
+    "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"), ("detail", "TEXT"), ("first_attempt_at", "REAL")),
     "submissions": (("report_owner", "TEXT"), ("report_lease_until", "REAL")),
 }
 
@@ -429,13 +429,15 @@ class SqliteSpool:
         def body(conn: sqlite3.Connection) -> None:
             if owner is None:
                 conn.executemany(
-                    "UPDATE jobs SET state = 'sending', updated_at = ? WHERE id = ?", [(now, j) for j in job_ids]
+                    "UPDATE jobs SET state = 'sending', updated_at = ?, "
+                    "first_attempt_at = COALESCE(first_attempt_at, ?) WHERE id = ?", [(now, now, j) for j in job_ids]
                 )
                 return
             before = conn.total_changes
             conn.executemany(
-                "UPDATE jobs SET state = 'sending', updated_at = ? WHERE id = ? AND state = 'queued' "
-                "AND lease_owner = ?", [(now, job_id, owner) for job_id in job_ids])
+                "UPDATE jobs SET state = 'sending', updated_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?) "
+                "WHERE id = ? AND state = 'queued' AND lease_owner = ?",
+                [(now, now, job_id, owner) for job_id in job_ids])
             marked = conn.total_changes - before
             if marked != len(job_ids):
                 raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back

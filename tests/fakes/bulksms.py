@@ -1,4 +1,7 @@
-"""A stateful fake of BulkSMS's legacy EAPI (`send_sms`, `get_credits`, `get_report`), as `docs/providers.md` has it.
+"""Stateful fakes of BulkSMS, as `docs/providers.md` has it: the legacy EAPI (`FakeBulkSms`: `send_sms`,
+`send_batch`, `get_credits`, `get_report`) and the JSON REST API v1 (`FakeBulkSmsJson`, below).
+
+EAPI:
 
 It keeps accounts (password, credits), every SMS it "sent" with its batch, and the replies given to each
 `stop_dup_id`: a repeat of a successful submission's id is answered with the original reply and sends nothing, as
@@ -7,15 +10,24 @@ ISO-8859-1; `dca=16bit` messages are hex of UTF-16BE and are decoded back to tex
 (login, numbers, unique recipients, sender, length and concatenation, dca, msg_class, routing_group, send_time)
 and answers `status_code|status_description[|batch_id]` with HTTP 200.
 
+`send_batch` takes `batch_data`, CSV `msisdn,message` with the header row first, one SMS per row (the shared
+options apply to every row) and answers the same one line; its `stop_dup_id`s are the same memory as `send_sms`'s.
+
 Unconfirmed readings are switchable: `error_batch_id=True` adds a batch id to error lines (3 fields instead of
 2), `report_header` picks "Results to follow" or the newer "Returns to follow", `zone` is the account's time zone
-that `send_time` is read in.
+that `send_time` is read in. `misconfigured(status)` makes every request answer as a host that is not the
+account's does (301 to another host, 401, or 404 for a removed version) until `misconfigured(None)`.
 
 It must never accept a request BulkSMS would refuse: a fake that accepts anything proves nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import dataclasses
+import io
+import json
 import math
 import re
 import secrets
@@ -27,6 +39,7 @@ from zoneinfo import ZoneInfo
 from tests.fakes.server import FakeProvider, RecordedRequest, Reply
 
 SEND = "submission/send_sms/2/2.0"
+BATCH = "submission/send_batch/1/1.0"
 CREDITS = "user/get_credits/1/1.1"
 REPORT = "status_reports/get_report/2/2.0"
 DESCRIPTIONS = {
@@ -102,6 +115,12 @@ class FakeBulkSms(FakeProvider):
         self.report_status: dict[str, int] = {}  # "batch:msisdn" → status code (11 delivered, ...)
         self._forced: deque[int] = deque()
         self._next_batch = 70_000_000 + secrets.randbelow(1_000_000)
+        self._misconfigured: int | None = None
+
+    def misconfigured(self, status: int | None) -> None:
+        """Answer every request with this HTTP status (301/302 with a Location, 401, 404), or normally with None."""
+        with self._lock:
+            self._misconfigured = status
 
     def force_code(self, *codes: int) -> None:
         """Answer the next valid `send_sms` submissions with these status codes (after the login check)."""
@@ -119,7 +138,10 @@ class FakeBulkSms(FakeProvider):
     def handle(self, request: RecordedRequest) -> Reply:
         self.handled += 1
         path = request.path.removeprefix(self.base_path)
-        endpoints = {SEND: self._send, CREDITS: self._credits, REPORT: self._report}
+        endpoints = {SEND: self._send, BATCH: self._send_batch, CREDITS: self._credits, REPORT: self._report}
+        if self._misconfigured is not None:
+            location = {"Location": "https://bulksms.example.net/eapi/" + path} if self._misconfigured < 400 else {}
+            return Reply(self._misconfigured, "<html>wrong host</html>", headers=location)
         if not request.path.startswith(self.base_path) or path not in endpoints:
             return Reply(404, "Not Found")
         return Reply(200, endpoints[path](request), content_type="text/plain; charset=ISO-8859-1")
@@ -182,6 +204,58 @@ class FakeBulkSms(FakeProvider):
             self.report_status[f"{batch_id}:{number}"] = 10
         if dup_id is not None:
             self.dup_replies[dup_id] = reply  # only successes are remembered
+        return reply
+
+    def _send_batch(self, request: RecordedRequest) -> str:
+        """`send_batch`: every CSV row of `batch_data` is one SMS with its own text; one reply line for them all."""
+        account = self._login(request)
+        if account is None:
+            return self._line(23, "invalid credentials")
+        p = {k: v[0] for k, v in request.params.items() if v}
+        dup_id: int | None = None
+        if p.get("stop_dup_id") is not None:
+            if not p["stop_dup_id"].isdigit() or not 1 <= int(p["stop_dup_id"]) <= 2_147_483_647:
+                return self._line(24, "stop_dup_id must be an integer from 1 to 2147483647")
+            dup_id = int(p["stop_dup_id"])
+            if dup_id in self.dup_replies:
+                self.duplicates += 1
+                return self.dup_replies[dup_id]
+        rows = list(csv.reader(io.StringIO(p.get("batch_data", ""))))
+        if not rows or [c.strip().lower() for c in rows[0]] != ["msisdn", "message"]:
+            return self._line(24, "batch_data must start with the header row msisdn,message")
+        if len(rows) - 1 > self.max_batch:
+            return self._line(201)
+        checked: list[tuple[str, str, str, int, datetime | None]] = []
+        for row in rows[1:]:
+            if len(row) != 2:
+                return self._line(24, "every batch_data row must have msisdn and message")
+            problem = self._validate({**p, "msisdn": row[0], "message": row[1]})
+            if isinstance(problem, str):
+                return self._line(24, problem)
+            checked.append((row[0], *problem))
+        numbers = [c[0] for c in checked]
+        if not numbers:
+            return self._line(24, "batch_data has no rows")
+        if len(set(numbers)) != len(numbers) and p.get("strip_dup_recipients") != "1":
+            return self._line(24, "recipients are not unique")
+        if self._forced:
+            return self._line(self._forced.popleft())
+        cost = sum(c[3] for c in checked)
+        if account.credits < cost:
+            return self._line(25, "insufficient credits")
+        now = datetime.now(UTC)
+        send_time = checked[0][4]
+        scheduled = send_time is not None and send_time > now
+        batch_id = self._batch()
+        reply = self._line(1 if scheduled else 0, batch_id=batch_id)
+        account.credits -= cost
+        shown = {k: v for k, v in p.items() if k != "password"}
+        for number, text, dca, parts, _ in checked:
+            self.sent.append(BulkSent(batch_id, p["username"], number, text, dca, int(p.get("msg_class", "2")),
+                                      p.get("sender"), send_time if scheduled else None, parts, dup_id, shown))
+            self.report_status[f"{batch_id}:{number}"] = 10
+        if dup_id is not None:
+            self.dup_replies[dup_id] = reply
         return reply
 
     def _validate(self, p: dict[str, str]) -> str | tuple[str, str, int, datetime | None]:
@@ -257,3 +331,246 @@ class FakeBulkSms(FakeProvider):
     def set_report(self, batch_id: str, number: str, code: int) -> None:
         with self._lock:
             self.report_status[f"{batch_id}:{number}"] = code
+
+
+# == JSON REST API v1 ==================================================================================
+JSON_ACCEPTED = ("ACCEPTED", "SCHEDULED", "SENT", "DELIVERED")
+ERRORS_URL = "https://developer.bulksms.com/json/v1/errors#"
+MAX_JSON_MESSAGES = 30_000
+_GSM = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€\f"
+)
+_GSM_EXT = frozenset("^{}\\[~]|€\f")
+
+
+def problem(status: int, title: str, detail: str = "", kind: str = "") -> Reply:
+    """A problem JSON answer as BulkSMS gives it (`type`, `title`, `status`, `detail`)."""
+    body: dict[str, object] = {"type": ERRORS_URL + (kind or title.lower().replace(" ", "-")), "title": title,
+                               "status": status}
+    if detail:
+        body["detail"] = detail
+    return Reply(status, json.dumps(body), content_type="application/json")
+
+
+@dataclass(frozen=True)
+class JsonSent:
+    """One message the JSON fake created."""
+
+    id: str
+    submission_id: str
+    username: str
+    number: str  # digits, as given without "+"
+    text: str
+    encoding: str
+    parts: int
+    sender: object  # the `from` value as given
+    message_class: str | None
+    schedule: datetime | None
+    dedup_id: int | None
+    status: str  # status.type
+    subtype: str | None
+
+
+class FakeBulkSmsJson(FakeProvider):
+    """BulkSMS JSON API v1 at `http://127.0.0.1:PORT/v1/`.
+
+    Checks what BulkSMS checks (Basic auth by username:password or token id:secret, JSON content type, `to`, `body`,
+    encoding, parts against `longMessageMaxParts`, sender, `messageClass`, `schedule-date` with an offset,
+    `deduplication-id` as an int32, at most 30,000 messages, credit) and answers `201` with one message object per
+    message, or problem JSON. A repeated `deduplication-id` gets the first `201` again and creates nothing.
+
+    Switches for shapes sources disagree on or that are rare: `status_of[number] = ("FAILED", "BLOCKED")` gives a
+    number that status; `omit` drops numbers from the `201` array (a number without a message); `force(reply)`
+    answers the next valid submissions with that reply (e.g. `problem(403, "Insufficient Credits")`) after the
+    login check; `misconfigured(status)` answers everything as a wrong host would (301 to https, 404).
+    """
+
+    base_path = "/v1/"
+
+    def __init__(self, accounts: dict[str, tuple[str, float]] | None = None) -> None:
+        super().__init__()
+        given = accounts if accounts is not None else {"user": ("pass", 100.0)}
+        self.accounts = {u: BulkAccount(p, float(c)) for u, (p, c) in given.items()}
+        self.sent: list[JsonSent] = []
+        self.submissions = 0  # POST messages that created messages
+        self.duplicates = 0  # submissions answered from the deduplication-id memory
+        self.status_of: dict[str, tuple[str, str | None]] = {}
+        self.omit: set[str] = set()
+        self._dedup: dict[int, str] = {}
+        self._forced: deque[Reply] = deque()
+        self._misconfigured: int | None = None
+        self._next_id = 1_000_000_000 + secrets.randbelow(1_000_000)
+
+    def force(self, *replies: Reply) -> None:
+        """Answer the next valid, authenticated submissions with these replies, one each."""
+        with self._lock:
+            self._forced.extend(replies)
+
+    def misconfigured(self, status: int | None) -> None:
+        """Answer every request with this HTTP status (301 with a Location, 404), or normally with None."""
+        with self._lock:
+            self._misconfigured = status
+
+    def credits_of(self, username: str) -> float:
+        with self._lock:
+            return self.accounts[username].credits
+
+    # -- the API ----------------------------------------------------------------------------------
+    def handle(self, request: RecordedRequest) -> Reply:
+        path = request.path.removeprefix(self.base_path)
+        if self._misconfigured is not None:
+            if self._misconfigured < 400:
+                return Reply(self._misconfigured, "", headers={"Location": "https://api.bulksms.com/v1/" + path})
+            return problem(self._misconfigured, "Not Found", "No such resource", "not-found")
+        if not request.path.startswith(self.base_path):
+            return problem(404, "Not Found", "No such resource", "not-found")
+        username = self._login(request)
+        if username is None:
+            return problem(401, "Unauthorized", "Authentication failed", "authentication-failed")
+        if request.method == "POST" and path == "messages":
+            return self._send(request, username)
+        if request.method == "GET" and path == "profile":
+            credits = self.accounts[username].credits
+            return Reply(200, json.dumps({"id": "1", "username": username, "created": "2020-01-01T00:00:00Z",
+                                          "credits": {"balance": credits, "isTransferAllowed": False, "limit": 0},
+                                          "quota": {"size": 100_000, "remaining": 100_000}}),
+                         content_type="application/json")
+        if request.method == "GET" and path.startswith("messages/"):
+            found = [m for m in self.sent if m.id == path.removeprefix("messages/") and m.username == username]
+            if not found:
+                return problem(404, "Not Found", "No message with that id", "not-found")
+            return Reply(200, json.dumps(self._object(found[0])), content_type="application/json")
+        return problem(404, "Not Found", "No such resource", "not-found")
+
+    def _login(self, request: RecordedRequest) -> str | None:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        try:
+            username, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        account = self.accounts.get(username)
+        return username if account is not None and account.password == password else None
+
+    def _send(self, request: RecordedRequest, username: str) -> Reply:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return problem(415, "Unsupported Media Type", "Content-Type must be application/json")
+        dedup_text = request.param("deduplication-id")
+        dedup: int | None = None
+        if dedup_text is not None:
+            if not dedup_text.lstrip("-").isdigit() or not -(2**31) <= int(dedup_text) < 2**31:
+                return problem(400, "Bad Request", "deduplication-id must be a 32-bit integer", "bad-request")
+            dedup = int(dedup_text)
+            if dedup in self._dedup:
+                self.duplicates += 1
+                return Reply(201, self._dedup[dedup], content_type="application/json")
+        try:
+            data = json.loads(request.body)
+        except ValueError:
+            return problem(400, "Bad Request", "The request body is not valid JSON", "bad-request")
+        entries = data if isinstance(data, list) else [data]
+        schedule = self._schedule(request.param("schedule-date"))
+        if isinstance(schedule, Reply):
+            return schedule
+        auto = request.param("auto-unicode") == "true"
+        planned: list[tuple[str, str, str, int, object, str | None]] = []
+        for entry in entries:
+            checked = self._entry(entry, auto)
+            if isinstance(checked, Reply):
+                return checked
+            planned.extend(checked)
+        if not planned:
+            return problem(400, "Bad Request", "No recipients", "bad-request")
+        if len(planned) > MAX_JSON_MESSAGES:
+            return problem(400, "Bad Request", f"At most {MAX_JSON_MESSAGES} messages per request", "bad-request")
+        if self._forced:
+            return self._forced.popleft()
+        account = self.accounts[username]
+        cost = sum(p[3] for p in planned)
+        if account.credits < cost:
+            return problem(403, "Insufficient Credits", f"The submission needs {cost} credits", "insufficient-credits")
+        account.credits -= cost
+        self.submissions += 1
+        submission = f"1-{self._next_id:020d}"
+        scheduled = schedule is not None and schedule > datetime.now(UTC)
+        created: list[JsonSent] = []
+        for number, text, encoding, parts, sender, message_class in planned:
+            self._next_id += 1
+            kind, subtype = self.status_of.get(number, ("SCHEDULED" if scheduled else "ACCEPTED", None))
+            created.append(JsonSent(str(self._next_id), submission, username, number, text, encoding, parts, sender,
+                                    message_class, schedule if scheduled else None, dedup, kind, subtype))
+        self.sent.extend(created)
+        body = json.dumps([self._object(m) for m in created if m.number not in self.omit])
+        if dedup is not None:
+            self._dedup[dedup] = body
+        return Reply(201, body, content_type="application/json")
+
+    def _schedule(self, value: str | None) -> datetime | Reply | None:
+        if value is None:
+            return None
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            return problem(400, "Bad Request", "schedule-date must be yyyy-MM-ddThh:mm:ss with an offset",
+                           "bad-request")
+        return when
+
+    def _entry(self, entry: object, auto: bool) -> list[tuple[str, str, str, int, object, str | None]] | Reply:
+        """The messages one submission entry makes: (number, text, encoding, parts, from, messageClass)."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("body"), str) or not entry["body"]:
+            return problem(400, "Bad Request", "Every message needs a body", "bad-request")
+        to = entry.get("to")
+        targets = to if isinstance(to, list) else [to]
+        numbers: list[str] = []
+        for target in targets:
+            address = target.get("address") if isinstance(target, dict) else target
+            digits = address.removeprefix("+") if isinstance(address, str) else ""
+            if not (digits.isascii() and digits.isdigit() and 7 <= len(digits) <= 15):
+                return problem(400, "Bad Request", f"Invalid phone number: {address!r}", "bad-request")
+            numbers.append(digits)
+        text: str = entry["body"]
+        encoding = entry.get("encoding", "TEXT")
+        if encoding not in ("TEXT", "UNICODE"):
+            return problem(400, "Bad Request", "encoding must be TEXT or UNICODE", "bad-request")
+        if encoding == "TEXT" and auto and not set(text) <= _GSM:
+            encoding = "UNICODE"
+        max_parts = entry.get("longMessageMaxParts", 3)
+        if isinstance(max_parts, bool) or not isinstance(max_parts, int) or max_parts < 1:
+            return problem(400, "Bad Request", "longMessageMaxParts must be a positive integer", "bad-request")
+        if encoding == "TEXT":
+            units = sum(2 if ch in _GSM_EXT else 1 for ch in text)
+            parts = 1 if units <= 160 else math.ceil(units / 153)
+        else:
+            units = len(text.encode("utf-16-le")) // 2
+            parts = 1 if units <= 70 else math.ceil(units / 67)
+        if parts > max_parts:
+            return problem(400, "Bad Request", f"The message needs {parts} parts; longMessageMaxParts is {max_parts}",
+                           "bad-request")
+        sender = entry.get("from")
+        if isinstance(sender, str) and not (_SENDER_ALNUM.fullmatch(sender) or _SENDER_DIGITS.fullmatch(sender)):
+            return problem(400, "Bad Request", "Invalid sender id", "bad-request")
+        if isinstance(sender, dict) and sender.get("type") not in ("REPLIABLE", "INTERNATIONAL", "ALPHANUMERIC",
+                                                                    "SHORTCODE"):
+            return problem(400, "Bad Request", "Invalid from.type", "bad-request")
+        message_class = entry.get("messageClass")
+        if message_class is not None and message_class not in ("FLASH_SMS", "ME_SPECIFIC", "SIM_SPECIFIC",
+                                                                "TE_SPECIFIC", 0, 1, 2, 3):
+            return problem(400, "Bad Request", "Invalid messageClass", "bad-request")
+        return [(n, text, encoding, parts, sender, message_class) for n in numbers]
+
+    @staticmethod
+    def _object(m: JsonSent) -> dict[str, object]:
+        return {"id": m.id, "type": "SENT", "from": m.sender if isinstance(m.sender, str) else None,
+                "to": f"+{m.number}", "body": m.text, "encoding": m.encoding, "protocolId": 0, "messageClass": 2,
+                "submission": {"id": m.submission_id, "date": datetime.now(UTC).isoformat()},
+                "status": {"id": f"{m.status}.{m.subtype}", "type": m.status, "subtype": m.subtype}}
+
+    def set_status(self, message_id: str, kind: str, subtype: str | None = None) -> None:
+        """Move a created message to another status (what `GET messages/{id}` then shows)."""
+        with self._lock:
+            self.sent = [dataclasses.replace(m, status=kind, subtype=subtype) if m.id == message_id else m
+                         for m in self.sent]
