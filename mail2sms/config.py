@@ -168,11 +168,11 @@ class ServerConfig(_Model):
     max_connections_per_client: int = Field(default=20, ge=1)
     idle_timeout: Duration = 300.0  # RFC 5321 4.5.3.2.7: at least 5 minutes between commands
     shutdown_deadline: Duration = 20.0
-    # issue 12 (floods and bombs): all mails being received share max_memory (4 bytes per mail byte); a TLS
+    # issue 12 (floods and bombs): all mails being received share max_memory (10 bytes per mail byte); a TLS
     # handshake counts as a connection and must finish within tls_handshake_timeout; a session gets 421 after
     # max_idle_commands NOOP/RSET/HELP/VRFY/EXPN/HELO/EHLO without a mail, or at session_lifetime; a mail whose
     # parse outlasts parse_timeout gets 451.
-    max_memory: Size = 512 * 1024 * 1024
+    max_memory: Size = 1024 * 1024 * 1024
     tls_handshake_timeout: Duration = 10.0
     max_idle_commands: int = Field(default=30, ge=1)
     session_lifetime: Duration = 3600.0

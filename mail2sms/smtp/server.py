@@ -363,7 +363,7 @@ class ConnectionGate:
     of a connection refused that some clients treat as a hard error.
     """
 
-    def __init__(self, max_total: int = 200, max_per_client: int = 20, max_memory: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, max_total: int = 200, max_per_client: int = 20, max_memory: int = 1024 * 1024 * 1024) -> None:
         self.max_total = max_total
         self.max_per_client = max_per_client
         self.memory = MemoryBudget(max_memory)

@@ -1,0 +1,94 @@
+"""DATA memory (issue 12, item 2): a mail costs a small multiple of its size whatever its lines look like, all mails
+being received at once share `server.max_memory`, and a normal client's mail still gets its 250 meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mail2sms.smtp import replies
+from tests.fakes.kwtsms import FakeKwtSms
+from tests.harness import ProcessServer
+from tests.secure import KWT_ADDRESS, config
+from tests.security.monitor import Bystander, DataSession, RssMonitor
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def kwt() -> Iterator[FakeKwtSms]:
+    with FakeKwtSms(accounts={"kwtuser": ("kwt-config-secret", 1000.0)}, same_number_interval=0) as fake:
+        yield fake
+
+
+def start(tmp: Path, kwt: FakeKwtSms, server: str = "") -> ProcessServer:
+    path, port, _ = config(tmp, KWT_ADDRESS.format(url=kwt.url), server=server)
+    return ProcessServer(path, port, tmp / "server.log").start()
+
+
+def empty_lines(size: int) -> bytes:
+    """A mail of `size` bytes that is nearly all empty lines: the shape that cost one object per line."""
+    head = b"Subject: empty lines\r\n\r\n"
+    return head + b"\r\n" * ((size - len(head)) // 2)
+
+
+def with_attachment(size: int) -> bytes:
+    """A short text and a base64 attachment: `size` bytes that parse quickly, so memory is what is measured."""
+    head = (
+        b"Subject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    )
+    line = b"QUFB" * 19 + b"\r\n"
+    return head + line * ((size - len(head)) // len(line)) + b"--b--\r\n"
+
+
+@pytest.mark.slow
+def test_ten_mib_of_empty_lines_costs_a_small_multiple_of_its_size(tmp_path: Path, kwt: FakeKwtSms) -> None:
+    """One session sending 10 MiB of empty lines grows the server by at most 4x the mail (was 70x), then a 552."""
+    mail = empty_lines(10 * MiB - 1024)
+    server = start(tmp_path, kwt)
+    try:
+        assert server.proc is not None
+        with RssMonitor(server.proc.pid) as monitor:
+            sock = DataSession(server.port)
+            sock.sendall(mail + b".\r\n")
+            reply = sock.reply()
+            sock.close()
+        assert reply.startswith(b"552 5.3.4"), reply  # more lines than the parser may keep (parse.mime.MAX_LINES)
+        assert monitor.growth <= 4 * len(mail), (monitor.baseline, monitor.peak)
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_ten_big_sessions_share_the_budget_and_a_bystander_gets_250(tmp_path: Path, kwt: FakeKwtSms) -> None:
+    """Ten sessions mid-DATA with 3.5 MiB each: the ones over max_memory get 452, a normal mail gets 250 meanwhile."""
+    budget = 100 * MiB
+    server = start(tmp_path, kwt, server=f'max_message_size = "4MiB"\nmax_memory = {budget}')
+    try:
+        assert server.proc is not None
+        body = with_attachment(int(3.5 * MiB))
+        with RssMonitor(server.proc.pid) as monitor:
+            attackers = [DataSession(server.port) for _ in range(10)]
+            for sock in attackers:
+                sock.sendall(body)  # no end of data yet: every session holds what it sent
+            bystander = Bystander(server.port, count=1)
+            bystander.send_one()  # while all ten are still in DATA
+            for sock in attackers:
+                sock.sendall(b".\r\n")
+            answers = [sock.reply() for sock in attackers]
+            for sock in attackers:
+                sock.close()
+        assert bystander.replies == [250], bystander.errors
+        refused = [a for a in answers if replies.MEMORY_FULL.matches(int(a[:3]), a[4:].decode().strip())]
+        accepted = [a for a in answers if a.startswith(b"250")]
+        assert refused, answers
+        assert accepted, answers
+        assert len(refused) + len(accepted) == 10, answers
+        # Each mail reserves 10 bytes per byte (smtp.data); what the process really grew stays inside the budget.
+        assert monitor.growth <= budget, (monitor.baseline, monitor.peak)
+    finally:
+        server.kill()
