@@ -14,6 +14,9 @@ import csv
 import email
 import email.policy
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +30,7 @@ from mail2sms.providers import bulksms, bulksms_json
 from mail2sms.providers.explain import BULKSMS
 from mail2sms.smtp import replies
 from tests.fakes.bulksms import BATCH, FakeBulkSms, FakeBulkSmsJson, problem
-from tests.harness import ThreadServer, message, report_json, report_text, send, wait_until, write_config
+from tests.harness import ROOT, ThreadServer, message, report_json, report_text, send, wait_until, write_config
 
 TOKEN_ID = "5A1B2C3D4E5F-02-B"
 TOKEN_SECRET = "json-token-secret-9"
@@ -81,6 +84,7 @@ class World:
     json: FakeBulkSmsJson
     eapi: FakeBulkSms
     reports: Path
+    config: Path
     next_number: int = 100
     seen: dict[str, tuple[str, dict[str, Any], str, EmailMessage]] = field(default_factory=dict)
 
@@ -104,7 +108,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     path.write_text(text, encoding="utf-8")
     server = ThreadServer(path).start()
     try:
-        yield World(server, json_fake, eapi_fake, tmp / "reports")
+        yield World(server, json_fake, eapi_fake, tmp / "reports", path)
     finally:
         server.stop()
         for fake in (json_fake, eapi_fake):
@@ -328,3 +332,19 @@ def test_eapi_wrong_host_or_version_is_one_clear_refusal(world: World, status: i
     assert len(world.eapi.requests) - before == 1
     assert job["error"] == BULKSMS[f"HTTP{status}"]
     assert "provider's url" in text
+
+
+# -- balance -------------------------------------------------------------------------------------------
+def test_balance_reads_both_apis(world: World) -> None:
+    """`mail2sms balance` reads the JSON API's profile (credits.balance) and the EAPI's get_credits."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "mail2sms", "balance", "--config", str(world.config)],
+                          capture_output=True, text=True, env=env, cwd=world.config.parent, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    table = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:] if line.strip()}
+    assert table["json"][1] == table["eapi"][1] == "bulksms"
+    assert float(table["json"][2]) == pytest.approx(world.json.credits_of(TOKEN_ID))
+    assert float(table["eapi"][2]) == pytest.approx(world.eapi.credits_of("eapiuser"), abs=0.01)
+    assert any(r.path == "/v1/profile" and r.method == "GET" for r in world.json.requests)
+    for secret in SECRETS:
+        assert secret not in done.stdout + done.stderr

@@ -78,7 +78,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
     creds.mkdir()
     (creds / "kapow.password").write_text("secret\n")
     result = run("check-config", "--config", str(ROOT / "config" / "mail2sms.example.toml"),
-                 env={"KWTSMS_PASSWORD": "x", "CREDENTIALS_DIRECTORY": str(creds)})
+                 env={"KWTSMS_PASSWORD": "x", "BULKSMS_PASSWORD": "x", "CREDENTIALS_DIRECTORY": str(creds)})
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
 
