@@ -35,11 +35,12 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from mail2sms.config import ProviderConfig
-from mail2sms.errors import ProviderError
+from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry, Sent, Unknown
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
@@ -81,8 +82,19 @@ OPTIONS: dict[str, wire.Check] = {
 
 
 def build_bulksms(name: str, config: ProviderConfig, client: httpx.AsyncClient) -> Provider:
-    """The BulkSMS adapter `options.api` asks for: the JSON API (default) or the legacy EAPI."""
-    if config.options.get("api", "json") == "eapi":
+    """The BulkSMS adapter `options.api` asks for: the JSON API (default) or the legacy EAPI.
+
+    A `url` that names the other API is a ConfigError at start: a configuration written for the EAPI before the JSON
+    API became the default would otherwise have every SMS refused with a 404."""
+    api = config.options.get("api", "json")
+    path = urlsplit(config.url).path.lower()
+    if api != "eapi" and "/eapi" in path:
+        raise ConfigError([f'providers.{name}.url: this is an EAPI url, but options.api is "json" (the default for '
+                           'type "bulksms"): set options.api = "eapi", or use https://api.bulksms.com/v1/'])
+    if api == "eapi" and path.rstrip("/").endswith("/v1"):
+        raise ConfigError([f'providers.{name}.url: this is a JSON API url, but options.api is "eapi": leave '
+                           "options.api out to use the JSON API, or give the EAPI's url"])
+    if api == "eapi":
         return BulkSmsProvider(name, config, client)
     return BulkSmsJsonProvider(name, config, client)
 

@@ -296,3 +296,15 @@ async def test_balance_failure_is_plain_words_without_the_secret() -> None:
         await make_provider(answering(problem(401, "Unauthorized", kind="unauthorized"))).balance()
     assert str(info.value).startswith(explain("bulksms", "UNAUTHORIZED"))
     assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(("settings", "problem_text"), [
+    ({"url": "https://bulksms.vsms.net/eapi/"}, 'providers.b.url: this is an EAPI url, but options.api is "json"'),
+    ({"url": "https://api.bulksms.com/v1/", "options": {"api": "eapi"}},
+     'providers.b.url: this is a JSON API url, but options.api is "eapi"'),
+])
+def test_a_url_of_the_other_api_is_a_config_error(settings: dict[str, object], problem_text: str) -> None:
+    """An EAPI url left from an older configuration stops the start with advice instead of 404s at send time."""
+    with pytest.raises(ConfigError) as info:
+        build_bulksms("b", ProviderConfig.model_validate({"type": "bulksms", **settings}), httpx.AsyncClient())
+    assert info.value.problems[0].startswith(problem_text)
