@@ -6,7 +6,7 @@ spool answers and the server is not draining, else 503; `/metrics` renders `mail
 queue and session gauges. Meant for a loopback or management address, not the internet.
 
 It must never reveal a secret, an address, a phone number or a message text: it shows only counts, state names,
-reply names and provider names.
+reply names and provider names. It serves at most MAX_CONNECTIONS connections at once (issue 12: floods).
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ log = get_logger("mail2sms.web")
 
 MAX_REQUEST = 8192  # request line plus headers
 REQUEST_TIMEOUT = 10.0
+# Connections served at once; more get an immediate 503 and are closed, so a flood of idle connections costs
+# at most this many (each for REQUEST_TIMEOUT) and never the process's file descriptors.
+MAX_CONNECTIONS = 64
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n"
+        b"Connection: close\r\nCache-Control: no-store\r\n\r\nbusy\n")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -33,8 +38,11 @@ class WebServer:
     """`/healthz` and `/metrics` for one App."""
 
     def __init__(self, listen: str, spool: Spool, *, sessions: Callable[[], int] = lambda: 0,
-                 draining: Callable[[], bool] = lambda: False, reuse_port: bool = False) -> None:
+                 draining: Callable[[], bool] = lambda: False, reuse_port: bool = False,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.host, self.port = parse_hostport(listen, 8026)
+        self.max_connections = max_connections
+        self.open = 0  # connections being served now
         self.reuse_port = reuse_port  # server.workers > 1: every worker binds the same address
         self.spool = spool
         self.sessions = sessions
@@ -54,6 +62,17 @@ class WebServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.max_connections:
+            writer.write(BUSY)  # fits the socket buffer: no waiting on a client that may never read
+            writer.close()
+            return
+        self.open += 1
+        try:
+            await self._serve_one(reader, writer)
+        finally:
+            self.open -= 1
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         method = "GET"
         try:
             method, status, ctype, body = await asyncio.wait_for(self._answer(reader), REQUEST_TIMEOUT)
