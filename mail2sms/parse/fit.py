@@ -1,27 +1,33 @@
-"""Fit one job's text to its route and provider: smart replacement, then the parts limit, then the shape.
+"""Fit one job's text to its route and provider: smart replacement, the provider's own text rules, then the
+parts limit, then the shape.
 
 Runs for every job before the mail is accepted, so that what the spool stores is exactly what will be sent
 and the sender learns at DATA (554 5.6.0) when a text cannot go: a text over the route's `max_parts` or the
 provider's own limit is refused naming its parts and encoding, or cut to fit when the route says `truncate`.
-Whatever was done to the text is written into `job.notes` for the outcome mail. A CSV row that cannot be sent
-is handed back to the caller, which refuses that row alone.
+A provider with text rules of its own (an adapter class with a `fit_text` text hook, `providers.textfit`:
+KwtSMS refuses emoji and invisible characters, and a `lang` that cannot carry the text) is asked through that
+hook, without this module knowing the provider. Whatever was done to the text is written into `job.notes` for
+the outcome mail. A CSV row that cannot be sent is handed back to the caller, which refuses that row alone.
 
-Pure: no I/O. It must never change a text except by smart replacement (when the route allows it) and by
-truncation (when the route asks for it), and never let a text over a limit through silently.
+Pure: no I/O. It must never change a text except by smart replacement (when the route allows it), by
+truncation (when the route asks for it) and by removing what the provider cannot deliver (when the route says
+`strip_unsupported`), and never let a text over a limit through silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from mail2sms.config import RouteConfig
 from mail2sms.errors import ContentError
 from mail2sms.model import Job
 from mail2sms.parse.smart import smart_replace
 from mail2sms.parse.text import Encoding, analyze, is_gsm7, truncate
-from mail2sms.providers import kwtsms
 from mail2sms.providers.base import Limits, parts_limit
+from mail2sms.providers.registry import ADAPTERS
+from mail2sms.providers.textfit import TextHook
 
 ENCODING_NAMES = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
 TRUNCATED_NOTE = "truncated to {parts} {encoding} part{s} ({limit}): the end of the text was not sent"
@@ -67,15 +73,21 @@ def fit_jobs(
     return refused
 
 
-def fit_text(text: str, route: RouteConfig, limits: Limits | None, provider_type: str,
-             lang: int | None = None) -> Fitted:
+def fit_text(
+    text: str, route: RouteConfig, limits: Limits | None, provider_type: str, lang: int | None = None
+) -> Fitted:
     """The text to send for `route` and its provider; ContentError when it cannot be sent as it is."""
     notes: list[str] = []
     if route.smart_replace:
-        smart = smart_replace(text)
-        text = smart.text
-        if smart.note:
-            notes.append(smart.note)
+        text = _smart(text, notes)
+    hook = text_hook(provider_type)
+    if hook is not None:
+        # After smart replacement: a character it turned into GSM-7 is no longer the provider's problem, and a
+        # text it left alone is the mail's own, so a refusal's line and position are the sender's.
+        fixed = hook(text, lang=lang, strip=route.strip_unsupported)
+        notes += fixed.notes
+        # Without its emoji a text may now fit GSM-7: smart replacement gets a second chance.
+        text = _smart(fixed.text, notes) if fixed.text != text and route.smart_replace else fixed.text
     shape = analyze(text)
     max_parts, owner = _parts_limit(route, limits, provider_type, shape.encoding)
     max_chars = limits.max_chars if limits is not None else None
@@ -89,15 +101,32 @@ def fit_text(text: str, route: RouteConfig, limits: Limits | None, provider_type
     if (too_many_parts or too_long) and route.truncate:
         text = truncate(text, max_parts, max_chars)
         shape = analyze(text)
-        limit = (f"{owner} at most {max_parts}" if too_many_parts
-                 else f"{provider_type} takes at most {max_chars} characters")
-        notes.append(TRUNCATED_NOTE.format(parts=shape.parts, encoding=ENCODING_NAMES[shape.encoding],
-                                           s="s" if shape.parts != 1 else "", limit=limit))
-    if provider_type == kwtsms.TYPE:
-        problem = kwtsms.lang_problem(lang, text)
-        if problem is not None:
-            raise ContentError(problem)
+        limit = (
+            f"{owner} at most {max_parts}"
+            if too_many_parts
+            else f"{provider_type} takes at most {max_chars} characters"
+        )
+        notes.append(
+            TRUNCATED_NOTE.format(
+                parts=shape.parts,
+                encoding=ENCODING_NAMES[shape.encoding],
+                s="s" if shape.parts != 1 else "",
+                limit=limit,
+            )
+        )
     return Fitted(text, shape.parts, shape.encoding, tuple(notes))
+
+
+def text_hook(provider_type: str) -> TextHook | None:
+    """The adapter's own text check (`fit_text` on its class), or None when the provider has no text rules."""
+    return cast(TextHook | None, getattr(ADAPTERS.get(provider_type), "fit_text", None))
+
+
+def _smart(text: str, notes: list[str]) -> str:
+    smart = smart_replace(text)
+    if smart.note:
+        notes.append(smart.note)
+    return smart.text
 
 
 def _parts_limit(
@@ -119,4 +148,3 @@ def _size(text: str, encoding: str, units: int) -> str:
     first = next((c for c in text if not is_gsm7(c)), "")
     because = f"; {first!r} (U+{ord(first):04X}) is not in GSM-7" if first else ""
     return f"{units} UTF-16 units{because}"
-

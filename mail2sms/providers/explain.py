@@ -44,6 +44,14 @@ KWTSMS: Mapping[str, str] = {
     "ERR027": "KwtSMS does not accept HTML in the message: send plain text",
     "ERR028": "less than 15 seconds passed since the last SMS to the same number, so KwtSMS did not take "
     "it: mail2sms tries again shortly",
+    "ERR019": "KwtSMS found no delivery report for this message",
+    "ERR020": "KwtSMS says this message id does not exist",
+    "ERR021": "KwtSMS has no delivery report for this message yet: it is asked again later",
+    "ERR022": "KwtSMS's delivery reports for this message are not ready yet (they can take 24 hours)",
+    "ERR023": "KwtSMS had an unknown error while reading the delivery report",
+    "ERR029": "KwtSMS says the message id is not correct",
+    "ERR030": "KwtSMS says the message is stuck in its queue with an error: delete it from the queue on "
+    "kwtsms.com to recover the credit, then resend",
     "ERR031": "KwtSMS did not accept the language code: use lang 1 (English), 2 (Arabic, Windows-1256), "
     "3 (Arabic, UTF-8) or 4 (Unicode)",
     "ERR032": "KwtSMS flagged the message as spam and refused it: change the text or contact KwtSMS",
@@ -51,6 +59,14 @@ KWTSMS: Mapping[str, str] = {
     "KwtSMS",
     "ERROR": "KwtSMS refused the request without an error code: check the account, the sender ID and the "
     "numbers, and look at the account's message log on kwtsms.com",
+    "TEST": "KwtSMS checked this SMS in test mode (the provider's options.test is on) and sent nothing to the "
+    "phone: turn options.test off to send for real",
+    "NONE_TAKEN": "KwtSMS answered OK but took none of the numbers, so nothing was sent: check the numbers and "
+    "the destination countries activated on the KwtSMS account",
+    "PARTIAL": "KwtSMS took fewer numbers than were sent and did not say which, so mail2sms cannot tell whether "
+    "this number's SMS was sent: check the KwtSMS message log before resending",
+    "UNEXPECTED": "KwtSMS's reply was not one mail2sms understands, so it cannot tell whether the SMS was sent: "
+    "check the KwtSMS account's message log before resending",
     "CP1256": "the text has characters that Windows-1256 (KwtSMS lang 2) cannot carry: use lang 3 "
     "(Arabic, UTF-8) or 4 (Unicode)",
     "NUMBER": "the number cannot be sent through KwtSMS: it must be in international form, digits only "

@@ -1,12 +1,19 @@
-"""The KwtSMS adapter (Kuwait): the HTTP text API of `providers.md` and the seed `kwtsms-http-smtp-api.txt`.
+"""The KwtSMS adapter (Kuwait): its JSON API v4.1 (default) or its legacy HTTP text API, per `providers.md`.
 
-One batch is one POST to `{base_url}send/` with `username, password, sender, mobile, lang, message`; the
-reply `OK:<msg-id>:<numbers>:<points>:<balance>:<unix-time>` means every number was taken, anything else is a
-failure whose `ERR\\d{3}` code (text or JSON API shape) says which. KwtSMS honours no idempotency key, so only
-the codes that say the request was not processed (ERR013 queue full, ERR028 same number within 15 s) are
-retried. KwtSMS cannot schedule or send flash SMS: mail2sms holds scheduled jobs itself.
+One batch is one POST to `{base_url}send/` with `username, password, sender, mobile, lang, message` (plus
+`test=1` when `options.test` is on): a JSON body with `Content-Type: application/json` (`options.api = "json"`),
+or the seed's form (`options.api = "text"`). The answer is read by `kwtsms_reply` body first, whatever the HTTP
+status (KwtSMS sends ERR024 with a 403), and only an unreadable body falls back to the status. KwtSMS honours
+no idempotency key, so only the codes that say the request was not processed are retried: ERR013 (queue full)
+after 30 s, doubling per attempt, and ERR028 (same number within 15 s). KwtSMS cannot schedule or send flash
+SMS: mail2sms holds scheduled jobs itself.
 
-Config `options`: max_parts (a page limit below KwtSMS's 6).
+KwtSMS takes emoji and invisible characters, charges for them and never delivers the SMS, so `fit_text` (the
+text-fit hook `parse/fit.py` calls at DATA) refuses them, or removes them when the route says
+`strip_unsupported = true`; it also refuses a `lang` that cannot carry the text.
+
+Config: `sender` is required (KwtSMS answers ERR002 without one). `options`: api ("json" | "text"), test (true:
+KwtSMS validates every request and sends nothing; never reported as sent), max_parts (a page limit below 6).
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
@@ -14,35 +21,31 @@ This module must never log, and never put a password or a request parameter into
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
 from mail2sms.config import ProviderConfig
-from mail2sms.errors import ProviderError
-from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent
+from mail2sms.errors import ConfigError, ContentError, ProviderError
+from mail2sms.model import Account, Balance, Batch, Rejected, Result, Unknown
 from mail2sms.parse.text import is_gsm7
-from mail2sms.providers import wire
+from mail2sms.providers import kwtsms_reply as replies
+from mail2sms.providers import textfit, wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import explain
-from mail2sms.providers.wire import Check, integer, read_options
+from mail2sms.providers.wire import Check, flag, integer, one_of, read_options
 
 TYPE = "kwtsms"
 MAX_RECIPIENTS = 200
 DEFAULT_RATE = 2.0  # KwtSMS blocks an IP above 5 requests/s and recommends 2
 MAX_PARTS = 6
-OPTIONS: dict[str, Check] = {"max_parts": integer(1, MAX_PARTS)}  # a stricter page limit, if wanted
+OPTIONS: dict[str, Check] = {
+    "api": one_of("json", "text"),
+    "test": flag,
+    "max_parts": integer(1, MAX_PARTS),  # a stricter page limit, if wanted
+}
 
 LANG_ENGLISH, LANG_ARABIC_CP1256, LANG_ARABIC_UTF8, LANG_UNICODE = 1, 2, 3, 4
-
-# Codes that mean KwtSMS did not process the request, so repeating it cannot send twice.
-RETRY_AFTER: dict[str, float | None] = {"ERR013": None, "ERR028": 15.0}
-
-_CODE = re.compile(r"ERR\d{3}")
-_BALANCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
-
 
 wire_number = wire.international_digits  # the number as the provider wants it: international digits only
 
@@ -74,6 +77,24 @@ def lang_problem(lang: int | None, text: str) -> str | None:
     return None
 
 
+def fit_text(text: str, *, lang: int | None, strip: bool) -> textfit.TextFix:
+    """KwtSMS's text rules at DATA (the `textfit.TextHook` of this adapter): emoji and invisible characters are
+    refused naming the first one and where it is, or removed when `strip`; then the mail's lang must fit."""
+    notes: tuple[str, ...] = ()
+    found = textfit.find(text)
+    if found:
+        if not strip:
+            raise ContentError(textfit.refusal(found, "KwtSMS"))
+        fixed = textfit.strip(text, found, "KwtSMS")
+        if not fixed.text.strip():
+            raise ContentError(f"nothing is left of the text once {fixed.notes[0].removeprefix('removed ')}")
+        text, notes = fixed.text, fixed.notes
+    problem = lang_problem(lang, text)
+    if problem is not None:
+        raise ContentError(problem)
+    return textfit.TextFix(text, notes)
+
+
 def _name(ch: str) -> str:
     return f"'{ch}' (U+{ord(ch):04X})"
 
@@ -90,65 +111,50 @@ def form_body(params: list[tuple[str, str]], lang: int) -> bytes:
     return "&".join(parts).encode("ascii")
 
 
-def reply_result(body: str, count: int) -> list[Result]:
-    """One Result per number from a 2xx reply body of `send/` (text API, or the JSON API tolerated)."""
-    text = body.strip()
-    fields: list[str] | None = None
-    code: str | None = None
-    if text.startswith("{"):
-        fields, code = _json_reply(text)
-    elif text.upper().startswith("OK:") or text.upper() == "OK":
-        fields = text.split(":")
-    else:
-        m = _CODE.search(text)
-        code = m.group(0) if m else None
-    if fields is not None:
-        msg_id = fields[1].strip() if len(fields) > 1 and fields[1].strip() else None
-        return [Sent(provider_id=msg_id, detail=_sent_detail(fields, count))] * count
-    return [_failure(code)] * count
-
-
-def _json_reply(text: str) -> tuple[list[str] | None, str | None]:
-    """The JSON API's `{"result": "OK", ...}` as text-API fields, or its error code."""
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and str(data.get("result", "")).upper() == "OK":
-        keys = ("msg-id", "numbers", "points-charged", "balance-after", "unix-timestamp")
-        return ["OK", *(str(data.get(k, "")) for k in keys)], None
-    source = str(data.get("code", "")) if isinstance(data, dict) else ""
-    m = _CODE.search(source) or _CODE.search(text)
-    return None, m.group(0) if m else None
-
-
-def _sent_detail(fields: list[str], count: int) -> str | None:
-    if len(fields) < 5:
+def reply_results(
+    body: str, count: int, attempts: int = 0, test: bool = False, secrets: tuple[str, ...] = ()
+) -> list[Result] | None:
+    """One Result per number from a `send/` answer body, or None when the body is no KwtSMS answer at all."""
+    reply = replies.read(body)
+    if reply is None:
         return None
-    numbers, points, balance = fields[2].strip(), fields[3].strip(), fields[4].strip()
-    return f"KwtSMS took {numbers} of {count} number(s), charged {points} point(s); balance after {balance}"
-
-
-def _failure(code: str | None) -> Result:
-    if code is None:
-        return Rejected(code="ERROR", why=explain(TYPE, "ERROR"))
-    if code in RETRY_AFTER:
-        return Retry(code=code, why=explain(TYPE, code), after=RETRY_AFTER[code])
-    return Rejected(code=code, why=explain(TYPE, code))
+    return replies.send_results(reply, count, attempts, test, secrets)
 
 
 def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
+def _sender_problem(name: str, config: ProviderConfig) -> str | None:
+    if config.sender is None or not config.sender.strip():
+        return (
+            f"providers.{name}.sender: KwtSMS needs a sender ID on every request (it answers ERR002 without "
+            'one): set it to one of the account\'s sender IDs exactly as registered, e.g. "KWT-SMS"'
+        )
+    return None
+
+
 class KwtSmsProvider:
-    """KwtSMS over its HTTP text API (POST form)."""
+    """KwtSMS over its JSON API (default) or its HTTP text API (POST form)."""
+
+    fit_text = staticmethod(fit_text)  # the text-fit hook parse/fit.py calls for kwtsms routes
 
     def __init__(self, name: str, config: ProviderConfig, client: httpx.AsyncClient) -> None:
         self.name = name
         self.config = config
         self.client = client
-        self.options = read_options(name, config.options, OPTIONS)
+        problems: list[str] = []
+        try:
+            self.options = read_options(name, config.options, OPTIONS)
+        except ConfigError as exc:
+            problems += exc.problems
+        sender = _sender_problem(name, config)
+        if sender is not None:
+            problems.append(sender)
+        if problems:
+            raise ConfigError(problems)
+        self.api: str = self.options.get("api", "json")
+        self.test: bool = bool(self.options.get("test", False))
         self.limits = Limits(
             max_recipients=min(MAX_RECIPIENTS, config.max_recipients or MAX_RECIPIENTS),
             max_parts=int(self.options.get("max_parts", MAX_PARTS)),
@@ -161,80 +167,83 @@ class KwtSmsProvider:
         """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
         return await wire.send_valid(batch, TYPE, lambda _jobs, numbers: self._send(batch, numbers))
 
+    def _request(self, path: str, params: list[tuple[str, str]], lang: int = LANG_ENGLISH) -> httpx.Request:
+        """The POST for `path`: a JSON object (JSON API) or the form (text API; UnicodeEncodeError for lang 2)."""
+        url = f"{self.config.base_url}{path}"
+        if self.api == "json":
+            body = json.dumps(dict(params), ensure_ascii=False).encode("utf-8")
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        else:
+            body = form_body(params, lang)
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return self.client.build_request("POST", url, content=body, headers=headers, timeout=self._timeout)
+
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
         account = account_for(self.config, batch.account)
         lang = choose_lang(batch)
-        params = [("username", account.username), ("password", account.password)]
-        sender = batch.sender or self.config.sender
-        if sender:
-            params.append(("sender", sender))
-        params += [("mobile", ",".join(numbers)), ("lang", str(lang)), ("message", batch.text)]
+        sender = batch.sender or self.config.sender or ""
+        params = [
+            ("username", account.username),
+            ("password", account.password),
+            ("sender", sender),
+            ("mobile", ",".join(numbers)),
+            ("lang", str(lang)),
+            ("message", batch.text),
+        ]
+        if self.test:
+            params.append(("test", "1"))
         try:
-            body = form_body(params, lang)
+            request = self._request("send/", params, lang)
         except UnicodeEncodeError:
             return [Rejected(code="CP1256", why=explain(TYPE, "CP1256"))] * len(numbers)
-        response = await wire.post(
-            TYPE,
-            False,
-            self.client.post(
-                f"{self.config.base_url}send/",
-                content=body,
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                timeout=self._timeout,
-            ),
-        )
+        response = await wire.post(TYPE, False, self.client.send(request))
         if not isinstance(response, httpx.Response):
             return [response] * len(numbers)
+        attempts = max(job.attempts for job in batch.jobs)
+        body = response.content.decode("utf-8", "replace")
+        results = reply_results(body, len(numbers), attempts, self.test, tuple(account.secrets()))
+        if results is not None:
+            return results  # KwtSMS's own answer wins over the HTTP status (ERR024 comes with a 403)
         status = wire.status_problem(TYPE, response, idempotent=False)
         if status is not None:
             return [status] * len(numbers)
-        return reply_result(response.content.decode("utf-8", "replace"), len(numbers))
+        return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * len(numbers)
 
     async def balance(self, account: Account | None = None) -> Balance:
-        """Available credit from `balance/`; raises ProviderError (in plain words) when it cannot be read."""
+        """Available credit from `balance/`, and the account's sender IDs from `senderid/` in the detail;
+        raises ProviderError (in plain words) when the credit cannot be read."""
         creds = account_for(self.config, account)
-        text = await self._post_text("balance/", [("username", creds.username), ("password", creds.password)])
-        available, purchased = _parse_balance(text)
+        login = [("username", creds.username), ("password", creds.password)]
+        text = await self._post_text("balance/", login)
+        amounts = replies.balance(text)
+        if amounts is None:
+            reply = replies.read(text)
+            code = reply.code if reply is not None and not reply.ok else None
+            raise ProviderError(explain(TYPE, code or "UNEXPECTED"))
+        available, purchased = amounts
         detail = f"available {_fmt(available)}"
         if purchased is not None:
             detail += f" of {_fmt(purchased)} purchased"
-        return Balance(provider=self.name, credit=available, detail=detail)
+        return Balance(provider=self.name, credit=available, detail=detail + await self._sender_ids(login))
+
+    async def _sender_ids(self, login: list[tuple[str, str]]) -> str:
+        """`; sender IDs: A, B` for the balance line (an unreadable list is said, never fatal)."""
+        try:
+            ids = replies.sender_ids(await self._post_text("senderid/", login))
+        except ProviderError:
+            ids = None
+        if ids is None:
+            return "; sender IDs could not be read"
+        return "; sender IDs: " + (", ".join(ids) if ids else "none")
 
     async def _post_text(self, path: str, params: list[tuple[str, str]]) -> str:
         try:
-            response = await self.client.post(
-                f"{self.config.base_url}{path}",
-                content=form_body(params, LANG_ENGLISH),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                timeout=self._timeout,
-            )
+            response = await self.client.send(self._request(path, params))
         except (httpx.InvalidURL, httpx.UnsupportedProtocol):
             raise ProviderError(explain(TYPE, "URL")) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(explain(TYPE, type(exc).__name__)) from None
-        if not response.is_success:
+            raise ProviderError(wire.balance_failure("KwtSMS", exc)) from None
+        text = response.content.decode("utf-8", "replace")
+        if not response.is_success and replies.read(text) is None:
             raise ProviderError(explain(TYPE, f"HTTP{response.status_code}"))
-        return response.content.decode("utf-8", "replace")
-
-
-def _parse_balance(text: str) -> tuple[float, float | None]:
-    """`181/377`, `181.00/1000.00`, or the JSON API's `{"result":"OK","available":..,"purchased":..}`."""
-    m = _BALANCE.match(text)
-    if m:
-        return float(m.group(1)), float(m.group(2))
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            data: Any = json.loads(stripped)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and str(data.get("result", "")).upper() == "OK":
-            try:
-                available = float(data["available"])
-                purchased = float(data["purchased"]) if "purchased" in data else None
-            except (KeyError, TypeError, ValueError):
-                pass
-            else:
-                return available, purchased
-    code = _CODE.search(stripped)
-    raise ProviderError(explain(TYPE, code.group(0) if code else "UNEXPECTED"))
+        return text

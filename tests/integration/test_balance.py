@@ -68,6 +68,7 @@ type = "kwtsms"
 url = "{kwtsms}"
 username = "kwtuser"
 password = "kwt-pw-5"
+sender = "KWT-MESSAGE"
 """
 
 

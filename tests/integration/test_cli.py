@@ -32,6 +32,7 @@ def test_check_config_names_the_key_path(tmp_path: Path) -> None:
 type = "kwtsms"
 username = "u"
 password = "p"
+sender = "KWT-SMS"
 
 [[routes]]
 match = "a@sms.test"

@@ -112,7 +112,7 @@ async def test_kwtsms_arabic_defaults_to_lang_3_utf8(kwt: FakeKwtSms, client: ht
 
 async def test_kwtsms_lang_2_travels_as_windows_1256(kwt: FakeKwtSms, client: httpx.AsyncClient) -> None:
     """With lang 2 the wire carries Windows-1256 bytes and KwtSMS reads the Arabic text back from them."""
-    await kwt_provider(kwt, client).send(make_batch(("96550000001",), "عربي تجربة", lang=2))
+    await kwt_provider(kwt, client, options={"api": "text"}).send(make_batch(("96550000001",), "عربي تجربة", lang=2))
     request = kwt.requests[0]
     assert request.charset == "cp1256"
     assert b"message=%DA%D1%C8%ED+%CA%CC%D1%C8%C9" in request.body
@@ -148,7 +148,7 @@ async def test_kwtsms_refusals_are_rejected_in_every_error_style(
 ) -> None:
     """Each refusal KwtSMS gives is Rejected with its code, whichever error-line style the provider uses."""
     kwt.style = style  # type: ignore[assignment]
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {"options": {"api": "text"}}  # the error-line styles are the text API's
     numbers, text, sender, options = ("96550000001",), "hello", None, {}
     if case == "bad login":
         config["password"] = "wrong"
@@ -182,11 +182,11 @@ async def test_kwtsms_same_number_within_15_s_is_retry(kwt: FakeKwtSms, client: 
 
 @pytest.mark.parametrize("style", ["text", "bare", "json"])
 async def test_kwtsms_queue_full_is_retry(kwt: FakeKwtSms, client: httpx.AsyncClient, style: str) -> None:
-    """ERR013 (send queue full) is Retry: KwtSMS did not take the message."""
+    """ERR013 (send queue full) is Retry after 30 s on a first attempt: KwtSMS did not take the message."""
     kwt.style = style  # type: ignore[assignment]
     kwt.force_error("ERR013")
-    assert await kwt_provider(kwt, client).send(make_batch(("96550000001",))) == [
-        Retry(code="ERR013", why=explain("kwtsms", "ERR013"), after=None)
+    assert await kwt_provider(kwt, client, options={"api": "text"}).send(make_batch(("96550000001",))) == [
+        Retry(code="ERR013", why=explain("kwtsms", "ERR013"), after=30.0)
     ]
 
 
@@ -202,11 +202,11 @@ async def test_kwtsms_balance(
     kwt: FakeKwtSms, client: httpx.AsyncClient, style: str, decimals: bool, detail: str
 ) -> None:
     """balance() reads balance/ in every reply shape, after the fake charged for 3 numbers."""
-    provider = kwt_provider(kwt, client)
+    provider = kwt_provider(kwt, client, options={"api": "text"})
     await provider.send(make_batch(("96550000001", "96550000002", "96550000003")))
     kwt.style, kwt.balance_decimals = style, decimals  # type: ignore[assignment]
     balance = await provider.balance()
-    assert (balance.credit, balance.detail) == (97.0, detail)
+    assert (balance.credit, balance.detail) == (97.0, f"{detail}; sender IDs: KWT-MESSAGE, Shop")
 
 
 async def test_kwtsms_fake_is_strict_about_numbers_and_parameters(

@@ -31,6 +31,9 @@ password = "kwt-secret-1"
 sender = "KWT-MESSAGE"
 rate = 100
 
+[providers.kwt.options]  # these tests read the legacy form's bytes on the wire
+api = "text"
+
 [providers.kwtdry]
 type = "kwtsms"
 url = "{kwtdry}"
@@ -236,13 +239,13 @@ def report_for(workdir: Path, number: str) -> EmailMessage:
 # (text in the mail, what the phone must get, KwtSMS lang, bytes of the message field on the wire)
 WIRE_TABLE = [
     ("مرحبا بكم", "مرحبا بكم", "3", bytes.fromhex("d985d8b1d8add8a8d8a7 20 d8a8d983d985".replace(" ", ""))),
-    ("Hi 🙂", "Hi 🙂", "3", b"Hi " + bytes.fromhex("f09f9982")),
+    ("Hi 𠀀", "Hi 𠀀", "3", b"Hi " + bytes.fromhex("f0a08080")),  # outside the BMP, not an emoji
     ("Price: 5€", "Price: 5€", "1", b"Price: 5" + bytes.fromhex("e282ac")),
     ("{}[]~^|\\", "{}[]~^|\\", "1", b"{}[]~^|\\"),
     ("“Hi” it’s", "\"Hi\" it's", "1", b"\"Hi\" it's"),
     ("“مرحبا”", "“مرحبا”", "3", bytes.fromhex("e2809c d985d8b1d8add8a8d8a7 e2809d".replace(" ", ""))),
 ]
-WIRE_IDS = ["arabic", "emoji", "euro", "extension", "curly-quotes", "arabic-in-curly-quotes"]
+WIRE_IDS = ["arabic", "astral", "euro", "extension", "curly-quotes", "arabic-in-curly-quotes"]
 
 
 @pytest.mark.parametrize(("text", "phone", "lang", "wire"), WIRE_TABLE, ids=WIRE_IDS)
@@ -317,13 +320,13 @@ def test_keyvalue_lang2_sends_windows_1256_bytes(server: ThreadServer, kwt: Fake
 
 
 def test_keyvalue_lang_that_cannot_carry_the_text_is_refused(server: ThreadServer, kwt: FakeKwtSms) -> None:
-    """lang:2 with an emoji is refused at DATA (554 5.6.0) naming the character; nothing reaches KwtSMS."""
+    """lang:2 with Cyrillic is refused at DATA (554 5.6.0) naming the character; nothing reaches KwtSMS."""
     number = fresh_number()
-    body = f"mobile:{number}\nlang:2\ntext:مرحبا+🙂\n"
+    body = f"mobile:{number}\nlang:2\ntext:مرحبا+ж\n"
     code, text = send(server.port, "sms@sms.test", text_mail("sms@sms.test", body))
     assert replies.BAD_CONTENT.matches(code, text)
     assert b"lang:2" in text
-    assert b"U+1F642" in text
+    assert b"U+0436" in text
     assert not [r for r in kwt.requests if number in (r.param("mobile") or "")]
 
 
@@ -422,10 +425,10 @@ def test_provider_part_limit_is_refused_with_554(server: ThreadServer) -> None:
     [
         ("z" * 200, "z" * 157 + "...", 1, "GSM-7"),
         ("م" * 100, "م" * 69 + "…", 3, "UCS-2"),
-        ("🙂" * 40, "🙂" * 34 + "…", 3, "UCS-2"),
+        ("𠀀" * 40, "𠀀" * 34 + "…", 3, "UCS-2"),  # surrogate pairs (KwtSMS refuses emoji: see kwtsms_truth)
         ("€" * 100, "€" * 78 + "...", 1, "GSM-7"),
     ],
-    ids=["gsm7", "arabic", "emoji", "euro-pairs"],
+    ids=["gsm7", "arabic", "astral", "euro-pairs"],
 )
 def test_truncation_when_the_route_says_so(server: ThreadServer, kwt: FakeKwtSms, workdir: Path, text: str,
                                            sent: str, lang: int, encoding: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -11,16 +12,17 @@ import httpx
 import pytest
 
 from mail2sms.config import ProviderConfig
-from mail2sms.errors import ProviderError
+from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Batch, Job, Rejected, Result, Retry, Sent, SmsOptions, Unknown
 from mail2sms.providers.explain import KWTSMS, explain
 from mail2sms.providers.kwtsms import (
     KwtSmsProvider,
     choose_lang,
     is_gsm7,
-    reply_result,
+    reply_results,
     wire_number,
 )
+from mail2sms.providers.kwtsms_reply import delivery_status
 
 PASSWORD = "s3cret-pw"
 ALL_CODES = [
@@ -46,7 +48,14 @@ ALL_CODES = [
     "ERR032",
     "ERR033",
 ]
-RETRY_CODES = {"ERR013": None, "ERR028": 15.0}
+RETRY_CODES = {"ERR013": 30.0, "ERR028": 15.0}
+
+
+def reply_result(body: str, count: int) -> list[Result]:
+    """The Results of a recognised `send/` answer (a test helper: None would be a bug here)."""
+    results = reply_results(body, count)
+    assert results is not None
+    return results
 
 
 def make_batch(
@@ -57,9 +66,7 @@ def make_batch(
     **options: object,
 ) -> Batch:
     jobs = tuple(Job(number=n, text=text, provider="kwt") for n in numbers)
-    return Batch(
-        provider="kwt", account=account, sender=sender, text=text, options=SmsOptions(**options), jobs=jobs
-    )  # type: ignore[arg-type]
+    return Batch(provider="kwt", account=account, sender=sender, text=text, options=SmsOptions(**options), jobs=jobs)  # type: ignore[arg-type]
 
 
 def make_provider(handler: Callable[[httpx.Request], httpx.Response], **config: object) -> KwtSmsProvider:
@@ -69,6 +76,7 @@ def make_provider(handler: Callable[[httpx.Request], httpx.Response], **config: 
         "username": "user",
         "password": PASSWORD,
         "sender": "KWT-MESSAGE",
+        "options": {"api": "text"},  # the legacy text API: its form is easy to read back; JSON tests say "json"
     }
     settings.update(config)
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
@@ -109,21 +117,14 @@ def test_ok_reply_gives_sent_with_message_id_for_every_number() -> None:
 
 def test_json_ok_reply_is_accepted() -> None:
     """The JSON API's `{"result":"OK", ...}` is read like the text API's OK line."""
-    body = (
-        '{"result":"OK","msg-id":"abc123","numbers":1,"points-charged":1,"balance-after":99,'
-        '"unix-timestamp":1}'
-    )
+    body = '{"result":"OK","msg-id":"abc123","numbers":1,"points-charged":1,"balance-after":99,"unix-timestamp":1}'
     assert reply_result(body, 1) == [
-        Sent(
-            provider_id="abc123", detail="KwtSMS took 1 of 1 number(s), charged 1 point(s); balance after 99"
-        )
+        Sent(provider_id="abc123", detail="KwtSMS took 1 of 1 number, charged 1 point; balance after 99")
     ]
 
 
 @pytest.mark.parametrize("code", ALL_CODES)
-@pytest.mark.parametrize(
-    "style", ["ERROR:{code}", "{code}", '{{"result":"ERROR","code":"{code}","description":"x"}}']
-)
+@pytest.mark.parametrize("style", ["ERROR:{code}", "{code}", '{{"result":"ERROR","code":"{code}","description":"x"}}'])
 def test_every_documented_code_maps_to_its_result(code: str, style: str) -> None:
     """Each documented ERR code, in every error-line style, becomes Retry (not processed) or Rejected."""
     results = reply_result(style.format(code=code), 3)
@@ -143,10 +144,18 @@ def test_every_documented_code_has_its_own_explanation() -> None:
     )
 
 
-@pytest.mark.parametrize("body", ["ERROR", "Sorry, something went wrong", "<html>maintenance</html>", ""])
-def test_failure_without_code_is_rejected_as_error(body: str) -> None:
-    """A reply that is not OK and carries no ERR code is a refusal: Rejected with code ERROR."""
+@pytest.mark.parametrize("body", ["ERROR", "error: bad request", '{"result":"ERROR"}'])
+def test_error_without_code_is_rejected_as_error(body: str) -> None:
+    """An answer that says ERROR but carries no ERR code is a refusal: Rejected with code ERROR."""
     assert reply_result(body, 1) == [Rejected(code="ERROR", why=explain("kwtsms", "ERROR"))]
+
+
+@pytest.mark.parametrize("body", ["Sorry, something went wrong", "<html>maintenance</html>", "", "{oops"])
+async def test_text_api_unreadable_answer_is_unknown(body: str) -> None:
+    """A 200 answer that is neither OK nor an error cannot tell whether the SMS went: Unknown, not refused."""
+    assert reply_results(body, 1) is None
+    [result] = await make_provider(replying(body)).send(make_batch())
+    assert result == Unknown(code="UNEXPECTED", why=explain("kwtsms", "UNEXPECTED"))
 
 
 def test_unknown_error_code_is_rejected_with_generic_words() -> None:
@@ -205,12 +214,7 @@ async def test_send_posts_the_documented_form() -> None:
     results = await provider.send(make_batch("hi there", ("+96550000001", "0096550000002")))
     assert (
         results
-        == [
-            Sent(
-                provider_id="abc", detail="KwtSMS took 2 of 2 number(s), charged 2 point(s); balance after 98"
-            )
-        ]
-        * 2
+        == [Sent(provider_id="abc", detail="KwtSMS took 2 of 2 numbers, charged 2 points; balance after 98")] * 2
     )
     [request] = seen
     assert request.method == "POST"
@@ -340,7 +344,7 @@ async def test_transport_failures(exc: Exception, kind: type) -> None:
 async def test_unusable_url_is_rejected_not_raised() -> None:
     """A url with an unsupported scheme is Rejected (URL) instead of raising."""
     provider = KwtSmsProvider(
-        "kwt", ProviderConfig(type="kwtsms", url="ftp://kwt.test/API/"), httpx.AsyncClient()
+        "kwt", ProviderConfig(type="kwtsms", url="ftp://kwt.test/API/", sender="KWT-SMS"), httpx.AsyncClient()
     )
     [result] = await provider.send(make_batch())
     assert isinstance(result, Rejected)
@@ -369,9 +373,15 @@ def test_limits_defaults_and_overrides() -> None:
 async def test_balance_parses_available_and_purchased(body: str, credit: float, detail: str) -> None:
     """balance/ answers available/purchased; the credit is the available part."""
     seen: list[httpx.Request] = []
-    provider = make_provider(replying(body, seen=seen))
-    balance = await provider.balance()
-    assert (balance.provider, balance.credit, balance.detail) == ("kwt", credit, detail)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text=body if request.url.path.endswith("/balance/") else "KWT-MESSAGE\n")
+
+    balance = await make_provider(handler).balance()
+    assert (balance.provider, balance.credit) == ("kwt", credit)
+    assert balance.detail == f"{detail}; sender IDs: KWT-MESSAGE"
+    assert str(seen[1].url) == "https://kwt.test/API/senderid/"
     assert str(seen[0].url) == "https://kwt.test/API/balance/"
     assert form(seen[0]) == {"username": "user", "password": PASSWORD}
 
@@ -383,3 +393,208 @@ async def test_balance_error_raises_plain_words_without_secret() -> None:
         await provider.balance()
     assert str(info.value) == explain("kwtsms", "ERR003")
     assert PASSWORD not in str(info.value)
+
+
+# -- the JSON API (the default) ------------------------------------------------------------------
+def json_provider(handler: Callable[[httpx.Request], httpx.Response], **options: object) -> KwtSmsProvider:
+    return make_provider(handler, options={"api": "json", **options})
+
+
+def jobs_with_attempts(attempts: int, numbers: tuple[str, ...] = ("96550000001",)) -> Batch:
+    batch = make_batch(numbers=numbers)
+    for job in batch.jobs:
+        job.attempts = attempts
+    return batch
+
+
+async def test_json_api_is_the_default_and_posts_a_json_object() -> None:
+    """Without options.api the adapter POSTs a JSON object with KwtSMS's field names to send/."""
+    seen: list[httpx.Request] = []
+    ok = '{"result":"OK","msg-id":"m1","numbers":2,"points-charged":2,"balance-after":98,"unix-timestamp":1}'
+    provider = make_provider(replying(ok, seen=seen), options={})
+    results = await provider.send(make_batch("hi there", ("+96550000001", "0096550000002")))
+    assert (
+        results == [Sent(provider_id="m1", detail="KwtSMS took 2 of 2 numbers, charged 2 points; balance after 98")] * 2
+    )
+    [request] = seen
+    assert str(request.url) == "https://kwt.test/API/send/"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.content) == {
+        "username": "user",
+        "password": PASSWORD,
+        "sender": "KWT-MESSAGE",
+        "mobile": "96550000001,96550000002",
+        "lang": "1",
+        "message": "hi there",
+    }
+
+
+async def test_json_error_with_http_403_is_read_before_the_status() -> None:
+    """ERR024 arriving with HTTP 403 is KwtSMS's refusal ERR024 (IP not allowed), not a generic HTTP403."""
+    body = '{"result":"ERROR","code":"ERR024","description":"IP address is not whitelisted"}'
+    provider = json_provider(replying(body, 403))
+    [result] = await provider.send(make_batch())
+    assert result == Rejected(code="ERR024", why=explain("kwtsms", "ERR024"))
+    assert "IP address is not on the account's allowed list" in result.why
+
+
+async def test_json_unknown_code_keeps_code_and_sanitised_description() -> None:
+    """An ERR code mail2sms does not know keeps KwtSMS's code and its description: one line, bounded, no secret."""
+    words = f"Queue\\nstuck {PASSWORD} " + "x" * 400
+    body = json.dumps({"result": "ERROR", "code": "ERR077", "description": words.replace("\\n", "\n")})
+    provider = json_provider(replying(body, 400))
+    [result] = await provider.send(make_batch())
+    assert isinstance(result, Rejected)
+    assert result.code == "ERR077"
+    assert 'KwtSMS refused the request with ERR077: "Queue stuck *** xxx' in result.why
+    assert PASSWORD not in result.why
+    assert "\n" not in result.why
+    assert len(result.why) < 400
+
+
+@pytest.mark.parametrize("code", ["ERR019", "ERR020", "ERR021", "ERR022", "ERR023", "ERR029", "ERR030"])
+def test_newer_codes_have_explanations(code: str) -> None:
+    """The codes the JSON API added (reports, queue) are in the table and refuse with their own words."""
+    [result] = reply_result(json.dumps({"result": "ERROR", "code": code, "description": "d"}), 1)
+    assert result == Rejected(code=code, why=KWTSMS[code])
+
+
+@pytest.mark.parametrize(("attempts", "wait"), [(0, 30.0), (1, 60.0), (2, 120.0), (3, 240.0)])
+async def test_queue_full_backs_off_30_s_doubling_per_attempt(attempts: int, wait: float) -> None:
+    """ERR013 (queue full) is Retry after 30 s on the first try, then 60, 120, 240 … by the jobs' attempts."""
+    provider = json_provider(replying('{"result":"ERROR","code":"ERR013","description":"queue full"}'))
+    [result] = await provider.send(jobs_with_attempts(attempts))
+    assert result == Retry(code="ERR013", why=explain("kwtsms", "ERR013"), after=wait)
+
+
+async def test_same_number_within_15_s_still_waits_15_s() -> None:
+    """ERR028 stays a Retry after 15 s, whatever the attempt."""
+    provider = json_provider(replying('{"result":"ERROR","code":"ERR028","description":"wait"}'))
+    [result] = await provider.send(jobs_with_attempts(4))
+    assert result == Retry(code="ERR028", why=explain("kwtsms", "ERR028"), after=15.0)
+
+
+@pytest.mark.parametrize("api", ["json", "text"])
+async def test_fewer_numbers_taken_makes_every_number_unknown(api: str) -> None:
+    """`numbers` 2 for 3 numbers sent: none is Sent; all are Unknown, and the why says 2 of 3 and no which."""
+    body = (
+        '{"result":"OK","msg-id":"m9","numbers":2,"points-charged":2,"balance-after":5,"unix-timestamp":1}'
+        if api == "json"
+        else "OK:m9:2:2:5:1"
+    )
+    provider = make_provider(replying(body), options={"api": api})
+    results = await provider.send(make_batch(numbers=("96550000001", "96550000002", "96550000003")))
+    assert {type(r) for r in results} == {Unknown}
+    assert {r.code for r in results if isinstance(r, Unknown)} == {"PARTIAL"}
+    why = results[0].why if isinstance(results[0], Unknown) else ""
+    assert why.startswith("KwtSMS took 2 of 3 numbers and did not say which, charged 2 points; balance after 5")
+    assert "(msg-id m9)" in why
+
+
+def test_ok_with_no_number_taken_is_a_refusal() -> None:
+    """`numbers` 0 means KwtSMS took none: every number is refused (NONE_TAKEN), none is Sent."""
+    results = reply_result('{"result":"OK","msg-id":"m","numbers":0,"points-charged":0}', 2)
+    assert results == [Rejected(code="NONE_TAKEN", why=explain("kwtsms", "NONE_TAKEN"))] * 2
+
+
+def test_ok_with_a_count_that_is_not_a_number_is_unknown() -> None:
+    """An OK whose `numbers` is not a count does not add up: Unknown, never Sent."""
+    [result] = reply_result('{"result":"OK","msg-id":"m","numbers":"many"}', 1)
+    assert isinstance(result, Unknown)
+    assert result.code == "PARTIAL"
+
+
+async def test_test_mode_sends_test_1_and_is_never_sent() -> None:
+    """options.test adds test=1; KwtSMS's OK then means validated only: Rejected TEST, never Sent."""
+    seen: list[httpx.Request] = []
+    ok = '{"result":"OK","msg-id":"t1","numbers":1,"points-charged":0,"balance-after":100,"unix-timestamp":1}'
+    provider = json_provider(replying(ok, seen=seen), test=True)
+    [result] = await provider.send(make_batch())
+    assert json.loads(seen[0].content)["test"] == "1"
+    assert isinstance(result, Rejected)
+    assert result.code == "TEST"
+    assert "sent nothing" in result.why
+
+
+@pytest.mark.parametrize("body", ["<html>bad gateway</html>", "", '{"unexpected":true}', "Sorry, no"])
+async def test_json_api_unreadable_2xx_is_unknown(body: str) -> None:
+    """A 2xx answer that is no KwtSMS answer at all cannot tell whether the SMS went: Unknown (UNEXPECTED)."""
+    provider = json_provider(replying(body))
+    [result] = await provider.send(make_batch())
+    assert result == Unknown(code="UNEXPECTED", why=explain("kwtsms", "UNEXPECTED"))
+
+
+async def test_json_unreadable_error_status_falls_back_to_the_status() -> None:
+    """A 503 page without a KwtSMS answer is mapped by its HTTP status (Retry)."""
+    provider = json_provider(replying("<html>unavailable</html>", 503))
+    [result] = await provider.send(make_batch())
+    assert isinstance(result, Retry)
+    assert result.code == "HTTP503"
+
+
+async def test_json_balance_and_sender_ids() -> None:
+    """balance() reads the JSON API's available/purchased and lists the account's sender IDs from senderid/."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/balance/"):
+            return httpx.Response(200, json={"result": "OK", "available": 181, "purchased": 1000})
+        return httpx.Response(200, json={"result": "OK", "senderid": ["KWT-MESSAGE", "MY-SHOP"]})
+
+    balance = await json_provider(handler).balance()
+    assert (balance.credit, balance.detail) == (
+        181.0,
+        "available 181 of 1000 purchased; sender IDs: KWT-MESSAGE, MY-SHOP",
+    )
+    assert [json.loads(r.content) for r in seen] == [{"username": "user", "password": PASSWORD}] * 2
+    assert {r.headers["content-type"] for r in seen} == {"application/json"}
+
+
+async def test_json_balance_error_with_4xx_names_the_code() -> None:
+    """A balance refusal arriving with HTTP 403 raises the code's explanation, never the password."""
+    body = '{"result":"ERROR","code":"ERR024","description":"IP"}'
+    with pytest.raises(ProviderError) as info:
+        await json_provider(replying(body, 403)).balance()
+    assert str(info.value) == explain("kwtsms", "ERR024")
+
+
+async def test_balance_says_when_sender_ids_cannot_be_read() -> None:
+    """An unreadable senderid/ answer does not fail the balance; the detail says the IDs could not be read."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/balance/"):
+            return httpx.Response(200, json={"result": "OK", "available": 5, "purchased": 10})
+        return httpx.Response(500, text="<html>oops</html>")
+
+    balance = await json_provider(handler).balance()
+    assert balance.detail == "available 5 of 10 purchased; sender IDs could not be read"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ('{"result":"OK","status":"Delivered to mobile"}', "Delivered to mobile"),
+        ("abc,Delivered to mobile\nother,Failed", "Delivered to mobile"),
+        ('{"result":"ERROR","code":"ERR021","description":"not ready"}', None),
+        ("<html></html>", None),
+    ],
+)
+def test_delivery_status_reads_status_and_dlr_shapes(body: str, status: str | None) -> None:
+    """status/ (JSON) and dlr/ (`<msgid>,<text>` lines) answers give the status words, or None."""
+    assert delivery_status(body, "abc") == status
+
+
+# -- configuration -------------------------------------------------------------------------------
+@pytest.mark.parametrize("sender", [None, "", "  "])
+def test_sender_is_required_when_the_adapter_is_built(sender: str | None) -> None:
+    """A kwtsms provider without a sender is a ConfigError naming providers.<name>.sender."""
+    config = ProviderConfig.model_validate({"type": "kwtsms", "username": "u", "password": "p", "sender": sender})
+    with pytest.raises(ConfigError, match=r"^providers\.kwt\.sender: KwtSMS needs a sender ID"):
+        KwtSmsProvider("kwt", config, httpx.AsyncClient())
+
+
+def test_api_option_is_checked() -> None:
+    """options.api accepts only "json" or "text", and the error names the key and the choices."""
+    with pytest.raises(ConfigError, match=r"providers\.kwt\.options\.api: must be one of 'json', 'text'"):
+        make_provider(replying(""), options={"api": "soap"})

@@ -13,7 +13,7 @@ from mail2sms.providers.wire import form_body, international_digits
 
 
 def build(kind: str, **settings: object) -> object:
-    config = ProviderConfig.model_validate({"type": kind, "key": "k", **settings})
+    config = ProviderConfig.model_validate({"type": kind, "key": "k", "sender": "Shop", **settings})
     return build_provider("p", config, httpx.AsyncClient())
 
 
@@ -37,7 +37,7 @@ def test_kwtsms_page_limit_can_be_lowered_only() -> None:
         ("kapow", {"timezone": "Nowhere/City"}, "providers.p.options.timezone: 'Nowhere/City' is not a time zone"),
         ("kapow", {"returnid": True}, "providers.p.options.returnid: unknown option (known: dlr, flash_prefix, "
                                       "route, timezone)"),
-        ("kwtsms", {"lang": 3}, "providers.p.options.lang: unknown option (known: max_parts)"),
+        ("kwtsms", {"lang": 3}, "providers.p.options.lang: unknown option (known: api, max_parts, test)"),
     ],
 )
 def test_unknown_or_bad_options_name_the_key(kind: str, options: dict[str, object], problem: str) -> None:
