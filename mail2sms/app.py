@@ -67,6 +67,7 @@ class App:
             self.providers,
             RetryPolicy(base=d.retry_base, cap=d.retry_cap, max_attempts=d.max_attempts),
             concurrency=d.concurrency,
+            provider_concurrency={name: p.concurrency for name, p in config.providers.items()},
             poll_interval=d.poll_interval,
             on_final=self.reporter.wake,
             rate_share=config.server.workers,

@@ -240,7 +240,7 @@ class DispatchConfig(_Model):
     retry_cap: Duration = 600.0
     poll_interval: Duration = 1.0
     max_attempts: int = Field(default=50, ge=1)
-    concurrency: int = Field(default=8, ge=1)
+    concurrency: int = Field(default=8, ge=1)  # requests in flight over all providers together
     breaker_failures: int = Field(default=5, ge=1)  # consecutive failed requests that pause a provider
     breaker_pause: Duration = 30.0  # first pause; doubles while the provider keeps failing, up to retry_cap
     lease: Duration = Field(default=300.0, ge=1.0)  # a claimed job is another node's to take after this
@@ -254,6 +254,9 @@ class ProviderConfig(_Model):
     key: SecretStr = SecretStr("")
     sender: str | None = None
     rate: float | None = Field(default=None, gt=0)
+    # Requests in flight to this provider at once (within `dispatch.concurrency`, the cap over all providers):
+    # a provider that hangs holds only its own slots, so the others carry on.
+    concurrency: int = Field(default=4, ge=1)
     timeout: Duration = 30.0
     max_recipients: int | None = Field(default=None, ge=1)
     path: str = ""  # outbox only

@@ -9,7 +9,8 @@
     ├── PolicyError            a route's number rules or quota refuse the mail (550 5.7.1; 450 4.7.1 if temporary)
     ├── SpoolError             the spool could not store or read (451 4.3.0; never shown to the client)
     │   └── SpoolFullError     the spool has no room (452 4.3.1)
-    └── ProviderError          an adapter could not make sense of a provider's reply (mapped to a Result)
+    ├── ProviderError          an adapter could not make sense of a provider's reply (mapped to a Result)
+    └── RequestNotSent         the "request is leaving" hook refused or failed: no byte of the request left
 
 Messages of ContentError, NumberError, LimitError and PolicyError are written for the sender and go into SMTP
 replies and outcome mail, so they must never carry secrets. Every other error's text stays in logs (redacted) and the
@@ -69,3 +70,10 @@ class SpoolFullError(SpoolError):
 
 class ProviderError(Mail2SmsError):
     """A provider's reply made no sense to its adapter."""
+
+
+class RequestNotSent(Mail2SmsError):
+    """A provider request stopped before its first byte: the hook that runs right before it (`providers.http`)
+    failed or refused (the spool could not mark the jobs `sending`, the lease was lost, the dispatcher is stopping
+    or the provider was paused). `__cause__` says why. Nothing reached the provider, so this is never "may have
+    been sent": the jobs go back to `queued`, or stay with the process that now holds them."""

@@ -2,7 +2,11 @@
 
 "Failing" means a whole request ended in Retry or Unknown (no answer, 5xx, 429, timeouts); a provider that
 answers — even with refusals — is healthy. While paused, the dispatcher does not claim that provider's jobs, so
-they wait in the spool instead of burning attempts; the pause doubles while failures go on.
+they wait in the spool instead of burning attempts; the pause doubles while failures go on. Batches already
+claimed when it opens are handed back to the spool with the pause as their next attempt, not sent.
+
+Times are monotonic (`time.monotonic()`): a wall-clock step (NTP, a VM resumed) must neither end a pause early nor
+stretch it for hours.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ earlier: a crash before that point means "surely not sent" (send again), after i
 (`unknown`, unless the provider honours an idempotency key). httpcore's trace extension is awaited right before
 the request headers are written, after the connection is up, so `LeavingClient` runs the hook exactly there.
 A connection refused, a DNS or a TLS failure therefore never makes a job `unknown`.
+
+The hook may refuse or fail (the spool cannot mark the jobs `sending`, the lease was lost, the dispatcher is
+stopping). Whatever it raises leaves here as one type, `errors.RequestNotSent` with the reason as its cause, so
+the dispatcher can tell "no byte left" from an adapter failure by type, never by an exception's name. Nothing
+here must ever turn a hook failure into a transport error: that would read as "may have been sent".
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import httpx
 
 from mail2sms import __version__
+from mail2sms.errors import RequestNotSent
 
 USER_AGENT = f"mail2sms/{__version__}"
 
@@ -30,10 +36,18 @@ BEFORE_SEND: contextvars.ContextVar[Hook | None] = contextvars.ContextVar("mail2
 
 
 async def request_leaving() -> None:
-    """Tell the dispatcher that a request is about to leave (idempotent: the hook runs once per batch)."""
+    """Tell the dispatcher that a request is about to leave (idempotent: the hook runs once per batch).
+
+    Raises `RequestNotSent` (the hook's own exception as its cause) when the request must not leave."""
     hook = BEFORE_SEND.get()
-    if hook is not None:
+    if hook is None:
+        return
+    try:
         await hook()
+    except RequestNotSent:
+        raise
+    except Exception as exc:  # the one boundary: any hook failure means "not sent", whatever its type
+        raise RequestNotSent("the request was stopped before its first byte") from exc
 
 
 class LeavingClient(httpx.AsyncClient):

@@ -19,8 +19,9 @@ from mail2sms.spool.quotas import QuotaCharge
 
 
 class LeaseLost(SpoolError):
-    """`mark_sending(owner=...)`: some of the jobs are no longer leased to this owner (its lease expired and
-    another process took them). Nothing was marked, and the request must not leave."""
+    """`mark_sending(owner=...)` or `record(owner=...)`: some of the jobs are no longer leased to this owner (its
+    lease expired and another process took them). Nothing was marked or stored: the request must not leave, and a
+    result is not recorded over the other process's."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,11 @@ class Spool(Protocol):
         raised: a lease that expired while its jobs waited (for a rate limit) must not lead to a second send."""
         ...
 
-    async def record(self, updates: list[JobUpdate], now: float) -> list[str]:
-        """Store results; return ids of submissions that became final."""
+    async def record(self, updates: list[JobUpdate], now: float, owner: str | None = None) -> list[str]:
+        """Store results; return ids of submissions that became final.
+
+        With `owner`, every job must still be leased to it, or nothing is stored and `LeaseLost` is raised: a node
+        whose lease ran out (and whose jobs another node recovered or sent) must not overwrite their outcome."""
         ...
 
     async def recover(

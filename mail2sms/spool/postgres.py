@@ -443,8 +443,15 @@ class PostgresSpool:
                 raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back
         await self._tx(body)
 
-    async def record(self, updates: list[JobUpdate], now: float) -> list[str]:
+    async def record(self, updates: list[JobUpdate], now: float, owner: str | None = None) -> list[str]:
         async def body(conn: Conn) -> list[str]:
+            if owner is not None:
+                # Lock the rows first: a node's recover() or claim() cannot take them between check and update.
+                ids = sorted({u.job_id for u in updates})
+                cur = await conn.execute(
+                    "SELECT id FROM jobs WHERE id = ANY(%s) AND lease_owner = %s ORDER BY id FOR UPDATE", (ids, owner))
+                if len(await cur.fetchall()) != len(ids):
+                    raise LeaseLost("these jobs are no longer leased to this owner; its results are refused")
             async with conn.cursor() as c:
                 await c.executemany(
                     "UPDATE jobs SET state = %s, attempts = %s, next_attempt_at = %s, provider_id = %s, code = %s, "

@@ -443,8 +443,10 @@ class SqliteSpool:
                 raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back
         await self._grouped(body)
 
-    async def record(self, updates: list[JobUpdate], now: float) -> list[str]:
+    async def record(self, updates: list[JobUpdate], now: float, owner: str | None = None) -> list[str]:
         def body(conn: sqlite3.Connection) -> list[str]:
+            if owner is not None:
+                self._check_owner(conn, [u.job_id for u in updates], owner)
             conn.executemany(
                 "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, provider_id = ?, code = ?, "
                 "error = ?, detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
@@ -454,6 +456,19 @@ class SqliteSpool:
             sids = {u.job_id.rpartition(".")[0] for u in updates if u.state.final}
             return self._finish_if_final(conn, sorted(sids), now)
         return await self._grouped(body)
+
+    @staticmethod
+    def _check_owner(conn: sqlite3.Connection, job_ids: list[str], owner: str) -> None:
+        """LeaseLost unless `owner` holds every one of these jobs (inside the caller's write transaction)."""
+        ids = sorted(set(job_ids))
+        held = 0
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[i:i + 500]
+            held += conn.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE lease_owner = ? AND id IN ({','.join('?' * len(chunk))})",
+                (owner, *chunk)).fetchone()[0]
+        if held != len(ids):
+            raise LeaseLost("these jobs are no longer leased to this owner; its results are refused")
 
     async def recover(
         self, idempotent_providers: set[str], now: float, owner_dead: Callable[[str], bool] | None = None
