@@ -122,7 +122,8 @@ def reply_results(
 
 
 def _fmt(value: float) -> str:
-    return f"{value:g}"
+    """181, 12.5, 1000000: plain digits, never an exponent."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _sender_problem(name: str, config: ProviderConfig) -> str | None:
