@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mail2sms.config import ProviderConfig, RouteConfig
-from mail2sms.errors import ContentError, LoopError, NumberError
+from mail2sms.errors import ContentError, LimitError, LoopError, NumberError
 from mail2sms.model import Account, Job, JobState, SmsOptions, Submission
 from mail2sms.parse.address import parse_kapow_credentials
 from mail2sms.parse.csvfile import CsvFile, decode_csv
@@ -53,7 +53,16 @@ class Limits:
     max_received: int = 100
     max_parts: int = 1000
     max_depth: int = 20
-    max_jobs: int = 100_000
+    max_jobs: int = 100_000  # SMS one mail may become, whatever the format (a CSV is capped by its max_rows too)
+
+
+# Numbers one keyvalue mail may list when its route sets no `max_recipients`: a body of 10,000 numbers is refused
+# (552 5.3.4) instead of becoming 10,000 SMS. An address mail is bounded by `server.max_recipients`, a CSV by
+# `max_rows`.
+DEFAULT_MAX_NUMBERS = 1000
+# SMS parts one text may need when neither the route (`max_parts`) nor the provider sets a limit (outbox, Kapow,
+# Cellcast): a 200 KB body must not become 1,300 parts charged one by one.
+DEFAULT_MAX_PARTS = 10
 
 
 def _text_for(route: RouteConfig, mail: MailContent) -> str:
@@ -72,6 +81,7 @@ def _jobs_for_route(
     mail: MailContent,
     provider: ProviderConfig,
     account: Account | None,
+    max_jobs: int = Limits.max_jobs,
 ) -> tuple[list[Job], bool]:
     """Jobs for the recipients of one route, and whether the mail asked for a dry run."""
     if route.format == "address":
@@ -90,16 +100,19 @@ def _jobs_for_route(
                 for r in recipients]
         return jobs, route.dry_run
     if route.format == "keyvalue":
-        kv = parse_keyvalue(clean_body(mail.text, route.end_markers), plus_as_space=route.plus_as_space)
-        numbers: list[str] = []
+        cap = min(route.max_recipients or DEFAULT_MAX_NUMBERS, max_jobs)
+        kv = parse_keyvalue(clean_body(mail.text, route.end_markers), plus_as_space=route.plus_as_space,
+                            max_numbers=cap)
+        # A dict keeps the order written and finds a repeat in O(1) (a list made 150,000 numbers quadratic).
+        unique: dict[str, None] = {}
         line = kv.lines.get("mobile", 0)
         for value in kv.mobiles:
             try:
                 number = normalize(value, route.region)
             except NumberError as exc:
                 raise NumberError(f"line {line}: mobile: {exc}") from None
-            if number not in numbers:
-                numbers.append(number)
+            unique[number] = None
+        numbers = list(unique)
         if kv.username or kv.password:
             account = Account(username=kv.username or "", password=kv.password or "")
         sender = kv.sender or route.sender or provider.sender
@@ -188,6 +201,13 @@ def _csv_jobs(
     return jobs, {"files": files, "policy": route.csv_policy}
 
 
+def _with_default_parts(route: RouteConfig, limits: ProviderLimits | None) -> RouteConfig:
+    """The route with `max_parts = DEFAULT_MAX_PARTS` when neither it nor its provider limits the parts."""
+    if route.max_parts is not None or limits is None or limits.max_parts is not None or limits.max_parts_ucs2:
+        return route
+    return route.model_copy(update={"max_parts": DEFAULT_MAX_PARTS})
+
+
 def refuse_row(job: Job, problem: str) -> None:
     """A CSV row that cannot be sent: final at commit, so the dispatcher never claims it, and reported."""
     job.state, job.error, job.code = JobState.REJECTED, problem, None
@@ -267,11 +287,14 @@ def build_submission(
             route_dry = route.dry_run
         else:
             route_jobs, route_dry = _jobs_for_route(
-                route, recipients, mail, providers[route.provider], envelope.user_account
+                route, recipients, mail, providers[route.provider], envelope.user_account, limits.max_jobs - len(jobs)
             )
+        if len(jobs) + len(route_jobs) > limits.max_jobs:
+            raise LimitError(f"the mail would become more than {limits.max_jobs:,} SMS; send it in parts")
         dry_run = dry_run or route_dry
         # Smart replacement, parts limit and truncation (parse/fit.py): the text stored is the text sent.
-        for job, why in fit_jobs(route_jobs, route, (provider_limits or {}).get(route.provider),
+        fit_route = _with_default_parts(route, (provider_limits or {}).get(route.provider))
+        for job, why in fit_jobs(route_jobs, fit_route, (provider_limits or {}).get(route.provider),
                                  providers[route.provider].type):
             refuse_row(job, why)
         for job in route_jobs:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mail2sms.errors import ContentError
+from mail2sms.errors import ContentError, LimitError
 from mail2sms.parse.keyvalue import KeyValueMessage, parse_keyvalue
 
 SEED_SAMPLE = """username:xx2xxx
@@ -188,3 +188,13 @@ def test_any_body_gives_a_message_or_content_error(body: str) -> None:
         parse_keyvalue(body)
     except ContentError:
         return
+
+
+def test_more_numbers_than_the_cap_is_a_limit_error_naming_it() -> None:
+    """A body listing more numbers than `max_numbers` stops with a LimitError naming the line and the limit."""
+    numbers = ",".join(f"9655{i:07d}" for i in range(10_000))
+    with pytest.raises(LimitError) as caught:
+        parse_keyvalue(f"mobile:{numbers}\ntext:hi", max_numbers=1000)
+    assert "at most 1000" in str(caught.value)
+    assert str(caught.value).startswith("line 1:")
+    assert len(parse_keyvalue(f"mobile:{numbers}\ntext:hi").mobiles) == 10_000  # no cap given: no limit here
