@@ -179,6 +179,7 @@ class Dispatcher:
         self._concurrency = {name: max(1, min(own.get(name, PROVIDER_CONCURRENCY), share_cap)) for name in providers}
         self._queues: dict[str, asyncio.Queue[_Claimed]] = {name: asyncio.Queue() for name in providers}
         self._outstanding: dict[str, int] = dict.fromkeys(providers, 0)  # jobs claimed and not settled yet
+        self._fill: dict[str, float] = dict.fromkeys(providers, 1.0)  # jobs per request in the last claim
         self._workers: list[_Worker] = []
         self._side: set[asyncio.Task[None]] = set()  # hand-backs and refusals running beside the workers
         self._limiter = rate_limiter or LocalRateLimiter(
@@ -243,13 +244,15 @@ class Dispatcher:
                 self._workers.append(worker)
 
     def _budget(self, provider: str) -> int:
-        """Jobs worth holding for `provider`: what its rate sends in half a lease (the hand-back point), at least
-        two rounds of its workers, times its recipients per request, at most `claim_limit`. More would only sit
-        here while other processes and nodes find nothing to claim."""
+        """Jobs worth holding for `provider`: the requests its rate sends in half a lease (the hand-back point), at
+        least two rounds of its workers, times the jobs one request carried in the last claim (a broadcast fills
+        requests, single mails do not), at most `claim_limit`. More would only sit here while other processes and
+        nodes find nothing to claim (issue 14: work shared fairly)."""
         p = self.providers[provider]
         rate = p.limits.rate / self.rate_share if p.limits.rate else float("inf")
         requests = max(min(rate * self.lease / 2, float(self.claim_limit)), 2.0 * self._concurrency[provider])
-        return max(1, min(self.claim_limit, int(requests) * max(1, p.limits.max_recipients)))
+        per_request = min(self._fill[provider], float(max(1, p.limits.max_recipients)))
+        return max(1, min(self.claim_limit, int(requests * per_request)))
 
     async def _tick(self) -> int:
         if time.monotonic() - self._last_recover > min(RECOVER_EVERY, self.lease / 2):
@@ -283,8 +286,13 @@ class Dispatcher:
         if not jobs:
             return 0
         batches = make_batches(jobs, self._max_recipients, self.providers)
+        sizes: dict[str, list[int]] = {}
         for batch in batches:
+            sizes.setdefault(batch.provider, []).append(len(batch.jobs))
             self._enqueue(_Claimed(batch, started))
+        for name, counts in sizes.items():
+            if name in self._fill:
+                self._fill[name] = sum(counts) / len(counts)
         return len(jobs)
 
     def _enqueue(self, item: _Claimed) -> None:
@@ -340,14 +348,16 @@ class Dispatcher:
         hold = self._hold(item)
         if hold is None:
             await self._limiter.acquire(item.batch.provider)
-            async with self._global:
+            results: list[Result] | None = None
+            async with self._global:  # a request slot; recording the answer needs none
                 hold = self._hold(item)
                 if hold is None:
                     results = await self._call(worker, item)
                     worker.phase = Phase.RECORDING
-                    if results is not None:
-                        await self._finish(item, results)
-                    return
+            if hold is None:
+                if results is not None:
+                    await self._finish(item, results)
+                return
         worker.phase = Phase.RECORDING
         await self._hand_back(item, hold)
 
@@ -410,7 +420,7 @@ class Dispatcher:
                     provider=batch.provider, jobs=len(batch.jobs), error=type(cause).__name__)
         await self._hand_back(item, Hold.SPOOL)
 
-    async def _hand_back(self, item: _Claimed, hold: Hold) -> None:
+    async def _hand_back(self, item: _Claimed, hold: Hold, *, quiet: bool = False) -> bool:
         """Back to `queued` without counting an attempt: nothing of this batch reached the provider."""
         self.stats.held[hold.value] += 1
         now = time.time()
@@ -424,18 +434,27 @@ class Dispatcher:
                              next_attempt_at=max(j.next_attempt_at, not_before) if hold in (Hold.PAUSED, Hold.SPOOL)
                              else j.next_attempt_at, provider_id=j.provider_id, code=j.code, error=j.error)
                    for j in item.batch.jobs]
-        if await self._record(item, updates) is not None:
+        done = await self._record(item, updates) is not None
+        if done and not quiet:
             log.info("batch handed back without a request", provider=item.batch.provider, jobs=len(updates),
                      reason=hold.value)
+        return done
 
     async def _hand_back_all(self, items: list[_Claimed], hold: Hold, *, settle: bool) -> None:
-        async def one(item: _Claimed) -> None:
+        """Hand back many batches at once (a breaker trip, a stop), with one log line per provider."""
+        async def one(item: _Claimed) -> bool:
             try:
-                await self._hand_back(item, hold)
+                return await self._hand_back(item, hold, quiet=True)
             finally:
                 if settle:
                     self._settled(item)
-        await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+        done = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+        jobs: Counter[str] = Counter()
+        for item, ok in zip(items, done, strict=True):
+            if ok is True:
+                jobs[item.batch.provider] += len(item.batch.jobs)
+        for provider, count in sorted(jobs.items()):
+            log.info("claimed jobs handed back without a request", provider=provider, jobs=count, reason=hold.value)
 
     # -- results ----------------------------------------------------------------------------------------
 
