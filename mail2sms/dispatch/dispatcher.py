@@ -18,7 +18,7 @@ Flow control, so that one provider never stalls another:
   half its lease, or when the spool cannot mark it `sending`. That last check runs inside the request itself,
   right before its first byte, so it can never be too early or too late;
 - a result is recorded only by the lease's owner (the spool refuses the others), and recording is retried with
-  backoff while the lease lasts: a provider's answer is never dropped for a passing spool failure.
+  backoff (the owner check still guards it past the lease): an answer is never dropped for a passing spool failure.
 
 It must never turn "not sent" into `unknown`, and never start a request after `stop()` began.
 """
@@ -54,7 +54,7 @@ PER_SMS_LOG_LINES = 10  # batches up to this size log each SMS; bigger ones log 
 RECOVER_EVERY = 5.0  # lease recovery and lifetime expiry: cheap indexed queries
 PROVIDER_CONCURRENCY = 4  # requests in flight per provider unless its config says otherwise
 RECORD_FIRST_PAUSE = 0.05  # recording results that failed: first pause, doubling ...
-RECORD_MAX_PAUSE = 2.0  # ... up to this, while the lease lasts
+RECORD_MAX_PAUSE = 2.0  # ... up to this
 RECORD_MIN_TRIES = 3  # however little of the lease is left
 STOP_RECORD_GRACE = 5.0  # at stop, answers that arrived by the deadline get this long to be recorded
 
@@ -189,6 +189,7 @@ class Dispatcher:
             name: Breaker(breaker_failures, breaker_pause, max(policy.cap, breaker_pause)) for name in providers
         }
         self._last_recover = 0.0
+        self._record_trouble = 0  # result writes being retried right now
 
     def wake(self) -> None:
         self._wake.set()
@@ -255,7 +256,10 @@ class Dispatcher:
         return max(1, min(self.claim_limit, int(requests * per_request)))
 
     async def _tick(self) -> int:
-        if time.monotonic() - self._last_recover > min(RECOVER_EVERY, self.lease / 2):
+        # While answers wait to be written, our own recovery must not beat them to their jobs once the spool works
+        # again (it would call an accepted SMS "stopped while in flight"); they are written first, then it runs.
+        due = time.monotonic() - self._last_recover > min(RECOVER_EVERY, self.lease / 2)
+        if due and self._record_trouble == 0:
             await self.recover()
         if self._stopping:
             return 0
@@ -473,30 +477,37 @@ class Dispatcher:
         await self._final(finished)
 
     async def _record(self, item: _Claimed, updates: list[JobUpdate]) -> list[str] | None:
-        """Store updates as the lease's owner: retried with backoff while the lease lasts, so that a spool that fails
-        for a moment (locked, full, a lost connection) does not lose a provider's answer. None when not stored: the
-        spool refused (another process holds the jobs now) or kept failing (recovery decides after the lease)."""
+        """Store updates as the lease's owner, retried with backoff, so that a spool that fails for a while (locked,
+        full, a lost connection) does not lose a provider's answer. Past the lease the owner check still guards the
+        write: it succeeds only if nobody took the jobs meanwhile. None when not stored: the spool refused (another
+        process holds the jobs now) or kept failing for two leases (recovery decides)."""
         pause, tries = RECORD_FIRST_PAUSE, 0
         provider = item.batch.provider
-        while True:
-            try:
-                return await self.spool.record(updates, time.time(), owner=self.owner)
-            except LeaseLost:
-                log.warning("results refused: another process holds these jobs now", provider=provider,
-                            jobs=len(updates))
-                return None
-            except Exception as exc:
-                tries += 1
-                self.stats.record_retries += 1
-                lease_end = item.claimed_at + self.lease
-                if tries >= RECORD_MIN_TRIES and time.monotonic() + pause > lease_end:
-                    log.error("recording results failed; the jobs are recovered when their lease ends",
-                              provider=provider, jobs=len(updates), error=type(exc).__name__, tries=tries)
+        try:
+            while True:
+                try:
+                    return await self.spool.record(updates, time.time(), owner=self.owner)
+                except LeaseLost:
+                    log.warning("results refused: another process holds these jobs now", provider=provider,
+                                jobs=len(updates))
                     return None
-                log.warning("recording results failed; trying again", provider=provider, jobs=len(updates),
-                            error=type(exc).__name__, tries=tries)
-                await asyncio.sleep(pause)  # backoff before the next write, not a wait for an event
-                pause = min(pause * 2, RECORD_MAX_PAUSE)
+                except Exception as exc:
+                    tries += 1
+                    self.stats.record_retries += 1
+                    if tries == 1:
+                        self._record_trouble += 1
+                    give_up = item.claimed_at + 2 * self.lease
+                    if tries >= RECORD_MIN_TRIES and time.monotonic() + pause > give_up:
+                        log.error("recording results failed; recovery decides about these jobs",
+                                  provider=provider, jobs=len(updates), error=type(exc).__name__, tries=tries)
+                        return None
+                    log.warning("recording results failed; trying again", provider=provider, jobs=len(updates),
+                                error=type(exc).__name__, tries=tries)
+                    await asyncio.sleep(pause)  # backoff before the next write, not a wait for an event
+                    pause = min(pause * 2, RECORD_MAX_PAUSE)
+        finally:
+            if tries:
+                self._record_trouble -= 1
 
     def _log_batch(self, batch: Batch, updates: list[JobUpdate]) -> None:
         """One line per SMS for small batches; one summary line for a broadcast (100,000 CSV rows would otherwise

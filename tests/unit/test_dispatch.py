@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mail2sms.dispatch.batching import make_batches
 from mail2sms.dispatch.breaker import Breaker
 from mail2sms.dispatch.retry import RetryPolicy
+from mail2sms.errors import RequestNotSent, SpoolFullError
 from mail2sms.model import Account, Job, SmsOptions
+from mail2sms.providers.http import BEFORE_SEND, request_leaving
+from mail2sms.spool.base import LeaseLost
 
 
 @given(attempts=st.integers(min_value=1, max_value=60), after=st.none() | st.floats(min_value=0, max_value=1e4))
@@ -72,3 +76,25 @@ def test_breaker_trips_after_threshold_and_doubles() -> None:
     breaker.record(False, 31.0)
     assert breaker.failures == 0
     assert breaker.trips == 0
+
+
+@pytest.mark.parametrize("failure", [SpoolFullError("spool storage is full"), LeaseLost("gone"), OSError("disk")])
+async def test_any_hook_failure_leaves_as_request_not_sent(failure: Exception) -> None:
+    """Whatever the "request is leaving" hook raises reaches the adapter as RequestNotSent, the failure its cause."""
+
+    async def hook() -> None:
+        raise failure
+
+    token = BEFORE_SEND.set(hook)
+    try:
+        with pytest.raises(RequestNotSent) as caught:
+            await request_leaving()
+    finally:
+        BEFORE_SEND.reset(token)
+    assert caught.value.__cause__ is failure
+
+
+async def test_no_hook_means_nothing_to_refuse() -> None:
+    """Outside the dispatcher (balance requests, tests) there is no hook and a request simply goes."""
+    assert BEFORE_SEND.get() is None
+    await request_leaving()
