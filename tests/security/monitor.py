@@ -68,6 +68,7 @@ class Bystander:
 
     port: int
     count: int | None = None
+    source: str = "127.0.0.1"  # another loopback address keeps it out of the attacker's per-client count
     replies: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -78,7 +79,7 @@ class Bystander:
     def send_one(self) -> int:
         started = time.perf_counter()
         try:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=120) as client:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=120, source_address=(self.source, 0)) as client:
                 client.ehlo("bystander.example.org")
                 client.mail("bystander@example.org")
                 client.rcpt(BYSTANDER_RCPT)
