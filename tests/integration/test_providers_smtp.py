@@ -488,9 +488,10 @@ def test_cellcast_over_limit_waits_and_sends(world: World) -> None:
     assert (job["status"], job["attempts"]) == ("sent", 2)
 
 
-@pytest.mark.parametrize(("code", "status", "attempts"), [("ERR013", "sent", 2), ("ERR010", "rejected", 1)])
+@pytest.mark.parametrize(("code", "status", "attempts"), [("ERR010", "rejected", 1), ("ERR033", "rejected", 1)])
 def test_kwtsms_codes(world: World, code: str, status: str, attempts: int) -> None:
-    """ERR013 (queue full: not processed) is retried and then sent; ERR010 (zero balance) is rejected."""
+    """ERR010 (zero balance) and ERR033 (no coverage) are rejected at once (ERR013's 30 s backoff and its retry:
+    test_kwtsms_truth.py)."""
     fake = world.fakes["kwtsms"]
     assert isinstance(fake, FakeKwtSms)
     fake.force_error(code)
