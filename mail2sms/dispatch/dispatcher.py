@@ -180,6 +180,10 @@ class Dispatcher:
         self._queues: dict[str, asyncio.Queue[_Claimed]] = {name: asyncio.Queue() for name in providers}
         self._outstanding: dict[str, int] = dict.fromkeys(providers, 0)  # jobs claimed and not settled yet
         self._fill: dict[str, float] = dict.fromkeys(providers, 1.0)  # jobs per request in the last claim
+        # Jobs held in a batch here. A claim can return one of them again (its lease ran out while it waited, and
+        # recovery released it to us): it must not become a second batch, whose hand-back could requeue the job
+        # while the first one's request is in flight under the same owner name.
+        self._held_ids: set[str] = set()
         self._workers: list[_Worker] = []
         self._side: set[asyncio.Task[None]] = set()  # hand-backs and refusals running beside the workers
         self._limiter = rate_limiter or LocalRateLimiter(
@@ -286,7 +290,7 @@ class Dispatcher:
             if isinstance(claim, BaseException):
                 log.error("claiming jobs failed", error=type(claim).__name__)
             else:
-                jobs.extend(claim)
+                jobs.extend(j for j in claim if j.id not in self._held_ids)
         if not jobs:
             return 0
         batches = make_batches(jobs, self._max_recipients, self.providers)
@@ -306,12 +310,14 @@ class Dispatcher:
             self._beside(self._finish(item, [Rejected("NOPROVIDER", why) for _ in item.batch.jobs]))
             return
         self._outstanding[provider] += len(item.batch.jobs)
+        self._held_ids.update(j.id for j in item.batch.jobs)
         self._queues[provider].put_nowait(item)
 
     def _settled(self, item: _Claimed) -> None:
         provider = item.batch.provider
         before = self._outstanding[provider]
         self._outstanding[provider] = before - len(item.batch.jobs)
+        self._held_ids.difference_update(j.id for j in item.batch.jobs)
         budget = self._budget(provider)
         if before > budget // 2 >= self._outstanding[provider]:
             self.wake()  # room for the next claim
