@@ -111,9 +111,13 @@ def _parts(job: Job) -> str:
 def _with_code(error: str, code: str | None) -> str:
     """The error followed by the provider's code in brackets, unless the error already names the code.
 
-    A person reads the explanation; the code is what the provider's support and documentation know it by.
+    A person reads the explanation; the code is what the provider's support and documentation know it by. A code
+    that is an ordinary word (KoboMobile's `error`) counts as named only at the start or in brackets.
     """
-    if not code or re.search(rf"(?<!\w){re.escape(code)}(?!\w)", error):
+    if not code or error.startswith(code) or f"[{code}]" in error:
+        return error
+    code_like = code != code.lower() or any(ch.isdigit() for ch in code)
+    if code_like and re.search(rf"(?<!\w){re.escape(code)}(?!\w)", error):
         return error
     return f"{error} [{code}]" if error else code
 

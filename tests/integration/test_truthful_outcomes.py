@@ -377,7 +377,7 @@ def test_kobomobile_prose_error_is_refused(world: World) -> None:
     world.kobo.force_reply({"status": "error", "message": "Message not sent"})
     number = world.number("kobomobile")
     mail = outcome(world, submit(world, f"+{number}@kobomobile.test", "hi"))
-    mail.says(number, REFUSED, "error", KOBOMOBILE["REFUSED"], '"Message not sent"')
+    mail.says(number, REFUSED, "error", KOBOMOBILE["REFUSED"], '"Message not sent"', "[error]")
     assert number not in sent_to(world.kobo)
 
 

@@ -352,8 +352,19 @@ def test_sent_detail_reaches_the_text_and_results_json() -> None:
     [
         (R, "FIELD_INVALID", "Cellcast refused a field", "Error: Cellcast refused a field [FIELD_INVALID]"),
         (U, "UNEXPECTED", "the reply was not understood", "Error: the reply was not understood [UNEXPECTED]"),
-        # The code "error" is named even though the explanation uses "error" inside a longer word.
-        (R, "error", "KoboMobile answered error_like words", "Error: KoboMobile answered error_like words [error]"),
+        # A code that is an ordinary word is named even when the explanation uses that word.
+        (
+            R,
+            "error",
+            "KoboMobile said no, without its error words",
+            "Error: KoboMobile said no, without its error words [error]",
+        ),
+        (
+            U,
+            "ReadTimeout",
+            "the provider did not answer (ReadTimeout)",
+            "Error: the provider did not answer (ReadTimeout)",
+        ),
         (R, "ERR024", "ERR024: this server's IP is not allowed", "Error: ERR024: this server's IP is not allowed"),
     ],
 )
