@@ -13,8 +13,10 @@ most MAX_FIELD_WORDS separators costs a few milliseconds, so the limits below ma
 
 Generous for real mail (a long References is a few KB; a long file name is a handful of `name*N*` sections).
 `HeaderBounds` is fed one header line at a time by whoever walks the raw mail (mime's prescan walks every part);
-`check_top()` does the top-level block alone, cheaply, and also says whether the mail is simple enough to parse
-on the event loop. This module does no I/O and raises only HeaderLimitError, whose message names the limit.
+`check_top()` does the top-level block alone: first with C-level counts over the whole block (when the block as a
+whole is within one field's bounds, no field can pass them: most mails end there), else line by line.
+`cheap_to_parse()` says whether a mail is simple enough to parse on the event loop. This module does no I/O and
+raises only HeaderLimitError, whose message names the limit.
 """
 
 from __future__ import annotations
@@ -39,11 +41,10 @@ MAX_RFC2231 = 100
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_ENCODED_WORDS = 20
 INLINE_MAX_FIELD_WORDS = 200
-INLINE_MAX_LINES = 2000
+INLINE_MAX_LINES = 200  # a keyvalue mail of 200 numbers: about 25 ms of number checks on the loop
 
-_SEPARATORS = (b" ", b"\t", b",", b";", b"(", b")")
+_SEPARATORS = b" \t,;()"
 _RFC2231 = re.compile(rb"\*[0-9]*\*?[ \t]*=")  # name*=, name*0=, name*0*= (RFC 2231 3 and 4)
-_NESTED_TYPE = re.compile(rb"^content-type:[ \t]*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE)
 # email.feedparser's header-line test; any other line ends a header block (and begins the body).
 _HEADER_LINE = re.compile(rb"(From |[\x21-\x39\x3b-\x7e]*:|[\t ])")
 
@@ -63,6 +64,7 @@ class HeaderBounds:
     words: int = 0
     params: int = 0
     widest_field: int = 0  # the most separators seen in one field
+    nested: bool = False  # a Content-Type of multipart/* or message/* was seen
     _field: bytes = b""  # the current field's name
     _field_size: int = 0
     _field_words: int = 0
@@ -79,13 +81,15 @@ class HeaderBounds:
             raise HeaderLimitError(f"the headers of all MIME parts are larger than {MAX_HEADERS} bytes")
         if line[:1] not in (b" ", b"\t"):
             self._field = line.split(b":", 1)[0][:40]
+            if self._field.lower() == b"content-type":
+                self.nested = self.nested or line[13:].lstrip().lower().startswith((b"multipart/", b"message/"))
             self._field_size = 0
             self._field_words = 0
             self._field_params = 0
         self._field_size += size
         if self._field_size > MAX_FIELD:
             raise HeaderLimitError(f"the {self._name()} header is larger than {MAX_FIELD} bytes")
-        words = sum(line.count(sep) for sep in _SEPARATORS)
+        words = len(line) - len(line.translate(None, _SEPARATORS))
         self._field_words += words
         self.words += words
         self.widest_field = max(self.widest_field, self._field_words)
@@ -120,7 +124,55 @@ class HeaderBounds:
 
 
 def check_top(raw: bytes) -> HeaderBounds:
-    """Bound the top-level header block of `raw` (HeaderLimitError); the counts say how costly it is to parse."""
+    """Bound the top-level header block of `raw` (HeaderLimitError); the counts say how costly it is to parse.
+
+    The last small mail's result is remembered (by identity): the handler's cheap_to_parse() and the parse's
+    read_message() both ask, one after the other, about the same bytes."""
+    last = _LAST
+    if last is not None and last[0] is raw:
+        return last[1]
+    bounds = _scan_top(raw)
+    if len(raw) <= INLINE_MAX_BYTES:
+        globals()["_LAST"] = (raw, bounds)  # one tuple store: safe between the loop and a parse thread
+    return bounds
+
+
+_LAST: tuple[bytes, HeaderBounds] | None = None
+
+
+# The run of header lines at the start of a mail, as feedparser reads them (its header-line test, per line).
+_HEAD = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[\t ])[^\r\n]*(?:\r\n|\n|\r(?!\n)|\Z))*")
+
+
+def _scan_top(raw: bytes) -> HeaderBounds:
+    head = _HEAD.match(raw)
+    block = raw[: head.end()] if head is not None else b""
+    words = len(block) - len(block.translate(None, _SEPARATORS))
+    params, encoded = block.count(b";"), block.count(b"=?")
+    if (
+        len(block) <= MAX_FIELD
+        and words <= MAX_FIELD_WORDS
+        and params <= MAX_FIELD_PARAMS
+        and encoded <= MAX_ENCODED_WORDS
+    ):
+        rfc2231 = len(_RFC2231.findall(block)) if b"*" in block else 0
+        if rfc2231 <= MAX_RFC2231:
+            # Counted over the whole block, no bound is passed: one field is never more than its block.
+            # (Most mails: the line-by-line walk below costs more than the fast parse of the whole mail.)
+            lower = block.lower()
+            return HeaderBounds(
+                total=len(block),
+                encoded_words=encoded,
+                rfc2231=rfc2231,
+                words=words,
+                params=params,
+                widest_field=words,
+                nested=b"multipart/" in lower or b"message/" in lower,  # at worst: off the loop
+            )
+    return _walk_top(raw)
+
+
+def _walk_top(raw: bytes) -> HeaderBounds:
     bounds = HeaderBounds()
     pos = 0
     while pos < len(raw):
@@ -145,12 +197,13 @@ def cheap_to_parse(raw: bytes) -> bool:
         return False
     try:
         bounds = check_top(raw)
+        if bounds.widest_field > INLINE_MAX_FIELD_WORDS:
+            bounds = _walk_top(raw)  # the quick count was over the whole block: find the widest field itself
     except HeaderLimitError:
         return False
-    head = raw[: bounds.total]
     return (
         bounds.encoded_words <= INLINE_MAX_ENCODED_WORDS
         and bounds.rfc2231 == 0
         and bounds.widest_field <= INLINE_MAX_FIELD_WORDS
-        and _NESTED_TYPE.search(head) is None
+        and not bounds.nested
     )

@@ -122,3 +122,12 @@ CHEAP = {
 def test_cheap_scan_chooses_the_loop_only_for_simple_mail(raw: bytes, cheap: bool) -> None:
     """Small single-part mails with plain headers parse on the loop; anything costly goes to the worker."""
     assert cheap_to_parse(raw) is cheap
+
+
+def test_relayed_mail_with_many_received_lines_is_still_cheap() -> None:
+    """Separators spread over many Received lines do not make one wide field: the mail stays on the loop."""
+    received = b"".join(
+        b"Received: from a%d (b [192.0.2.1]) by c with ESMTP id %d; Tue, 1 Dec 2026 (UTC)\r\n" % (i, i)
+        for i in range(30)
+    )
+    assert cheap_to_parse(received + b"Subject: hi\r\n\r\nhello\r\n")
