@@ -25,6 +25,7 @@ from mail2sms.providers.http import build_client
 from mail2sms.providers.registry import build_provider
 from mail2sms.report.reporter import Reporter
 from mail2sms.smtp.handler import Handler
+from mail2sms.smtp.policy import Router
 from mail2sms.smtp.server import ConnectionGate, start_listeners
 from mail2sms.spool import open_spool
 from mail2sms.spool.base import Spool
@@ -61,6 +62,9 @@ class App:
         self._parse_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
         # Reports are claimed under the same owner name as jobs: one process per report, whatever the workers.
         self.reporter = Reporter(self.spool, config.reports, config.server.hostname, owner=CURRENT_OWNER)
+        # A report to one of our own SMS routes must never reach the smarthost: it would come back as an SMS.
+        sms_routes = Router(config.routes)
+        self.reporter.sender.is_sms_address = lambda address: sms_routes.match(address) is not None
         d = config.dispatch
         self.dispatcher = Dispatcher(
             self.spool,

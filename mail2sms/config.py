@@ -347,6 +347,16 @@ class UserConfig(_Model):
     password_hash: SecretStr
     provider_username: str = ""
     provider_password: SecretStr = SecretStr("")
+    # The user's own address: outcome reports of this user's mail go here unless the MAIL FROM is vouched for.
+    email: str = ""
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        problem = address_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a plain local@domain address: {problem}")
+        return value
 
 
 class Config(_Model):

@@ -46,6 +46,8 @@ class Envelope:
     user: str | None = None
     user_account: Account | None = None  # an authenticated user's own provider account
     trusted: bool = False  # may the outcome be mailed to the sender
+    report_to: str | None = None  # where the outcome goes instead of the sender (an authenticated user's address)
+    is_sms_address: Callable[[str], bool] | None = None  # an address that is one of the gateway's SMS routes
 
 
 @dataclass(frozen=True)
@@ -248,10 +250,13 @@ def _short(problem: str) -> str:
     return (match.group(0) if match else problem).strip() or problem
 
 
-def dedupe_key(mail_id: str, job: Job) -> str:
-    """Same Message-ID (or content), number and text → same key: an MTA's resend is recognised."""
+def dedupe_key(mail_id: str, job: Job, who: str = "", dry_run: bool = False) -> str:
+    """Same sender (or user), Message-ID (or content), number and text → same key: an MTA's resend is recognised.
+
+    `who` keeps one sender's mail from suppressing another's with a copied Message-ID; a dry run gets keys of its
+    own, so a test never suppresses a real alarm with the same Message-ID, number and text (nor the other way)."""
     h = hashlib.sha256()
-    for part in (mail_id, job.number, job.text):
+    for part in ("dry" if dry_run else "", who, mail_id, job.number, job.text):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     return h.hexdigest()
@@ -336,15 +341,17 @@ def build_submission(
         _apply_csv_policy(jobs, csv)
     first_route = next(iter(groups.values()))[0]
     report_to, suppressed = report_decision(
-        envelope_from=envelope.mail_from, headers=mail.headers, trusted=envelope.trusted
+        envelope_from=envelope.mail_from, headers={**mail.headers, **_list_headers(raw)}, trusted=envelope.trusted,
+        report_to=envelope.report_to, is_sms_address=envelope.is_sms_address,
     )
-    references = " ".join(mail.headers.get("references", []))
+    tokens = [token for value in mail.headers.get("references", []) for token in value.split() if _msg_id_ok(token)]
+    references = " ".join(tokens[-REFERENCES_KEPT:])
     submission = Submission(
         envelope_from=envelope.mail_from,
         recipients=[r.address for r in envelope.recipients],
         jobs=jobs,
         route=first_route.match,
-        message_id=mail.message_id,
+        message_id=mail.message_id if mail.message_id and _msg_id_ok(mail.message_id) else None,
         subject=mail.subject[:200],
         report_to=report_to,
         report_suppressed=suppressed,
@@ -357,4 +364,26 @@ def build_submission(
     if csv is not None:
         submission.extra["csv"] = {"files": csv["files"]}
     mail_id = mail.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
-    return submission, [dedupe_key(mail_id, job) for job in jobs]
+    who = f"user:{envelope.user.lower()}" if envelope.user else f"sender:{envelope.mail_from.lower()}"
+    return submission, [dedupe_key(mail_id, job, who, dry_run) for job in jobs]
+
+
+# Mailing-list markers the MIME reader does not collect (its LOOP_HEADERS): found by one scan of the header block.
+_LIST_MARKERS = re.compile(rb"^(list-unsubscribe|x-mailing-list)[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def _list_headers(raw: bytes) -> dict[str, list[str]]:
+    """`{"list-unsubscribe": ["(present)"]}` and the like for the list headers in the mail's top header block."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    block = raw[: min(ends)] if ends else raw
+    return {m.group(1).decode().lower(): ["(present)"] for m in _LIST_MARKERS.finditer(block)}
+
+
+REFERENCES_KEPT = 20  # Message-IDs of References kept for the report's threading (the newest)
+_MSG_ID_MAX = 250
+
+
+def _msg_id_ok(value: str) -> bool:
+    """Whether a Message-ID may be copied into the report's In-Reply-To / References: printable ASCII, one token,
+    bounded. A NUL, CR or LF copied there would break (or inject into) the outcome mail's header."""
+    return 0 < len(value) <= _MSG_ID_MAX and all(33 <= ord(ch) <= 126 for ch in value.strip())

@@ -4,6 +4,9 @@ An SMS gateway that mails every envelope sender is a backscatter source: forged 
 lists would get mail they never asked for, and two auto-responders could mail each other forever. So an
 outcome report goes only to a real, trusted sender of a mail a person (or a system acting for one) sent on
 purpose (RFC 3834 section 2, DESIGN.md "Outcome report"), and no sender gets more than a few reports an hour.
+Never to MAILER-DAEMON, `owner-*`, `*-request` (and the other list robots RFC 3834 2 names), never for mail with
+`List-Id`, `List-Unsubscribe`, `X-Mailing-List`, `Auto-Submitted` or `Precedence: bulk|list|junk|auto_reply`,
+and never to an address that is itself an SMS route of this gateway (the report would become an SMS).
 
 This module is pure: it decides, it never sends. It must never hand back an address that could inject an SMTP
 command or a header (CR, LF, NUL, spaces), and never the null sender `<>`.
@@ -13,12 +16,25 @@ from __future__ import annotations
 
 import unicodedata
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 # Characters legal in an address only inside a quoted local part. Senders that need them are rare enough that
 # refusing them costs little, and it keeps every address we mail safe on a command line and in a header.
 _QUOTED_ONLY = frozenset('<>()[]\\,;:"')
-_PRECEDENCE_AUTOMATIC = frozenset({"bulk", "list", "junk"})
+_PRECEDENCE_AUTOMATIC = frozenset({"bulk", "list", "junk", "auto_reply"})
+_LIST_HEADERS = ("list-id", "list-unsubscribe", "x-mailing-list")
+# RFC 3834 2: local parts that belong to mail robots, which must not get automatic replies.
+_ROBOTS = frozenset({"mailer-daemon", "listserv", "majordomo", "mailman"})
+
+
+def robot_problem(address: str) -> str | None:
+    """Why `address` belongs to a mail robot (RFC 3834 2), or None."""
+    local = address.rpartition("@")[0].lower()
+    if local in _ROBOTS:
+        return f"the sender is {local.upper() if local == 'mailer-daemon' else local} (a mail robot)"
+    if local.startswith("owner-") or local.endswith(("-request", "-owner", "-bounces")):
+        return "the sender is a mailing list's robot address"
+    return None
 
 
 def address_problem(address: str) -> str | None:
@@ -70,13 +86,17 @@ def _values(headers: Mapping[str, list[str]], name: str) -> list[str]:
 
 
 def report_decision(
-    *, envelope_from: str, headers: Mapping[str, list[str]], trusted: bool
+    *, envelope_from: str, headers: Mapping[str, list[str]], trusted: bool, report_to: str | None = None,
+    is_sms_address: Callable[[str], bool] | None = None,
 ) -> tuple[str | None, str | None]:
-    """Return `(report_to, None)` when an outcome mail may go to the sender, else `(None, reason)`.
+    """Return `(address, None)` when an outcome mail may go out, else `(None, reason)`.
 
     The reason is a short plain sentence for logs and the spool's `report_suppressed`, so an operator can see
-    why a sender got no report. `trusted` is the route's decision (authenticated, trusted network or
-    allow-listed): an untrusted sender may be forged, and mailing it would be backscatter.
+    why a sender got no report. `trusted` says the envelope sender is vouched for (a trusted network, an
+    allow-listed sender or network, or the authenticated user's own address): a sender that is not may be
+    forged, and mailing it would be backscatter. `report_to` is where the report goes instead of the envelope
+    sender (an authenticated user's configured address); the rules about the original mail apply all the same.
+    `is_sms_address(address)` says whether an address is one of this gateway's SMS routes.
     """
     sender = envelope_from
     if sender.startswith("<") and sender.endswith(">"):
@@ -84,20 +104,27 @@ def report_decision(
     if not sender:
         # RFC 3834 2 / RFC 5321 4.5.5: never answer the null sender.
         return None, "the sender is <> (a bounce)"
-    problem = address_problem(sender)
+    target = report_to or sender
+    problem = address_problem(target)
     if problem is not None:
         return None, f"the sender address is not usable: {problem}"
+    robot = robot_problem(sender)  # the original sender; a configured report_to is the operator's choice
+    if robot is not None:
+        return None, robot
     if any(_first_token(v) != "no" for v in _values(headers, "auto-submitted")):
         return None, "the mail is auto-submitted"
     for value in _values(headers, "precedence"):
         token = _first_token(value)
         if token in _PRECEDENCE_AUTOMATIC:
             return None, f"the mail has Precedence: {token}"
-    if _values(headers, "list-id"):
-        return None, "the mail came from a mailing list"
-    if not trusted:
+    for name in _LIST_HEADERS:
+        if _values(headers, name):
+            return None, "the mail came from a mailing list"
+    if not trusted and report_to is None:
         return None, "the sender is not trusted on this route"
-    return sender, None
+    if is_sms_address is not None and is_sms_address(target):
+        return None, "the report address is an SMS route of this gateway (the report would become an SMS)"
+    return target, None
 
 
 class SenderRateLimit:

@@ -15,7 +15,9 @@ lookup is one `stat()`, never a scan, and survives the mail client moving the fi
 carries the fixed Message-ID the reporter gives it.
 
 This module must never log a message's content (it names phone numbers and errors for one sender), never send
-with a non-null envelope sender, and never block the event loop on file I/O.
+with a non-null envelope sender, never hand the smarthost a report addressed to one of this gateway's own SMS
+routes (`is_sms_address`: the smarthost would route it back here and it would become an SMS), and never block
+the event loop on file I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import itertools
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -81,6 +84,7 @@ class ReportSender:
         self._maildir = Path(config.maildir)
         self._index = self._maildir / INDEX_DIR
         self._host = _maildir_hostname()
+        self.is_sms_address: Callable[[str], bool] | None = None  # set by the app from the routes
 
     async def deliver(self, message: EmailMessage, recipient: str, key: str | None = None) -> DeliveryOutcome:
         """Deliver `message` to `recipient`; never raises for delivery trouble: the outcome says what next.
@@ -96,6 +100,9 @@ class ReportSender:
         todo: list[int] = []
         for i, item in enumerate(items):
             problem = address_problem(item.recipient)
+            if problem is None and self._smarthost is not None and self.is_sms_address is not None \
+                    and self.is_sms_address(item.recipient):
+                problem = "it is an SMS route of this gateway"
             if problem is not None:
                 log.warning("report dropped", reason=f"unusable recipient: {problem}")
                 outcomes[i] = DeliveryOutcome.DROP

@@ -53,6 +53,7 @@ class RoutedEnvelope(Envelope):
         super().__init__()
         self.routed: list[RoutedRecipient] = []
         self.trusted = True
+        self.to_user = False  # some route vouches for the user, not the sender: report to the user's address
 
 
 def user_of(session: Session) -> str | None:
@@ -81,6 +82,7 @@ class Handler:
         self.router = Router(config.routes)
         self.on_commit = on_commit
         self.user_accounts = dict(user_accounts or {})
+        self.user_emails = {u.name: u.email for u in config.users if u.email}
         self.provider_limits = dict(provider_limits or {})
         self.executor = executor
         self.limits = Limits(max_received=config.server.max_received_headers)
@@ -120,7 +122,9 @@ class Handler:
         if route is None:
             log.info("relay refused", peer=_peer(session), rcpt=address)
             return str(replies.RELAY_DENIED)
-        client = Client(ip=_peer(session), user=user_of(session), mail_from=envelope.mail_from or "")
+        user = user_of(session)
+        client = Client(ip=_peer(session), user=user, mail_from=envelope.mail_from or "",
+                        user_email=self.user_emails.get(user, "") if user else "")
         access = check_access(route, client, self.config.server.trusted_networks)
         if not access.allowed:
             log.info("route refused", peer=client.ip, rcpt=address, user=client.user)
@@ -139,6 +143,7 @@ class Handler:
             return refusal
         envelope.routed.append(RoutedRecipient(address, route, number))
         envelope.trusted = envelope.trusted and access.trusted
+        envelope.to_user = envelope.to_user or access.to_user
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return str(replies.RECIPIENT_OK)
@@ -154,6 +159,9 @@ class Handler:
             user=user,
             user_account=self.user_accounts.get(user) if user else None,
             trusted=envelope.trusted,
+            # The sender is not vouched for but the user is: the report goes to the user's own address, if any.
+            report_to=self.user_emails.get(user) if user and not envelope.trusted and envelope.to_user else None,
+            is_sms_address=lambda address: self.router.match(address) is not None,
         )
         now = time.time()
         check = self.route_policy.for_mail(parsed, now)

@@ -9,6 +9,12 @@ Matching: an exact address wins over `*@domain`; no match is relaying, refused. 
 - `10.0.0.0/8`     clients from that network (a bare address is one host)
 - `any`            everyone (for a route behind an MTA that already decided); reports go only to trusted senders
 
+Who gets the outcome report (`Access.trusted`): the envelope sender only when something vouches for it — the
+client is in a trusted or listed network, the sender is allow-listed on the route, or it is the authenticated
+user's own address (`users[].email`, or a user name that is an address). An authenticated user writing some
+other MAIL FROM gets the report at `users[].email` instead (`Access.to_user`), or none, so a login cannot make
+the gateway mail any text to any address.
+
 Sender addresses are weak evidence (anyone can write any MAIL FROM); the README says so.
 
 Then the route's number rules (`allowed_countries`, `blocked_prefixes`, `max_recipients`) and quotas
@@ -47,6 +53,14 @@ class Client:
     ip: str
     user: str | None
     mail_from: str
+    user_email: str = ""  # the authenticated user's own address (users[].email)
+
+    def owns_sender(self) -> bool:
+        """The envelope sender is the authenticated user's own address."""
+        if self.user is None or not self.mail_from:
+            return False
+        sender = self.mail_from.lower()
+        return sender == self.user_email.lower() or ("@" in self.user and sender == self.user.lower())
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class Access:
     allowed: bool
     trusted: bool  # the outcome may be mailed to this sender
     auth_would_help: bool = False
+    to_user: bool = False  # not to the sender, but to the authenticated user's own address
 
 
 def in_networks(ip: str, networks: Sequence[IPNetwork]) -> bool:
@@ -100,27 +115,24 @@ def check_access(route: RouteConfig, client: Client, trusted_networks: Sequence[
     trusted_net = in_networks(client.ip, trusted_networks)
     sender = client.mail_from.lower()
     sender_domain = sender.rpartition("@")[2]
-    allowed_by_sender = False
+    by_network = by_user = by_sender = False
     for entry in route.allow:
         e = entry.strip().lower()
         if e == "trusted" and trusted_net:
-            return Access(True, True)
-        if e == "authenticated" and client.user is not None:
-            return Access(True, True)
-        if e.startswith("user:") and client.user is not None and client.user.lower() == e[5:]:
-            return Access(True, True)
-        network = _network(e)
-        if network is not None:
-            if in_networks(client.ip, [network]):
-                return Access(True, True)
+            by_network = True
+        elif client.user is not None and (e == "authenticated" or e == f"user:{client.user.lower()}"):
+            by_user = True
+        elif (network := _network(e)) is not None:
+            by_network = by_network or in_networks(client.ip, [network])
         elif "@" in e and not e.startswith("@"):
-            allowed_by_sender = allowed_by_sender or (sender == e)
+            by_sender = by_sender or (sender == e)
         elif e.startswith("@") or ("." in e and e not in ("trusted", "authenticated")):
-            allowed_by_sender = allowed_by_sender or (bool(sender_domain) and sender_domain == e.lstrip("@"))
-    if allowed_by_sender:
-        return Access(True, True)
-    if "any" in (e.strip().lower() for e in route.allow):
-        return Access(True, trusted_net or client.user is not None)
+            by_sender = by_sender or (bool(sender_domain) and sender_domain == e.lstrip("@"))
+    # Whatever admitted the mail, the sender address may get the report only when something vouches for it.
+    vouched = trusted_net or by_network or by_sender or client.owns_sender()
+    to_user = client.user is not None and not vouched
+    if by_network or by_user or by_sender or "any" in (e.strip().lower() for e in route.allow):
+        return Access(True, vouched, to_user=to_user)
     wants_auth = client.user is None and any(
         e == "authenticated" or e.startswith("user:") for e in (x.strip().lower() for x in route.allow)
     )

@@ -160,3 +160,41 @@ def test_idle_senders_are_forgotten() -> None:
     assert len(limit) == 1000
     limit.allow("late@example.org", 61.0)
     assert len(limit) == 1
+
+
+@pytest.mark.parametrize("sender", ["MAILER-DAEMON@example.org", "owner-alarms@lists.example.org",
+                                    "alarms-request@lists.example.org", "listserv@lists.example.org"])
+def test_mail_robots_never_get_a_report(sender: str) -> None:
+    """RFC 3834 2: MAILER-DAEMON, owner-*, *-request and list servers get no automatic reply."""
+    report_to, reason = decide(sender)
+    assert report_to is None
+    assert reason is not None
+
+
+@pytest.mark.parametrize(("name", "value"), [("List-Unsubscribe", "<mailto:u@lists.example.org>"),
+                                             ("X-Mailing-List", "alarms@lists.example.org"),
+                                             ("Precedence", "auto_reply")])
+def test_list_and_auto_reply_headers_suppress_the_report(name: str, value: str) -> None:
+    """Mail with List-Unsubscribe, X-Mailing-List or Precedence: auto_reply gets no report."""
+    report_to, reason = decide(headers={name: [value]})
+    assert report_to is None
+    assert reason is not None
+
+
+def test_report_goes_to_the_given_address_instead_of_the_sender() -> None:
+    """An authenticated user's own address replaces an unvouched sender; the rules about the mail still apply."""
+    result = report_decision(envelope_from="forged@victim.example", headers={}, trusted=False,
+                             report_to="alarm-owner@example.org")
+    assert result == ("alarm-owner@example.org", None)
+    auto = report_decision(envelope_from="forged@victim.example", headers={"Auto-Submitted": ["auto-generated"]},
+                           trusted=False, report_to="alarm-owner@example.org")
+    assert auto[0] is None
+
+
+def test_a_report_to_an_sms_route_is_suppressed() -> None:
+    """A sender address that is one of the gateway's SMS routes never gets a report (it would become an SMS)."""
+    report_to, reason = report_decision(envelope_from="96550000001@sms.example.org", headers={}, trusted=True,
+                                        is_sms_address=lambda a: a.endswith("@sms.example.org"))
+    assert report_to is None
+    assert reason is not None
+    assert "SMS route" in reason
