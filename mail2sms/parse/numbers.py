@@ -103,6 +103,14 @@ def _national(digits: str, region: str, shown: str) -> str:
 
 
 def _require_possible(number: phonenumbers.PhoneNumber, shown: str) -> None:
+    if number.italian_leading_zero or not number.national_number:
+        # Zeros right after the country code: Italy's are part of the number, but elsewhere the library reads
+        # them differently each time (+49001000 → +4901000 → +491000): only a number that reads back as itself
+        # is one we can send to (and dedupe, and report) consistently.
+        e164 = _e164(number)
+        again = _parse("+" + e164, None)
+        if again is None or _e164(again) != e164:
+            raise NumberError(f"{shown} is not a phone number: the zeros after the country code are not part of it")
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason == ValidationResult.IS_POSSIBLE:
         return

@@ -4,7 +4,8 @@ aiosmtpd reads DATA one line at a time and keeps every line as its own bytearray
 lines cost some 700 MiB (an object and a list slot per two bytes), and the per-line coroutine round trips held
 the event loop. `DataCollector` takes the bytes as they arrive, in chunks, undoes dot-stuffing and finds the end
 of data with C-level `find`/`replace` over each chunk (RFC 5321 4.5.2), and appends to a single bytearray: the
-memory is the mail's size plus the buffer's slack, whatever its lines look like.
+memory is the mail's size plus the buffer's slack, whatever its lines look like. Lines longer than RFC 5321's
+1,000 octets are kept (aiosmtpd answered them with 500; 4.5.3.1.6 lets a server accept more); the size limit holds.
 
 `MemoryBudget` is the process-wide bound (`server.max_memory`): a mail being received reserves what it will cost
 (MEMORY_PER_BYTE times its size so far: the buffer, the bytes handed to the handler, the parse) as it grows, and

@@ -300,6 +300,7 @@ class Mail2SmsSMTP(SMTP):
             await self._collect(collector)
             self._idle_commands = 0  # a whole mail arrived: the session is making progress
             if collector.state == "too big":
+                metrics.smtp_reply("DATA", str(replies.TOO_BIG))
                 await self.push(str(replies.TOO_BIG))  # RFC 5321 4.2.5: answered after the data, not during
             elif collector.state == "no memory":
                 log.warning("mail refused: memory budget for mails being received is used up",

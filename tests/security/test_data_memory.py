@@ -10,7 +10,7 @@ import pytest
 
 from mail2sms.smtp import replies
 from tests.fakes.kwtsms import FakeKwtSms
-from tests.harness import ProcessServer
+from tests.harness import ProcessServer, thread_server
 from tests.secure import KWT_ADDRESS, config
 from tests.security.monitor import Bystander, DataSession, RssMonitor
 
@@ -92,3 +92,20 @@ def test_ten_big_sessions_share_the_budget_and_a_bystander_gets_250(tmp_path: Pa
         assert monitor.growth <= budget, (monitor.baseline, monitor.peak)
     finally:
         server.kill()
+
+
+def test_over_max_message_size_is_read_to_the_end_then_refused(tmp_path: Path, kwt: FakeKwtSms) -> None:
+    """A mail over max_message_size gets 552 5.3.4 after its end of data, and the session goes on to a good mail."""
+    path, port, _ = config(tmp_path, KWT_ADDRESS.format(url=kwt.url), server='max_message_size = "100KB"')
+    with thread_server(path):
+        session = DataSession(port)
+        session.sendall(b"Subject: big\r\n\r\n" + b"y" * 76 * 3000 + b"\r\n.\r\n")
+        answer = session.reply().decode().strip()
+        assert replies.TOO_BIG.matches(int(answer[:3]), answer[4:]), answer
+        for command, code in ((b"MAIL FROM:<alice@example.org>\r\n", b"250"),
+                              (b"RCPT TO:<96550000004@sms.test>\r\n", b"250"), (b"DATA\r\n", b"354")):
+            session.sendall(command)
+            assert session.reply().startswith(code)
+        session.sendall(b"Subject: small\r\n\r\nafter the big one\r\n.\r\n")
+        assert session.reply().startswith(b"250 2.0.0 queued as")
+        session.close()
