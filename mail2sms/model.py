@@ -110,6 +110,7 @@ class Job:
     parts: int = 1
     encoding: str = "gsm7"
     notes: list[str] = field(default_factory=list)  # what mail2sms did to the text: smart replacement, truncation
+    first_attempt_at: float | None = None  # when a request carrying this job first may have left (spool-kept)
 
 
 @dataclass
@@ -123,7 +124,6 @@ class Submission:
     message_id: str | None = None
     subject: str = ""
     report_to: str | None = None  # None: no outcome mail (backscatter rules said no)
-    first_attempt_at: float | None = None  # when a request carrying this job first may have left (spool-kept)
     report_suppressed: str | None = None  # why no report is sent
     dry_run: bool = False
     id: str = ""
@@ -148,6 +148,12 @@ class Batch:
     def numbers(self) -> list[str]:
         return [j.number for j in self.jobs]
 
+    @property
+    def personalised(self) -> bool:
+        """The jobs carry different texts (a provider with `Limits.max_messages`): read each `job.text`, not
+        `text`, which is then only the first job's."""
+        return any(j.text != self.text for j in self.jobs)
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -161,12 +167,6 @@ class Sent:
 @dataclass(frozen=True)
 class Rejected:
     """The provider (or mail2sms) refused the SMS; repeating the same request will not help."""
-    @property
-    def personalised(self) -> bool:
-        """The jobs carry different texts (a provider with `Limits.max_messages`): read each `job.text`, not
-        `text`, which is then only the first job's."""
-        return any(j.text != self.text for j in self.jobs)
-
 
     code: str
     why: str
