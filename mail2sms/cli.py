@@ -1,6 +1,7 @@
 """The `mail2sms` command line: serve, check-config, show-config, queue, balance, hash-password.
 
-Exit codes: 0 success, 1 a problem the user can fix (config errors are listed by key path), 2 usage error.
+Exit codes: 0 success, 1 a problem the user can fix (config errors are listed by key path; with
+`check-config --strict` also unsafe settings, which are otherwise warnings: mail2sms.checks), 2 usage error.
 Nothing here prints a secret: `show-config` renders them as ***.
 """
 
@@ -48,11 +49,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from mail2sms.checks import warnings
+
     config = _load(args.config)
     asyncio.run(_build_providers_once(config))  # adapter options are checked when adapters are built
+    found = warnings(config)
+    for warning in found:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.source}: ok ({len(config.providers)} providers, {len(config.routes)} routes, "
-          f"{len(config.users)} users)")
-    return 0
+          f"{len(config.users)} users)" + (f", {len(found)} warnings" if found else ""))
+    return 1 if found and args.strict else 0
 
 
 async def _build_providers_once(config: configmod.Config) -> None:
@@ -186,8 +192,9 @@ def parser() -> argparse.ArgumentParser:
     serve_parser = with_config(sub.add_parser("serve", help="run the SMTP server"))
     serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
     serve_parser.set_defaults(func=cmd_serve)
-    with_config(sub.add_parser("check-config", help="validate a config file; exit 1 naming each wrong key")
-                ).set_defaults(func=cmd_check_config)
+    check = with_config(sub.add_parser("check-config", help="validate a config file; exit 1 naming each wrong key"))
+    check.add_argument("--strict", action="store_true", help="exit 1 also when there are warnings (unsafe settings)")
+    check.set_defaults(func=cmd_check_config)
     with_config(sub.add_parser("show-config", help="print the effective config, secrets as ***")
                 ).set_defaults(func=cmd_show_config)
     q = with_config(sub.add_parser("queue", help="list, show, retry or delete queued submissions"))

@@ -73,3 +73,22 @@ def test_tls_files_are_checked_and_relative_paths_use_credentials(tmp_path: Path
     (tmp_path / "broken.key").write_text("not a key\n")
     assert any("do not load" in p for p in problems(server='tls_cert = "tls.crt"\ntls_key = "broken.key"'))
     assert any("cannot read" in p for p in problems(server='tls_cert = "missing.crt"\ntls_key = "tls.key"'))
+
+
+def test_trusted_networks_that_together_cover_everything_are_a_warning() -> None:
+    """Two halves that together cover every IPv4 address warn as much as 0.0.0.0/0 does; a LAN does not."""
+    from mail2sms.checks import warnings
+
+    halves = parse(server='trusted_networks = ["0.0.0.0/1", "128.0.0.0/1"]')
+    assert any(w.startswith("server.trusted_networks: covers every IPv4 address") for w in warnings(halves))
+    lan = parse(server='trusted_networks = ["10.0.0.0/8", "::1/128"]')
+    assert not [w for w in warnings(lan) if w.startswith("server.trusted_networks")]
+
+
+def test_users_get_an_email_for_their_reports() -> None:
+    """`users[].email` must be a plain address: it is where that user's outcome reports go."""
+    user = '\n[[users]]\nname = "alarm"\npassword_hash = "x"\nemail = "{}"\n'
+    assert parse(extra=user.format("owner@example.org")).users[0].email == "owner@example.org"
+    with pytest.raises(ConfigError) as caught:
+        parse(extra=user.format("not an address"))
+    assert any(p.startswith("users[0].email") for p in caught.value.problems)
