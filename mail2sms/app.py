@@ -15,7 +15,7 @@ import httpx
 
 from mail2sms import sdnotify
 from mail2sms.config import Config
-from mail2sms.dispatch.dispatcher import CURRENT_OWNER, Dispatcher
+from mail2sms.dispatch.dispatcher import CURRENT_OWNER, Dispatcher, owner_is_dead
 from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter, SharesRateLimits
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.model import Account
@@ -56,12 +56,13 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         SECRETS.add(config.secrets())
-        self.spool: Spool = open_spool(config.spool.url, config.spool.max_size)
+        self.spool: Spool = open_spool(config.spool.url, config.spool.max_size, config.spool.lock_timeout)
         self.providers, self._clients = build_providers(config)
         self.gate = ConnectionGate(config.server.max_connections, config.server.max_connections_per_client)
         self._parse_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parse")
         # Reports are claimed under the same owner name as jobs: one process per report, whatever the workers.
-        self.reporter = Reporter(self.spool, config.reports, config.server.hostname, owner=CURRENT_OWNER)
+        self.reporter = Reporter(self.spool, config.reports, config.server.hostname, owner=CURRENT_OWNER,
+                                 owner_dead=owner_is_dead)
         # A report to one of our own SMS routes must never reach the smarthost: it would come back as an SMS.
         sms_routes = Router(config.routes)
         self.reporter.sender.is_sms_address = lambda address: sms_routes.match(address) is not None

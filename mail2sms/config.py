@@ -192,6 +192,7 @@ class ServerConfig(_Model):
 class SpoolConfig(_Model):
     url: str = "sqlite:///var/lib/mail2sms/spool.db"
     max_size: Size | None = None  # cap on the SQLite file; when reached, new mail gets 452 4.3.1 (spool full)
+    lock_timeout: Duration = Field(default=60.0, gt=0)  # SQLite: give up starting when another process holds the lock
 
     @field_validator("url")
     @classmethod

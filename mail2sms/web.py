@@ -125,7 +125,10 @@ class WebServer:
         except Exception:
             failed = {"status": "error", "spool": "not answering"}
             return 503, "application/json", json.dumps(failed).encode() + b"\n"
-        status = "draining" if self.draining() else "ok"
+        problem = self.spool.problem()
+        status = "draining" if self.draining() else "error" if problem else "ok"
         queue = {k: counts[k] for k in sorted(counts)}
         body: dict[str, object] = {"status": status, "queue": queue, "sessions": self.sessions()}
+        if problem:
+            body["spool"] = problem
         return (200 if status == "ok" else 503), "application/json", json.dumps(body).encode() + b"\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -38,6 +39,7 @@ GROUP_JOBS = 20_000  # ... or fewer, when their SMS add up to this many (compose
 LEASE = 120.0  # seconds a claimed report is ours (a crashed holder's reports wait this long for another process)
 SUMMARY_LINES = 50
 DELAY_RETRY_MIN = 60.0  # a "still trying" notice that could not be delivered waits at least this long
+RELEASE_DEAD_EVERY = 30.0  # seconds between looks for reports held by processes that died
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Reporter:
     def __init__(
         self, spool: Spool, config: ReportsConfig, hostname: str, *, poll_interval: float = 2.0,
         owner: str = "reporter", concurrency: int = 4, lease: float = LEASE,
+        owner_dead: Callable[[str], bool] | None = None,
     ) -> None:
         self.spool = spool
         self.config = config
@@ -64,6 +67,8 @@ class Reporter:
         self.owner = owner
         self.concurrency = concurrency
         self.lease = lease
+        self.owner_dead = owner_dead  # a worker on this host that was killed holding reports: no lease wait
+        self._released_dead = float("-inf")
         self.retry = RetryPolicy(base=30.0, cap=3600.0, max_attempts=30)
         self.rate = SenderRateLimit(config.per_sender_per_hour)
         self._wake = asyncio.Event()
@@ -90,6 +95,10 @@ class Reporter:
 
     async def _tick(self) -> int:
         """Claim due reports and deliver them, `concurrency` groups at once; how many were claimed."""
+        if self.owner_dead is not None and time.monotonic() - self._released_dead >= RELEASE_DEAD_EVERY:
+            self._released_dead = time.monotonic()
+            if released := await self.spool.release_dead_reports(self.owner_dead):
+                log.info("reports held by a process that died were released", reports=released)
         ids = await self.spool.claim_reports(self.owner, time.time(), GROUP * self.concurrency, self.lease)
         if ids:
             lanes = [ids[i::self.concurrency] for i in range(self.concurrency)]

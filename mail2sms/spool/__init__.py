@@ -10,12 +10,13 @@ from mail2sms.errors import SpoolError
 from mail2sms.spool.base import Spool
 
 
-def open_spool(url: str, max_size: int | None = None) -> Spool:
-    """The spool for a URL (not opened yet: the caller awaits `open()`)."""
+def open_spool(url: str, max_size: int | None = None, lock_timeout: float = 60.0) -> Spool:
+    """The spool for a URL (not opened yet: the caller awaits `open()`); `lock_timeout` bounds a SQLite spool's
+    wait for its open lock."""
     if url.startswith("sqlite:"):
         from mail2sms.spool.sqlite import SqliteSpool
 
-        return SqliteSpool(url, max_size=max_size)
+        return SqliteSpool(url, max_size=max_size, lock_timeout=lock_timeout)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from mail2sms.spool.postgres import PostgresSpool

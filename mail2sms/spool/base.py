@@ -163,6 +163,11 @@ class Spool(Protocol):
         """One submission with its jobs and report attempts, for composing its report."""
         ...
 
+    async def release_dead_reports(self, owner_dead: Callable[[str], bool]) -> int:
+        """Release report leases whose owner `owner_dead` says is dead (a crashed worker on this host), so its
+        reports need not wait for the lease to end; how many."""
+        ...
+
     async def release_reports(self, submission_ids: list[str], owner: str) -> None:
         """Give back claimed reports (and delay notices) not tried, without counting an attempt."""
         ...
@@ -186,6 +191,10 @@ class Spool(Protocol):
     async def retry_now(self, submission_id: str, now: float) -> int: ...
 
     async def cancel(self, submission_id: str, now: float) -> int: ...
+
+    def problem(self) -> str | None:
+        """Why the spool must be called unhealthy although it answers (a damaged file), or None."""
+        ...
 
     async def counts(self) -> dict[str, int]:
         """Jobs per state, for metrics and health."""

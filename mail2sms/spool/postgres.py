@@ -121,6 +121,7 @@ ALTER TABLE jobs ADD COLUMN IF NOT EXISTS detail TEXT;
     (4, """
 ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_owner TEXT;
 ALTER TABLE submissions ADD COLUMN IF NOT EXISTS report_lease_until DOUBLE PRECISION;
+CREATE INDEX IF NOT EXISTS submissions_report_owner ON submissions (report_owner) WHERE report_owner IS NOT NULL;
 """),
     # Route quotas counted in the spool, so every node shares one count (spool.quotas).
     (5, """
@@ -617,6 +618,19 @@ class PostgresSpool:
             return None if row is None else (await self._reports(conn, [row], True))[0]
         return await self._tx(body, write=False)
 
+    async def release_dead_reports(self, owner_dead: Callable[[str], bool]) -> int:
+        async def body(conn: Conn) -> int:
+            cur = await conn.execute(
+                "SELECT DISTINCT report_owner FROM submissions WHERE report_owner IS NOT NULL")
+            dead = [r["report_owner"] for r in await cur.fetchall() if owner_dead(r["report_owner"])]
+            if not dead:
+                return 0
+            cur = await conn.execute(
+                "UPDATE submissions SET report_owner = NULL, report_lease_until = NULL "
+                "WHERE report_owner = ANY(%s)", (dead,))
+            return cur.rowcount
+        return await self._tx(body)
+
     async def release_reports(self, submission_ids: list[str], owner: str) -> None:
         async def body(conn: Conn) -> None:
             await conn.execute(
@@ -707,6 +721,9 @@ class PostgresSpool:
             await self._finish_if_final(conn, [submission_id], now)
             return n
         return await self._tx(body)
+
+    def problem(self) -> str | None:
+        return None  # PostgreSQL checks its own pages; a failing query shows in /healthz as "not answering"
 
     async def counts(self) -> dict[str, int]:
         async def body(conn: Conn) -> dict[str, int]:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from mail2sms.errors import SpoolError, SpoolFullError
 from mail2sms.model import FINAL_STATES, Job, JobState, Submission
+from mail2sms.observability import get_logger
 from mail2sms.spool import quotas
 from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.ids import new_id
@@ -33,6 +34,9 @@ from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_
 
 T = TypeVar("T")
 GROUP_MAX = 256  # writes per group-commit transaction
+CHECKPOINT_EVERY = 1.0  # seconds: at most this often, a PASSIVE checkpoint when the write queue has drained
+LOCK_WARN_AFTER = 1.0  # seconds waiting for the open lock before saying so (workers starting together wait briefly)
+log = get_logger("mail2sms.spool")
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ def _add_columns(conn: sqlite3.Connection) -> None:
                 except sqlite3.OperationalError as exc:  # another worker process added it a moment ago
                     if "duplicate column" not in str(exc).lower():
                         raise
+    # Leased reports, found without a scan (the lease is cleared when a report is settled: the index stays small).
+    conn.execute("CREATE INDEX IF NOT EXISTS submissions_report_owner ON submissions (report_owner) "
+                 "WHERE report_owner IS NOT NULL")
 
 
 def sqlite_path(url: str) -> Path:
@@ -150,6 +157,20 @@ def _quota_used(conn: sqlite3.Connection, key: str, since: float) -> int:
     return int(row.fetchone()[0])
 
 
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database without waiting for anyone (PASSIVE): off the commit path, and never
+    blocking another process's readers or writers."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _lock_holder(fd: int) -> str:
+    """" (pid N)" from the lock file, where the holding process wrote its pid; "" when it did not."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(os.pread(fd, 32, 0).decode("ascii").strip())
+        return f" (pid {pid})"
+    return ""
+
+
 def _is_disk_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc).lower()
 
@@ -157,10 +178,15 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
 class SqliteSpool:
     """The `Spool` protocol on one SQLite file."""
 
-    def __init__(self, url: str, busy_timeout: float = 30.0, max_size: int | None = None) -> None:
+    def __init__(
+        self, url: str, busy_timeout: float = 30.0, max_size: int | None = None, lock_timeout: float = 60.0
+    ) -> None:
         self.path = sqlite_path(url)
         self._max_size = max_size
         self._busy_timeout = busy_timeout
+        self._lock_timeout = lock_timeout
+        self._last_checkpoint = 0.0
+        self._damaged: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
         self._thread_check = threading.local()
@@ -184,6 +210,8 @@ class SqliteSpool:
                     self._conn.rollback()
             if _is_disk_full(exc):
                 raise SpoolFullError("spool storage is full") from exc
+            if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                self._damaged = "the spool file is damaged (SQLite reports corruption)"
             raise SpoolError(f"spool error: {type(exc).__name__}") from exc
 
     def _retry_busy(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -224,10 +252,39 @@ class SqliteSpool:
         # instead of waiting, so a busy timeout alone does not serialise them.
         lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self._take_open_lock(lock_fd)
             self._open_locked()
         finally:
             os.close(lock_fd)  # closing releases the lock
+
+    def _take_open_lock(self, fd: int) -> None:
+        """Wait for the open lock, saying so after a moment, and give up after `lock_timeout` with the reason.
+
+        Another process holds it only while it opens the spool (a second or so); one that holds it longer is stuck
+        or is not mail2sms, and waiting silently forever would leave a service that never starts and never says."""
+        started = time.monotonic()
+        warned = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            waited = time.monotonic() - started
+            holder = _lock_holder(fd)
+            if waited >= self._lock_timeout:
+                raise SpoolError(
+                    f"the spool lock {self.path}.lock is held by another process{holder}; gave up after "
+                    f"{self._lock_timeout:g} s (spool.lock_timeout): stop that process or remove its hold")
+            if waited >= LOCK_WARN_AFTER and not warned:
+                warned = True
+                log.warning("waiting for the spool lock held by another process", lock=f"{self.path}.lock",
+                            holder=holder.removeprefix(" (").removesuffix(")") or "unknown",
+                            give_up_after=self._lock_timeout)
+            time.sleep(0.05)
+        # Name ourselves as the holder, for a process that has to wait (and for the operator).
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
     def _open_locked(self) -> None:
         if not self.path.exists():
@@ -237,6 +294,17 @@ class SqliteSpool:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # the 250 promise: the WAL is fsynced at every commit
+        # No checkpoint inside a commit: an automatic one runs in whichever write crosses 1,000 WAL pages and holds
+        # every session waiting on that write (a 19 s stall was seen). `_flush` checkpoints when the queue drains.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        # A damaged page must stop the start, not surface later as failures of individual mails.
+        damage = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+        if damage != ["ok"]:
+            conn.close()
+            first = " ".join(damage[0].replace("*** in database main ***", "").split())  # one line for the log
+            raise SpoolError(
+                f"the spool file {self.path} is damaged ({first}); mail2sms will not start on it: restore it "
+                "from a backup, or move it aside to start with an empty spool")
         conn.execute("PRAGMA foreign_keys=ON")
         if self._max_size:
             page = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -264,6 +332,12 @@ class SqliteSpool:
             await loop.run_in_executor(self._executor, self._open_sync)
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open spool {self.path}: {exc}") from exc
+        except OSError as exc:  # a read-only or missing directory, no permission: one line, not a traceback
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise SpoolError(f"cannot open spool {self.path}: {exc.strerror or type(exc).__name__}{where}") from exc
+
+    def problem(self) -> str | None:
+        return self._damaged
 
     async def close(self) -> None:
         def shut() -> None:
@@ -300,6 +374,17 @@ class SqliteSpool:
         return result
 
     async def _flush(self) -> None:
+        while True:
+            await self._flush_pending()
+            if time.monotonic() - self._last_checkpoint < CHECKPOINT_EVERY:
+                return
+            self._last_checkpoint = time.monotonic()
+            with contextlib.suppress(Exception):  # a failed checkpoint is retried at the next one
+                await self._run(_checkpoint)
+            if not self._pending:  # writes that came during the checkpoint are this flusher's to run
+                return
+
+    async def _flush_pending(self) -> None:
         while self._pending:
             group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
 
@@ -481,7 +566,13 @@ class SqliteSpool:
             requeued, unknown, released = [], [], []
             for r in rows:
                 expired = r["lease_until"] is None or r["lease_until"] < now
-                dead = expired or (owner_dead is not None and owner_dead(r["lease_owner"]))
+                if r["state"] == "sending" and owner_dead is not None:
+                    # One host: whether the owner lives is known, and a live one holds the provider's answer
+                    # and records it as soon as the spool can write again (disk full, lock held). Declaring its
+                    # request interrupted when the lease ends would turn an accepted SMS into "may have been sent".
+                    dead = owner_dead(r["lease_owner"])
+                else:
+                    dead = expired or (owner_dead is not None and owner_dead(r["lease_owner"]))
                 if not dead:
                     continue
                 if r["state"] == "queued":
@@ -608,6 +699,17 @@ class SqliteSpool:
                 return None
             return DueReport(submission_from_row(row), self._jobs_of(conn, submission_id), row["report_attempts"])
         return await self._run(body)
+
+    async def release_dead_reports(self, owner_dead: Callable[[str], bool]) -> int:
+        def body(conn: sqlite3.Connection) -> int:
+            owners = [r[0] for r in conn.execute(
+                "SELECT DISTINCT report_owner FROM submissions WHERE report_owner IS NOT NULL")]
+            dead = [(o,) for o in owners if owner_dead(o)]
+            before = conn.total_changes
+            conn.executemany("UPDATE submissions SET report_owner = NULL, report_lease_until = NULL "
+                             "WHERE report_owner = ?", dead)
+            return conn.total_changes - before
+        return await self._grouped(body)
 
     async def release_reports(self, submission_ids: list[str], owner: str) -> None:
         def body(conn: sqlite3.Connection) -> None:
