@@ -139,7 +139,7 @@ def test_excel_semicolon_export_good_and_bad_rows_are_reported(server: ThreadSer
     report = wait_until(lambda: reports(tmp_path / "reports"))[0]
     assert sorted((s.number, s.text) for s in kwt.sent) == [("96550000001", "Hello, first"),
                                                              ("96550000003", "Hello, fourth")]
-    assert report["Subject"] == "SMS partly sent: 2 of 4"
+    assert report["Subject"] == "SMS partly sent: 2 of 4: sms"
     words = report_text(report)
     assert "(CSV row 2): refused" in words
     assert "'12ab' is not a phone number" in words
@@ -217,7 +217,7 @@ def test_thousand_rows_with_repeated_texts_are_batched(server: ThreadServer, kwt
     requests = [r for r in kwt.requests if r.path.endswith("/send/")]
     assert len(requests) <= 50  # 5 texts × ⌈200 / 200⌉ when one claim takes all; never one per row
     assert sorted(s.number for s in kwt.sent) == numbers
-    assert report["Subject"] == "SMS sent: 1000 of 1000"
+    assert report["Subject"] == "SMS sent: 1000 of 1000: sms"
 
 
 def test_same_number_twice_is_sent_twice(server: ThreadServer, kwt: FakeKwtSms, tmp_path: Path) -> None:

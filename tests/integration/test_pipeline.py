@@ -88,7 +88,7 @@ def test_address_mail_is_sent_and_reported(server: ThreadServer, kwt: FakeKwtSms
         ("96550000001", "Server room temperature high", "KWT-MESSAGE", 1)
     ]
     report = wait_until(lambda: reports(tmp_path / "reports"))[0]
-    assert report["Subject"] == "SMS sent: 1 of 1"
+    assert report["Subject"] == "SMS sent to +96550000001: sms"
     assert report["To"] == "alice@example.org"
     assert "+96550000001" in report_text(report)
     assert report_json(report)["jobs"][0]["provider_id"] == kwt.sent[0].msg_id
@@ -108,7 +108,7 @@ def test_keyvalue_mail_with_two_numbers_is_one_request(server: ThreadServer, kwt
     assert sends[0].param("username") == "bodyuser"
     assert {(s.text, s.sender, s.username) for s in kwt.sent} == {("Meet me at starbuck!", "My Shop", "bodyuser")}
     report = wait_until(lambda: reports(tmp_path / "reports"))[0]
-    assert report["Subject"] == "SMS sent: 2 of 2"
+    assert report["Subject"] == "SMS sent: 2 of 2: sms"
 
 
 def test_kwtsms_login_refused_is_explained(server: ThreadServer, kwt: FakeKwtSms, tmp_path: Path) -> None:

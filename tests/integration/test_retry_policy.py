@@ -114,7 +114,7 @@ def test_still_trying_notice_then_final_report(tmp_path: Path) -> None:
             kwt.start()
             wait_until(lambda: len(reports(tmp_path / "reports")) == 2, timeout=20)
     subjects = sorted(str(r["Subject"]) for r in reports(tmp_path / "reports"))
-    assert subjects == ["SMS delayed: still trying (1 of 1 not sent yet)", "SMS sent: 1 of 1"]
+    assert subjects == ["SMS delayed: still trying (1 of 1 not sent yet)", "SMS sent to +96550000702: sms"]
 
 
 def test_report_rate_limit_holds_reports_for_a_summary(tmp_path: Path) -> None:

@@ -305,7 +305,7 @@ def test_smart_replacement_is_reported(server: ThreadServer, kwt: FakeKwtSms, wo
     assert "  1 part, GSM-7\n" in words
     note = "typographic characters replaced to fit GSM-7: ’ → ', – → -, no-break space → space, … → ..."
     assert f"  Note: {note}\n" in words
-    assert "  Text:\n    Don't forget - 5 pm...\n" in words
+    assert f"Text (1 part, GSM-7), to +{number}:\n  | Don't forget - 5 pm...\n  Note: {note}\n" in words
 
 
 def test_keyvalue_lang2_sends_windows_1256_bytes(server: ThreadServer, kwt: FakeKwtSms) -> None:
@@ -440,7 +440,7 @@ def test_truncation_when_the_route_says_so(server: ThreadServer, kwt: FakeKwtSms
     words = report_text(report_for(workdir, number))
     assert f"  1 part, {encoding}\n" in words
     assert f"Note: truncated to 1 {encoding} part (the route *@cut.test allows at most 1)" in words
-    assert "  Text:\n    " + sent + "\n" in words
+    assert f"to +{number}:\n  | {sent}\n  Note: truncated to 1 {encoding} part" in words
 
 
 # --- dry runs ----------------------------------------------------------------------------------------------
@@ -453,11 +453,11 @@ def test_route_dry_run_reports_exactly_what_would_be_sent(server: ThreadServer, 
     national = number.removeprefix("965")
     queued(server.port, f"{national}@dry.test", text_mail(f"{national}@dry.test", "Server “db1” down…\n-- \nOps"))
     report = report_for(workdir, number)
-    assert report["Subject"] == "SMS dry run: 1 would be sent"
+    assert report["Subject"] == f"SMS dry run: would be sent to +{number}: sms"
     words = report_text(report)
-    assert (f"+{number}: would be sent (dry run)\n  via kwtdry\n  1 part, GSM-7\n"
-            "  Note: typographic characters replaced to fit GSM-7: “ → \", ” → \", … → ...\n"
-            "  Text:\n    Server \"db1\" down...\n") in words
+    assert (f"Text (1 part, GSM-7), to +{number}:\n  | Server \"db1\" down...\n"
+            "  Note: typographic characters replaced to fit GSM-7: “ → \", ” → \", … → ...\n") in words
+    assert f"\n+{number}: would be sent (dry run)\n  via kwtdry\n  1 part, GSM-7\n" in words
     assert "nothing was sent" in words
     job = report_json(report)["jobs"][0]
     assert (job["status"], job["text"], job["parts"], job["encoding"]) == ("dry_run", 'Server "db1" down...', 1,
@@ -473,9 +473,11 @@ def test_keyvalue_test_line_is_a_dry_run(server: ThreadServer, kwtdry: FakeKwtSm
     queued(server.port, "sms@dry.test", text_mail("sms@dry.test", body))
     report = report_for(workdir, first)
     words = report_text(report)
+    assert f"Text (2 parts, UCS-2), to +{first}, +{second}:\n  | {text}\n" in words
+    assert words.count(text) == 1  # one text for both numbers, shown once
     for number in (first, second):
-        assert f"+{number}: would be sent (dry run)\n  via kwtdry\n  2 parts, UCS-2\n  Text:\n    {text}\n" in words
-    assert report["Subject"] == "SMS dry run: 2 would be sent"
+        assert f"\n+{number}: would be sent (dry run)\n  via kwtdry\n  2 parts, UCS-2\n" in words
+    assert report["Subject"] == "SMS dry run: 2 of 2 would be sent: sms"
     assert kwtdry.requests == []
 
 

@@ -163,8 +163,8 @@ class Outcome:
     text: str
 
     def block(self, number: str) -> str:
-        """The text part's paragraph about `number`."""
-        start = self.text.index(f"+{number}")
+        """The text part's paragraph about `number` (the one starting a line: the summary and texts name it too)."""
+        start = self.text.index(f"\n+{number}") + 1
         end = self.text.find("\n\n", start)
         return self.text[start : end if end >= 0 else None]
 
@@ -262,7 +262,7 @@ def test_cellcast_success_is_sent_with_ids(world: World) -> None:
     ids = {s.to.removeprefix("+"): s.message_id for s in world.cellcast.sent}
     for number in (first, second):
         assert mail.says(number, SENT)["provider_id"] == ids[number]
-    assert mail.subject == "SMS sent: 2 of 2"
+    assert mail.subject == "SMS sent: 2 of 2: sms"
 
 
 def test_cellcast_number_outside_australia_is_refused_not_sent(world: World) -> None:
@@ -273,7 +273,7 @@ def test_cellcast_number_outside_australia_is_refused_not_sent(world: World) -> 
     assert job["detail"] == "Cellcast queued 1 of the 2 numbers sent"
     assert "  Detail: Cellcast queued 1 of the 2 numbers sent" in mail.block(au)
     mail.says(uk, REFUSED, "NOT_QUEUED", CELLCAST["NOT_QUEUED"], 'Cellcast\'s own words: "Queued"')
-    assert mail.subject == "SMS partly sent: 1 of 2"
+    assert mail.subject == "SMS partly sent: 1 of 2: sms"
     assert uk not in sent_to(world.cellcast)
 
 

@@ -1,4 +1,7 @@
-"""The outcome mail: subject per outcome, threading headers, text part, results.json, secrets, big inputs."""
+"""The outcome mail: subject per outcome, threading headers, text part, results.json, secrets, big inputs.
+
+The HTML alternative, header folding and the big-submission summary have their own file: test_compose_html.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Any
 import pytest
 
 from mail2sms.model import Account, Job, JobState, Submission
-from mail2sms.report.compose import DETAIL_LIMIT, compose
+from mail2sms.report.compose import compose
 
 SECRET_PASSWORD = "Pw-s3cret-4711"
 SECRET_KEY = "KEY-ab12cd34ef56"
@@ -86,38 +89,73 @@ def results_of(message: EmailMessage) -> dict[str, Any]:
     ("states", "subject"),
     [
         ([S, S, S], "SMS sent: 3 of 3"),
-        ([S], "SMS sent: 1 of 1"),
+        ([S], "SMS sent to +96550000000"),
         ([R, R], "SMS failed: 0 of 2 sent (the username or password was not accepted by KwtSMS)"),
-        ([R], "SMS failed: the username or password was not accepted by KwtSMS"),
+        ([R], "SMS failed to +96550000000: the username or password was not accepted by KwtSMS"),
         ([S, S, R], "SMS partly sent: 2 of 3"),
         ([S, E], "SMS partly sent: 1 of 2"),
         ([S, U, S], "SMS may have been sent: 2 of 3 sent, 1 unknown"),
         ([U, R], "SMS may have been sent: 0 of 2 sent, 1 unknown, 1 failed"),
+        ([U], "SMS may have been sent to +96550000000"),
+        ([E], "SMS failed to +96550000000: expired"),
+        ([C], "SMS failed to +96550000000: cancelled"),
     ],
 )
 def test_subject_says_the_outcome(states: list[JobState], subject: str) -> None:
-    """The subject names the outcome and counts for every mix of final states."""
+    """The subject names the outcome, and the number (one SMS) or the counts, for every mix of final states."""
     jobs = [job(s, number=f"9655000000{i}") for i, s in enumerate(states)]
     assert make(jobs)["Subject"] == subject
 
 
+@pytest.mark.parametrize(
+    ("states", "subject"),
+    [
+        ([S], "SMS sent to +96550000000: Server room door open"),
+        ([S, S, S], "SMS sent: 3 of 3: Server room door open"),
+        ([S, S, R], "SMS partly sent: 2 of 3: Server room door open"),
+        ([S, U], "SMS may have been sent: 1 of 2 sent, 1 unknown: Server room door open"),
+        # One refused SMS: the reason says more than the subject the sender wrote.
+        ([R], "SMS failed to +96550000000: the username or password was not accepted by KwtSMS"),
+    ],
+)
+def test_subject_carries_the_original_subject(states: list[JobState], subject: str) -> None:
+    """The subject of the mail that asked for the SMS follows the outcome, on one line."""
+    jobs = [job(s, number=f"9655000000{i}") for i, s in enumerate(states)]
+    assert make(jobs, subject="Server room door open")["Subject"] == subject
+
+
+def test_original_subject_is_one_bounded_line() -> None:
+    """A long, multi-line original subject is put on one line and cut with "..." within a bounded length."""
+    subject = str(make([job()], subject="Alarm\r\n  zone 4 " + "x" * 300)["Subject"])
+    assert subject.startswith("SMS sent to +96550000000: Alarm zone 4 xxx")
+    assert subject.endswith("...")
+    assert len(subject) < 140
+
+
 def test_expired_counts_as_failed() -> None:
-    """Expired jobs count as not sent, and the subject carries their error."""
-    jobs = [job(E, error="the provider could not be reached in time"), job(E, number="96550000001")]
+    """Expired jobs count as not sent, and the subject carries the error they share."""
+    late = "the provider could not be reached in time"
+    jobs = [job(E, error=late), job(E, number="96550000001", error=late)]
     assert make(jobs)["Subject"] == "SMS failed: 0 of 2 sent (the provider could not be reached in time)"
+
+
+def test_failures_for_different_reasons_name_none() -> None:
+    """Failures for different reasons do not put one of them in the subject as if it were everyone's."""
+    jobs = [job(E, error="the provider could not be reached in time"), job(R, number="96550000001")]
+    assert make(jobs)["Subject"] == "SMS failed: 0 of 2 sent (several reasons)"
 
 
 def test_subject_error_is_one_short_line() -> None:
     """A long multi-line first error becomes its first sentence, on one line, within a bounded length."""
     long_error = "the provider said\r\nsomething odd. Then a lot more " + "x" * 500
     subject = make([job(R, error=long_error)])["Subject"]
-    assert subject == "SMS failed: the provider said something odd"
+    assert subject == "SMS failed to +96550000000: the provider said something odd"
     explained = "the username or password was not accepted by KwtSMS: check the account's API password"
     assert make([job(R, error=explained)])["Subject"] == (
-        "SMS failed: the username or password was not accepted by KwtSMS"
+        "SMS failed to +96550000000: the username or password was not accepted by KwtSMS"
     )
     very_long = make([job(R, error="word " * 200)])["Subject"]
-    assert len(very_long) < 130
+    assert len(very_long) < 150
     assert very_long.endswith("...")
 
 
@@ -126,7 +164,7 @@ def test_dry_run_subject_and_status() -> None:
     checked = {"code": "DRYRUN", "error": "dry run: checked, not sent"}
     jobs = [job(C, number=f"9655000000{i}", **checked) for i in range(3)]
     message = make(jobs, dry_run=True)
-    assert message["Subject"] == "SMS dry run: 3 would be sent"
+    assert message["Subject"] == "SMS dry run: 3 of 3 would be sent"
     text = text_of(message)
     assert text.count("would be sent (dry run)") == 3
     assert "3 SMS checked, nothing was sent" in text
@@ -146,12 +184,22 @@ def test_dry_run_with_a_refused_job() -> None:
     assert subject == "SMS dry run: 1 of 2 would be sent (the sender ID is not registered)"
 
 
+def test_dry_run_of_one_sms_names_the_number() -> None:
+    """A dry run of one SMS names its number and says it would be sent, or would fail and why; never "sent"."""
+    ok = make([job(C, code="DRYRUN")], dry_run=True, subject="Test alarm")
+    assert ok["Subject"] == "SMS dry run: would be sent to +96550000000: Test alarm"
+    assert text_of(ok).startswith("Dry run: the SMS to +96550000000 would be sent; nothing was sent.\n")
+    bad = make([job(R, error="the sender ID is not registered")], dry_run=True)
+    assert bad["Subject"] == "SMS dry run: would fail to +96550000000: the sender ID is not registered"
+    assert "nothing was sent" in text_of(bad).split("\n")[0].lower()
+
+
 def test_unicode_subject_survives_encoding() -> None:
     """A non-ASCII error in the subject is encoded on the wire and decodes back unchanged."""
     message = make([job(R, error="رقم غير صحيح")])
     raw = message.as_bytes()
     assert raw.isascii()
-    assert reparse(message)["Subject"] == "SMS failed: رقم غير صحيح"
+    assert reparse(message)["Subject"] == "SMS failed to +96550000000: رقم غير صحيح"
 
 
 def test_auto_reply_and_threading_headers() -> None:
@@ -317,13 +365,15 @@ def test_no_account_secret_appears_anywhere() -> None:
 
 
 def test_large_submission_text_is_bounded() -> None:
-    """100,000 jobs: the text details 200 and summarises the rest; results.json has every job."""
+    """100,000 jobs: the text gives counts and reasons with a few example rows; results.json has every job."""
     jobs = [job(R if i % 1000 == 999 else S, number=f"9655{i:07d}", row=i + 2) for i in range(100_000)]
     message = make(jobs)
     text = text_of(message)
-    assert len(text) < 100_000
-    assert text.count("+9655") == DETAIL_LIMIT
-    assert "… and 99,800 more: see results.json (100 of them not sent)." in text
+    assert len(text) < 5_000
+    assert text.count("+9655") == 3  # the numbers named beside the one distinct text
+    assert "100,000 SMS: 99,900 sent, 100 refused." in text
+    assert "      100  refused: the username or password was not accepted by KwtSMS [ERR003]" in text
+    assert "CSV row 1001, CSV row 2001, CSV row 3001, CSV row 4001, CSV row 5001 and 95 more" in text
     assert message["Subject"] == "SMS partly sent: 99900 of 100000"
     data = results_of(message)
     assert len(data["jobs"]) == 100_000
@@ -342,7 +392,7 @@ def test_sent_detail_reaches_the_text_and_results_json() -> None:
     jobs = [job(S, provider_id="11472734895956042", detail="Kapow credits left: 148"), job(S, number="96550000001")]
     message = make(jobs)
     text = text_of(message)
-    assert "+96550000000: sent\n  via kwt, message id 11472734895956042\n  Detail: Kapow credits left: 148\n" in text
+    assert "\n+96550000000: sent\n  via kwt, message id 11472734895956042\n  Detail: Kapow credits left: 148\n" in text
     assert text.count("Detail:") == 1
     assert [j["detail"] for j in results_of(message)["jobs"]] == ["Kapow credits left: 148", None]
 

@@ -474,7 +474,8 @@ def test_report_shows_notes_and_the_text_sent() -> None:
     job = Job(number="96550000001", text="line one\nline two...", provider="kwt", parts=1, encoding="gsm7",
               notes=["truncated to 1 GSM-7 part"], state=JobState.SENT, provider_id="m1")
     text, data = _report([job], dry_run=False)
-    assert "  1 part, GSM-7\n  Note: truncated to 1 GSM-7 part\n  Text:\n    line one\n    line two...\n" in text
+    assert ("Text (1 part, GSM-7), to +96550000001:\n  | line one\n  | line two...\n"
+            "  Note: truncated to 1 GSM-7 part\n") in text
     assert data["jobs"][0]["notes"] == ["truncated to 1 GSM-7 part"]
     assert data["jobs"][0]["text"] == "line one\nline two..."
 
@@ -484,12 +485,15 @@ def test_dry_run_report_shows_the_text_even_unchanged() -> None:
     job = Job(number="96550000001", text="مرحبا", provider="kwt", parts=1, encoding="ucs2",
               state=JobState.CANCELLED, code="DRYRUN", options=SmsOptions(lang=3))
     text, _ = _report([job], dry_run=True)
-    assert "+96550000001: would be sent (dry run)\n  via kwt\n  1 part, UCS-2\n  Text:\n    مرحبا\n" in text
+    assert "Text (1 part, UCS-2), to +96550000001:\n  | مرحبا\n" in text
+    assert "\n+96550000001: would be sent (dry run)\n  via kwt\n  1 part, UCS-2\n" in text
 
 
 def test_sent_report_without_notes_does_not_repeat_the_text() -> None:
-    """An SMS sent as written is not repeated in the text part (the sender wrote it)."""
-    job = Job(number="96550000001", text="hello", provider="kwt", state=JobState.SENT, provider_id="m1")
-    text, data = _report([job], dry_run=False)
-    assert "Text:" not in text
-    assert data["jobs"][0]["text"] == "hello"
+    """An SMS sent as written to two numbers shows its text once in the text part, not once per number."""
+    jobs = [Job(number=f"9655000000{i}", text="hello", provider="kwt", state=JobState.SENT, provider_id="m1")
+            for i in (1, 2)]
+    text, data = _report(jobs, dry_run=False)
+    assert text.count("hello") == 1
+    assert "Note:" not in text
+    assert [j["text"] for j in data["jobs"]] == ["hello", "hello"]
