@@ -152,10 +152,16 @@ class KwtSmsProvider:
         sender = _sender_problem(name, config)
         if sender is not None:
             problems.append(sender)
+        self.api: str = self.options.get("api", "json") if not problems else "json"
+        self.test: bool = bool(self.options.get("test", False)) if not problems else False
+        if self.test and self.api != "json":
+            # The legacy text API documents no test mode: an OK there may be a real send, never "validated only".
+            problems.append(
+                f"providers.{name}.options.test: only the JSON API has a test mode: remove "
+                'options.api = "text" or options.test'
+            )
         if problems:
             raise ConfigError(problems)
-        self.api: str = self.options.get("api", "json")
-        self.test: bool = bool(self.options.get("test", False))
         self.limits = Limits(
             max_recipients=min(MAX_RECIPIENTS, config.max_recipients or MAX_RECIPIENTS),
             max_parts=int(self.options.get("max_parts", MAX_PARTS)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mail2sms.providers.explain import KWTSMS
@@ -364,3 +366,14 @@ def test_balance_cli_reads_credit_and_sender_ids_over_json(world: World) -> None
     assert PASSWORD not in done.stdout + done.stderr
     balance_requests = [r for r in world.kwt.requests if r.path.endswith("/balance/")]
     assert balance_requests[-1].headers["content-type"] == "application/json"
+
+
+def test_fake_without_json_content_type_answers_the_text_api(world: World) -> None:
+    """The fake, like KwtSMS, speaks JSON only to a JSON content type: the same JSON body sent as a plain POST gets
+    the legacy text API's answer (its fields are not read, so the login fails: ERR003), and with the header JSON."""
+    fields = {"username": "kwtuser", "password": PASSWORD}
+    plain = httpx.post(world.kwt.url + "balance/", content=json.dumps(fields), headers={"Content-Type": "text/plain"})
+    typed = httpx.post(world.kwt.url + "balance/", json=fields)
+    assert plain.text == "ERROR:ERR003"
+    assert typed.json()["result"] == "OK"
+    assert typed.headers["content-type"] == "application/json"

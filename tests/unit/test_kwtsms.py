@@ -598,3 +598,9 @@ def test_api_option_is_checked() -> None:
     """options.api accepts only "json" or "text", and the error names the key and the choices."""
     with pytest.raises(ConfigError, match=r"providers\.kwt\.options\.api: must be one of 'json', 'text'"):
         make_provider(replying(""), options={"api": "soap"})
+
+
+def test_test_mode_needs_the_json_api() -> None:
+    """options.test with the text API is a ConfigError: the text API has no documented validate-only mode."""
+    with pytest.raises(ConfigError, match=r"providers\.kwt\.options\.test: only the JSON API has a test mode"):
+        make_provider(replying(""), options={"api": "text", "test": True})
