@@ -7,18 +7,24 @@ Each test runs the real `python -m mail2sms serve` as a child process against th
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from mail2sms.errors import SpoolError
 from mail2sms.model import Job, Submission
 from mail2sms.spool.sqlite import SqliteSpool
+from mail2sms.web import WebServer
 from tests.harness import ROOT, ProcessServer, message, send, wait_until, write_config
 
 CONFIG = """
@@ -140,6 +146,43 @@ async def test_a_damaged_spool_refuses_to_start(tmp_path: Path) -> None:
     assert line.startswith(f"mail2sms: the spool file {tmp_path}/spool.db is damaged ("), line
     assert line.endswith("mail2sms will not start on it: restore it from a backup, or move it aside to start with "
                          "an empty spool")
+
+
+def healthz(port: int) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def test_corruption_met_while_running_turns_healthz_to_error(tmp_path: Path) -> None:
+    """A damaged page found by a read while serving makes /healthz answer 503 naming the damage, though the
+    spool still answers the health check's own query."""
+    await make_spool(tmp_path / "spool.db", 200)
+    spool = SqliteSpool(f"sqlite://{tmp_path}/spool.db")
+    await spool.open()
+    web = WebServer("127.0.0.1:0", spool)
+    await web.start()
+    try:
+        assert (await asyncio.to_thread(healthz, web.port))[0] == 200
+        damage_a_table_page(tmp_path / "spool.db")
+        with sqlite3.connect(tmp_path / "spool.db") as other:  # another process writes: the spool re-reads pages
+            other.execute("INSERT INTO dedupe VALUES ('other', 'x', 1)")
+        entries = await spool.queue_list(500)
+
+        async def read_every_submission() -> None:
+            for entry in entries:
+                await spool.get(entry.submission_id)
+        with pytest.raises(SpoolError):
+            await read_every_submission()
+        status, body = await asyncio.to_thread(healthz, web.port)
+        assert status == 503
+        assert body["status"] == "error"
+        assert body["spool"] == "the spool file is damaged (SQLite reports corruption)"
+    finally:
+        await web.close()
+        await spool.close()
 
 
 def checkpointed_submissions(spool: Path, scratch: Path) -> int:
