@@ -377,3 +377,23 @@ def test_fake_without_json_content_type_answers_the_text_api(world: World) -> No
     assert plain.text == "ERROR:ERR003"
     assert typed.json()["result"] == "OK"
     assert typed.headers["content-type"] == "application/json"
+
+
+def test_fake_charges_for_emoji_and_never_delivers_it(world: World) -> None:
+    """What mail2sms guards against, as the fake reproduces it: an emoji SMS sent straight to the API is taken and
+    charged, and lands in `stuck`, never in `sent`."""
+    [number] = world.numbers(1)
+    before = world.kwt.balance_of("kwtuser")
+    fields = {
+        "username": "kwtuser",
+        "password": PASSWORD,
+        "sender": SENDER,
+        "mobile": number,
+        "lang": "3",
+        "message": "Party \U0001f389",
+    }
+    answer = httpx.post(world.kwt.url + "send/", json=fields).json()
+    assert (answer["result"], answer["numbers"], answer["points-charged"]) == ("OK", 1, 1)
+    assert world.kwt.balance_of("kwtuser") == before - 1
+    assert [s.number for s in world.kwt.stuck if s.number == number] == [number]
+    assert number not in {s.number for s in world.kwt.sent}
