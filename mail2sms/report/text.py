@@ -10,10 +10,18 @@ It must never render anything `Outcome` did not redact, and never print more tha
 
 from __future__ import annotations
 
+import textwrap
+
 from mail2sms.report import states
 from mail2sms.report.outcome import TEXTS_SHOWN, Outcome, Row, Text, when
 
 FOOTER = "This is an automatic reply from mail2sms; replies to it are not read."
+WIDTH = 78  # advice is wrapped to this width; errors, notes and details stay on one line, to be searched for
+
+
+def _todo(todo: str, indent: str) -> list[str]:
+    """The advice line wrapped for a terminal, its continuation lines indented under it."""
+    return textwrap.wrap(f"{indent}What to do: {todo}", WIDTH, subsequent_indent=indent + "  ", break_on_hyphens=False)
 
 
 def summary_line(outcome: Outcome) -> str:
@@ -63,7 +71,7 @@ def _row(row: Row, several_texts: bool) -> list[str]:
     if row.error:
         lines.append(f"  Error: {row.error}")
     if row.todo:
-        lines.append(f"  What to do: {row.todo}")
+        lines += _todo(row.todo, "  ")
     return lines
 
 
@@ -80,7 +88,7 @@ def _reasons(outcome: Outcome, results_file: str) -> list[str]:
             more = entry.count - len(entry.examples)
             lines.append("             " + ", ".join(entry.examples) + (f" and {more:,} more" if more > 0 else ""))
             if entry.todo:
-                lines.append(f"             What to do: {entry.todo}")
+                lines += _todo(entry.todo, " " * 13)
         rest = sum(e.count for e in grouped[20:]) + outcome.other_reasons
         if rest:
             lines.append(f"  {rest:>9,}  for other reasons")

@@ -278,3 +278,13 @@ def test_account_secret_in_the_original_subject_is_blanked() -> None:
     assert "Pw-s3cret-4711" not in body(message, "plain")
     assert "Pw-s3cret-4711" not in body(message, "html")
     assert message["Subject"] == "SMS sent to +96550000000: login u ***"
+
+
+def test_advice_is_wrapped_for_a_terminal() -> None:
+    """A long "What to do" is wrapped within 78 columns, its continuation indented under it; errors stay whole."""
+    long_error = "the provider refused this number for a reason it explains at length " * 2
+    text = body(make([job(U, code="ReadTimeout"), job(R, number="96550000001", error=long_error.strip())]), "plain")
+    advice = text.split("  What to do: ", 1)[1].split("\n\n", 1)[0]
+    assert advice.startswith("Check with the recipient or the provider before sending again,\n    or the")
+    assert all(len(line) <= 78 for line in ("  What to do: " + advice).split("\n"))
+    assert f"  Error: {long_error.strip()} [ERR006]\n" in text
