@@ -129,8 +129,9 @@ class Reporter:
             try:
                 ready = await self._prepare(report_id)
             except Exception:
+                # Not handed straight back: a report that cannot be composed would be claimed again at once.
                 log.exception("report could not be composed; kept for a later try", submission=report_id)
-                await self.spool.release_reports([report_id], self.owner)
+                await self._done(report_id, ReportState.PENDING, time.time() + self.retry.delay(1))
                 continue
             if ready is None:
                 continue
