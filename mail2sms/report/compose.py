@@ -55,7 +55,7 @@ def compose(
     subject = subject_of(outcome)
     csv_files = results_csv(submission, jobs)
     if not csv_files and outcome.big:
-        csv_files = [("results.csv", plain_results_csv(submission, jobs))]
+        csv_files = [("results.csv", plain_results_csv(outcome))]
     results_file = csv_files[0][0] if len(csv_files) == 1 else "results CSV files"
 
     message = EmailMessage()

@@ -152,6 +152,7 @@ class Outcome:
         self.advice = advice
         self.total = len(jobs)
         self.by_status: dict[str, int] = {}
+        self.statuses: list[str] = []  # each job's status, in job order (results files reuse them)
         self.texts: dict[str, Text] = {}
         self.reasons: dict[tuple[str, str], Reason] = {}
         self.other_reasons = 0  # failures beyond REASONS_KEPT distinct reasons
@@ -159,6 +160,7 @@ class Outcome:
         accounts: set[Account] = set()
         for job in jobs:
             status = states.status(submission, job)
+            self.statuses.append(status)
             self.by_status[status] = self.by_status.get(status, 0) + 1
             if job.account is not None:
                 accounts.add(job.account)

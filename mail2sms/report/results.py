@@ -38,13 +38,13 @@ def summary(outcome: Outcome) -> dict[str, int]:
     }
 
 
-def _job_record(submission: Submission, job: Job) -> dict[str, Any]:
+def _job_record(job: Job, status: str) -> dict[str, Any]:
     """One job as results.json shows it. Built field by field so that `job.account` can never slip in."""
     redact = redactor(job.account)
     return {
         "number": e164(job.number),
         "row": job.row,
-        "status": states.status(submission, job),
+        "status": status,
         "provider": job.provider,
         "provider_id": redact(job.provider_id),
         "code": redact(job.code),
@@ -68,17 +68,18 @@ def results_json(outcome: Outcome) -> bytes:
         "dry_run": submission.dry_run,
         "summary": summary(outcome),
     }
-    rows = ",\n".join(json.dumps(_job_record(submission, job), ensure_ascii=False) for job in outcome.jobs)
+    records = (_job_record(job, status) for job, status in zip(outcome.jobs, outcome.statuses, strict=True))
+    rows = ",\n".join(json.dumps(record, ensure_ascii=False) for record in records)
     rows = rows + "\n" if rows else rows
     text = json.dumps(head, ensure_ascii=False)[:-1] + ', "jobs": [\n' + rows + "]}\n"
     return text.encode("utf-8")
 
 
-def _error_cell(submission: Submission, job: Job) -> str:
+def _error_cell(job: Job, status: str) -> str:
     redact = redactor(job.account)
     error = redact(job.error) or ""
-    look = states.look(states.status(submission, job))
-    if (look.failed or look.tone is states.MAYBE) and not states.would_send(submission, job):
+    look = states.look(status)
+    if look.failed or look.tone is states.MAYBE:  # a dry run's "would be sent" is neither
         error = with_code(error, redact(job.code))
     return error
 
@@ -107,13 +108,14 @@ def _matched_rows(files: list[dict[str, Any]], jobs: Sequence[Job]) -> Iterator[
 def _result_cells(submission: Submission, row: int, job: Job | None) -> list[str]:
     if job is None:
         return [str(row), "duplicate", "", "", "", "an earlier copy of this mail already carried this row"]
+    status = states.status(submission, job)
     return [
         str(row),
-        states.status(submission, job),
+        status,
         e164(job.number),
         redactor(job.account)(job.provider_id) or "",
         str(job.parts) if job.parts else "",
-        _error_cell(submission, job),
+        _error_cell(job, status),
     ]
 
 
@@ -157,22 +159,22 @@ def results_csv(submission: Submission, jobs: Sequence[Job]) -> list[tuple[str, 
     return out
 
 
-def plain_results_csv(submission: Submission, jobs: Sequence[Job]) -> bytes:
+def plain_results_csv(outcome: Outcome) -> bytes:
     """results.csv for a submission that did not come as CSV: one row per number, UTF-8 with a BOM for Excel."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(PLAIN_COLUMNS)
-    for job in jobs:
+    for job, status in zip(outcome.jobs, outcome.statuses, strict=True):
         redact = redactor(job.account)
         writer.writerow(
             [
                 e164(job.number),
-                states.status(submission, job),
+                status,
                 job.provider,
                 redact(job.provider_id) or "",
                 str(job.parts),
                 job.encoding,
-                _error_cell(submission, job),
+                _error_cell(job, status),
                 redact(job.detail) or "",
             ]
         )
