@@ -57,9 +57,10 @@ def _text_block(entry: Text, several: bool) -> str:
     return (
         f'<div style="margin:0 0 14px">'
         f'<div style="font-size:13px;{_MUTED};margin:0 0 4px">{name} &middot; {_e(entry.parts)} &middot; to {to}</div>'
-        f'<div style="border-left:4px solid {_LINE};background:{_SHADE};padding:10px 12px;border-radius:4px;'
-        f"white-space:pre-wrap;word-wrap:break-word;overflow-wrap:anywhere;font-family:{_MONO};font-size:14px;"
-        f'line-height:1.45">{_e(entry.text)}</div>{notes}</div>'
+        # dir="auto": an Arabic or Hebrew SMS reads right to left; the proportional font keeps its letters joined.
+        f'<div dir="auto" style="border-left:4px solid {_LINE};background:{_SHADE};padding:10px 12px;'
+        "border-radius:4px;white-space:pre-wrap;word-wrap:break-word;overflow-wrap:anywhere;font-size:15px;"
+        f'line-height:1.5">{_e(entry.text)}</div>{notes}</div>'
     )
 
 
@@ -82,6 +83,8 @@ def _row(row: Row, several_texts: bool) -> str:
     said: list[str] = []
     if row.look.tone is states.GOOD and not row.error:
         said.append(f'<div style="margin-bottom:3px">Accepted by {_e(row.provider)}</div>')
+    if row.status == states.DRY_RUN:
+        said.append('<div style="margin-bottom:3px">Checked; nothing was sent (dry run)</div>')
     if row.error:
         said.append(f'<div style="margin-bottom:3px">{_e(row.error)}</div>')
     if row.todo:

@@ -52,6 +52,13 @@ LOOKS: dict[str, Look] = {  # in the order the counts are told: "5 SMS: 1 sent, 
     JobState.SENT.value: Look(
         "sent", "sent", GOOD, "SMS sent to", "The SMS to {number} was sent: {provider} accepted it."
     ),
+    DRY_RUN: Look(
+        "would be sent",
+        "would be sent (dry run)",
+        INFO,
+        "SMS dry run: would be sent to",
+        "Dry run: the SMS to {number} would be sent; nothing was sent.",
+    ),
     JobState.UNKNOWN.value: Look(
         "may have been sent",
         "may have been sent (unknown)",
@@ -95,13 +102,6 @@ LOOKS: dict[str, Look] = {  # in the order the counts are told: "5 SMS: 1 sent, 
     ),
     JobState.SENDING.value: Look(
         "being sent", "being sent", WAIT, "SMS not sent yet to", "The SMS to {number} is being sent."
-    ),
-    DRY_RUN: Look(
-        "would be sent",
-        "would be sent (dry run)",
-        INFO,
-        "SMS dry run: would be sent to",
-        "Dry run: the SMS to {number} would be sent; nothing was sent.",
     ),
 }
 

@@ -288,3 +288,10 @@ def test_advice_is_wrapped_for_a_terminal() -> None:
     assert advice.startswith("Check with the recipient or the provider before sending again,\n    or the")
     assert all(len(line) <= 78 for line in ("  What to do: " + advice).split("\n"))
     assert f"  Error: {long_error.strip()} [ERR006]\n" in text
+
+
+def test_html_text_block_follows_the_script_direction() -> None:
+    """The SMS text block is `dir="auto"`, so an Arabic SMS reads right to left in the HTML part."""
+    page = body(make([job(text="تنبيه: الباب مفتوح", encoding="ucs2")]), "html")
+    assert '<div dir="auto" style="' in page
+    assert "تنبيه: الباب مفتوح</div>" in page
