@@ -2,7 +2,8 @@
 
 `handle_DATA` answers `250` only after `spool.commit()` returned (the commit is durable); any unexpected trouble
 answers `451 4.3.0` without the exception's text. No provider is ever called from here: the dispatcher is only
-woken. Big mails are parsed on a worker thread so one CSV cannot stall other sessions.
+woken. Only mails a cheap scan finds simple are parsed on the loop; the rest go to a worker thread with a deadline
+(`server.parse_timeout`), so one CSV or header bomb cannot stall other sessions.
 """
 
 from __future__ import annotations
