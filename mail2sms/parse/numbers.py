@@ -155,7 +155,11 @@ def _place(code: int) -> str:
 def _region_name(region: str) -> str:
     # phonenumbers.geocoder loads the whole geocoding database (hundreds of ms); the locale table is enough.
     # Imported here: the locale table costs ~100 MB of memory and only error messages need a country's name.
-    from phonenumbers.geodata.locale import LOCALE_DATA
+    # That import can fail when file descriptors run out (a flood): then the message says "+965 numbers".
+    try:
+        from phonenumbers.geodata.locale import LOCALE_DATA
+    except (ImportError, OSError):
+        return ""
 
     names = LOCALE_DATA.get(region, {})
     name = names.get("en", "")
