@@ -102,8 +102,11 @@ def test_over_max_message_size_is_read_to_the_end_then_refused(tmp_path: Path, k
         session.sendall(b"Subject: big\r\n\r\n" + b"y" * 76 * 3000 + b"\r\n.\r\n")
         answer = session.reply().decode().strip()
         assert replies.TOO_BIG.matches(int(answer[:3]), answer[4:]), answer
-        for command, code in ((b"MAIL FROM:<alice@example.org>\r\n", b"250"),
-                              (b"RCPT TO:<96550000004@sms.test>\r\n", b"250"), (b"DATA\r\n", b"354")):
+        for command, code in (
+            (b"MAIL FROM:<alice@example.org>\r\n", b"250"),
+            (b"RCPT TO:<96550000004@sms.test>\r\n", b"250"),
+            (b"DATA\r\n", b"354"),
+        ):
             session.sendall(command)
             assert session.reply().startswith(code)
         session.sendall(b"Subject: small\r\n\r\nafter the big one\r\n.\r\n")
