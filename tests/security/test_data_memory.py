@@ -10,7 +10,7 @@ import pytest
 
 from mail2sms.smtp import replies
 from tests.fakes.kwtsms import FakeKwtSms
-from tests.harness import ProcessServer, thread_server
+from tests.harness import ProcessServer, thread_server, wait_until
 from tests.secure import KWT_ADDRESS, config
 from tests.security.monitor import Bystander, DataSession, RssMonitor
 
@@ -112,3 +112,16 @@ def test_over_max_message_size_is_read_to_the_end_then_refused(tmp_path: Path, k
         session.sendall(b"Subject: small\r\n\r\nafter the big one\r\n.\r\n")
         assert session.reply().startswith(b"250 2.0.0 queued as")
         session.close()
+
+
+def test_commands_pipelined_after_the_end_of_data_are_answered(tmp_path: Path, kwt: FakeKwtSms) -> None:
+    """Bytes after the end of data in the same packet (RFC 2920 pipelining) go back to the command reader."""
+    path, port, _ = config(tmp_path, KWT_ADDRESS.format(url=kwt.url))
+    with thread_server(path):
+        session = DataSession(port)
+        session.sendall(b"Subject: pipelined\r\n\r\n..dot-stuffed line\r\n.\r\nNOOP\r\nQUIT\r\n")
+        assert session.reply().startswith(b"250 2.0.0 queued as")
+        assert session.reply().startswith(b"250")  # NOOP
+        assert session.reply().startswith(b"221")  # QUIT
+        session.close()
+        wait_until(lambda: [s.text for s in kwt.sent] == [".dot-stuffed line"], timeout=30)
