@@ -161,17 +161,6 @@ def number_problem(route: RouteConfig, number: str) -> str | None:
     return f"{shown} is a {region or code} number; this route sends only to {', '.join(route.allowed_countries)}"
 
 
-def quota_key(user: str | None, mail_from: str, peer: str) -> str:
-    """The first party a quota counts: the SMTP AUTH user, else the envelope sender, else the client address.
-
-    An unauthenticated mail is counted by its client network too (smtp.quota.counted)."""
-    if user is not None:
-        return f"user:{user.lower()}"
-    if mail_from:
-        return f"sender:{mail_from.lower()}"
-    return f"peer:{peer}"
-
-
 def policy_reply(exc: PolicyError) -> str:
     """The SMTP reply for a PolicyError."""
     if not exc.quota:

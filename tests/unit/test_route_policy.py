@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +12,7 @@ from mail2sms.errors import LimitError, PolicyError
 from mail2sms.model import Job, JobState
 from mail2sms.parse.submission import Envelope
 from mail2sms.smtp import replies
-from mail2sms.smtp.policy import Client, RoutePolicy, check_access, number_problem, policy_reply, quota_key
+from mail2sms.smtp.policy import Client, RoutePolicy, check_access, number_problem, policy_reply
 from mail2sms.smtp.quota import counted, limits
 from mail2sms.spool import quotas
 
@@ -110,13 +111,6 @@ def test_unauthenticated_mail_counts_by_sender_and_client_network() -> None:
     assert [c.key for c in counted(None, "", "10.0.0.1", trusted=True)] == ["peer:10.0.0.1"]
 
 
-def test_quota_keys() -> None:
-    """Quotas count the AUTH user, else the envelope sender, else the client address for the null sender."""
-    assert quota_key("Alarm", "x@y", "1.2.3.4") == "user:alarm"
-    assert quota_key(None, "X@Y.example", "1.2.3.4") == "sender:x@y.example"
-    assert quota_key(None, "", "1.2.3.4") == "peer:1.2.3.4"
-
-
 def job(number: str, row: int | None = None) -> Job:
     return Job(number=number, text="t", provider="p", row=row)
 
@@ -150,3 +144,20 @@ def test_mail_check_limits_numbers_and_charges_nothing_for_a_dry_run() -> None:
     made = check.charges(Submission("a@b.example", [], [], r.match))
     assert [(c.key, c.count) for c in made] == [(f"{r.match}|sender:a@b.example", 2),
                                                 (f"{r.match}|peer:192.0.2.9", 2)]
+
+
+def test_reports_go_to_the_sender_only_when_something_vouches_for_it() -> None:
+    """An authenticated user's own address, a listed sender or a trusted network vouch; a forged sender does not."""
+    r = route(allow=["authenticated", "@partner.example"])
+    forged = check_access(r, Client("192.0.2.1", "alarm", "victim@else.example", "owner@example.org"), [])
+    assert forged.allowed
+    assert not forged.trusted
+    assert forged.to_user
+    own = check_access(r, Client("192.0.2.1", "alarm", "Owner@example.org", "owner@example.org"), [])
+    assert own.trusted
+    listed = check_access(r, Client("192.0.2.1", "alarm", "ops@partner.example"), [])
+    assert listed.trusted
+    lan = check_access(r, Client("10.0.0.5", "alarm", "victim@else.example"),
+                       [ipaddress.ip_network("10.0.0.0/8")])
+    assert lan.trusted
+    assert not lan.to_user
