@@ -35,7 +35,7 @@ class Breaker:
         self.failures += 1
         if self.failures < self.threshold:
             return False
-        self.open_until = now + min(self.cap, self.pause * (2 ** self.trips))
+        self.open_until = now + min(self.cap, self.pause * (2**self.trips))
         self.trips += 1
         self.failures = 0
         return True

@@ -281,8 +281,10 @@ class Dispatcher:
         # One claim per provider, each skipping every other configured provider; jobs of a provider that is no
         # longer configured come with any of them and are refused below.
         claims = await asyncio.gather(
-            *(self.spool.claim(self.owner, now, room, self.lease, sorted(names - {name}))
-              for name, room in rooms.items()),
+            *(
+                self.spool.claim(self.owner, now, room, self.lease, sorted(names - {name}))
+                for name, room in rooms.items()
+            ),
             return_exceptions=True,
         )
         jobs: list[Job] = []
@@ -412,22 +414,28 @@ class Dispatcher:
             BEFORE_SEND.reset(token)
         if len(results) != len(batch.jobs):
             log.error("provider returned a wrong number of results", provider=batch.provider)
-            return [Unknown("ADAPTER", "the provider's reply could not be matched to the recipients")
-                    for _ in batch.jobs]
+            return [
+                Unknown("ADAPTER", "the provider's reply could not be matched to the recipients") for _ in batch.jobs
+            ]
         return results
 
     async def _not_sent(self, item: _Claimed, cause: BaseException | None) -> None:
         """The request stopped before its first byte: hand the batch back, unless another process holds it now."""
         batch = item.batch
         if isinstance(cause, LeaseLost):
-            log.warning("lease lost before sending; another process has the jobs", provider=batch.provider,
-                        jobs=len(batch.jobs))
+            log.warning(
+                "lease lost before sending; another process has the jobs", provider=batch.provider, jobs=len(batch.jobs)
+            )
             return
         if isinstance(cause, _Held):
             await self._hand_back(item, cause.hold)
             return
-        log.warning("the spool could not mark a batch sending; no request left, it is tried again",
-                    provider=batch.provider, jobs=len(batch.jobs), error=type(cause).__name__)
+        log.warning(
+            "the spool could not mark a batch sending; no request left, it is tried again",
+            provider=batch.provider,
+            jobs=len(batch.jobs),
+            error=type(cause).__name__,
+        )
         await self._hand_back(item, Hold.SPOOL)
 
     async def _hand_back(self, item: _Claimed, hold: Hold, *, quiet: bool = False) -> bool:
@@ -440,24 +448,40 @@ class Dispatcher:
             not_before = now + max(0.0, breaker.open_until - time.monotonic())  # other nodes wait the pause too
         elif hold is Hold.SPOOL:
             not_before = now + self.policy.delay(1)
-        updates = [JobUpdate(job_id=j.id, state=JobState.QUEUED, attempts=j.attempts,
-                             next_attempt_at=max(j.next_attempt_at, not_before) if hold in (Hold.PAUSED, Hold.SPOOL)
-                             else j.next_attempt_at, provider_id=j.provider_id, code=j.code, error=j.error)
-                   for j in item.batch.jobs]
+        updates = [
+            JobUpdate(
+                job_id=j.id,
+                state=JobState.QUEUED,
+                attempts=j.attempts,
+                next_attempt_at=max(j.next_attempt_at, not_before)
+                if hold in (Hold.PAUSED, Hold.SPOOL)
+                else j.next_attempt_at,
+                provider_id=j.provider_id,
+                code=j.code,
+                error=j.error,
+            )
+            for j in item.batch.jobs
+        ]
         done = await self._record(item, updates) is not None
         if done and not quiet:
-            log.info("batch handed back without a request", provider=item.batch.provider, jobs=len(updates),
-                     reason=hold.value)
+            log.info(
+                "batch handed back without a request",
+                provider=item.batch.provider,
+                jobs=len(updates),
+                reason=hold.value,
+            )
         return done
 
     async def _hand_back_all(self, items: list[_Claimed], hold: Hold, *, settle: bool) -> None:
         """Hand back many batches at once (a breaker trip, a stop), with one log line per provider."""
+
         async def one(item: _Claimed) -> bool:
             try:
                 return await self._hand_back(item, hold, quiet=True)
             finally:
                 if settle:
                     self._settled(item)
+
         done = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
         jobs: Counter[str] = Counter()
         for item, ok in zip(items, done, strict=True):
@@ -494,8 +518,9 @@ class Dispatcher:
                 try:
                     return await self.spool.record(updates, time.time(), owner=self.owner)
                 except LeaseLost:
-                    log.warning("results refused: another process holds these jobs now", provider=provider,
-                                jobs=len(updates))
+                    log.warning(
+                        "results refused: another process holds these jobs now", provider=provider, jobs=len(updates)
+                    )
                     return None
                 except Exception as exc:
                     tries += 1
@@ -504,11 +529,21 @@ class Dispatcher:
                         self._record_trouble += 1
                     give_up = item.claimed_at + 2 * self.lease
                     if tries >= RECORD_MIN_TRIES and time.monotonic() + pause > give_up:
-                        log.error("recording results failed; recovery decides about these jobs",
-                                  provider=provider, jobs=len(updates), error=type(exc).__name__, tries=tries)
+                        log.error(
+                            "recording results failed; recovery decides about these jobs",
+                            provider=provider,
+                            jobs=len(updates),
+                            error=type(exc).__name__,
+                            tries=tries,
+                        )
                         return None
-                    log.warning("recording results failed; trying again", provider=provider, jobs=len(updates),
-                                error=type(exc).__name__, tries=tries)
+                    log.warning(
+                        "recording results failed; trying again",
+                        provider=provider,
+                        jobs=len(updates),
+                        error=type(exc).__name__,
+                        tries=tries,
+                    )
                     await asyncio.sleep(pause)  # backoff before the next write, not a wait for an event
                     pause = min(pause * 2, RECORD_MAX_PAUSE)
         finally:
@@ -522,14 +557,27 @@ class Dispatcher:
         for job, update in zip(batch.jobs, updates, strict=True):
             states[update.state.value] = states.get(update.state.value, 0) + 1
             if len(batch.jobs) <= PER_SMS_LOG_LINES:
-                log.info("sms", submission=job.submission_id, job=job.id, provider=batch.provider,
-                         state=update.state.value, code=update.code, attempt=update.attempts)
+                log.info(
+                    "sms",
+                    submission=job.submission_id,
+                    job=job.id,
+                    provider=batch.provider,
+                    state=update.state.value,
+                    code=update.code,
+                    attempt=update.attempts,
+                )
         for state, count in states.items():
             metrics.SMS.labels(batch.provider, state).inc(count)
         if len(batch.jobs) > PER_SMS_LOG_LINES:
             codes = sorted({u.code for u in updates if u.code})
-            log.info("sms batch", submissions=sorted({j.submission_id for j in batch.jobs}), provider=batch.provider,
-                     jobs=len(batch.jobs), states=states, codes=codes)
+            log.info(
+                "sms batch",
+                submissions=sorted({j.submission_id for j in batch.jobs}),
+                provider=batch.provider,
+                jobs=len(batch.jobs),
+                states=states,
+                codes=codes,
+            )
 
     def _breaker(self, provider: str, results: list[Result]) -> None:
         breaker = self.breakers.get(provider)
@@ -537,8 +585,11 @@ class Dispatcher:
             return
         failed = all(isinstance(r, Retry | Unknown) for r in results)
         if breaker.record(failed, time.monotonic()):
-            log.warning("provider paused: it keeps failing", provider=provider,
-                        seconds=round(breaker.open_until - time.monotonic()))
+            log.warning(
+                "provider paused: it keeps failing",
+                provider=provider,
+                seconds=round(breaker.open_until - time.monotonic()),
+            )
             # What is claimed and not sent yet waits out the pause in the spool, not here, and not at the provider.
             queue, held = self._queues[provider], []
             while not queue.empty():
@@ -603,6 +654,7 @@ class Dispatcher:
             _, late = await asyncio.wait(rest, timeout=STOP_RECORD_GRACE)
             for task in late:
                 task.cancel()
-        await asyncio.gather(*(w.task for w in self._workers if w.task is not None), *self._side,
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(w.task for w in self._workers if w.task is not None), *self._side, return_exceptions=True
+        )
         log.info("dispatcher stopped", handed_back=len(unsent), cut_in_flight=len(cut))

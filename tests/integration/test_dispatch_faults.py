@@ -168,8 +168,9 @@ async def test_result_from_a_node_that_lost_the_lease_is_refused(spool_url: str)
     await a.open()
     await b.open()
     try:
-        sub = Submission("a@b.c", ["x@sms.test"], [Job(number="96550000001", text="hi", provider="p")], "r",
-                         received_at=now)
+        sub = Submission(
+            "a@b.c", ["x@sms.test"], [Job(number="96550000001", text="hi", provider="p")], "r", received_at=now
+        )
         await a.commit(sub, ["k"], 86400)
         [job] = await a.claim("node-a:1:1", now, 10, 60.0)
         await a.mark_sending([job.id], now, "node-a:1:1")
@@ -178,8 +179,9 @@ async def test_result_from_a_node_that_lost_the_lease_is_refused(spool_url: str)
         await b.mark_sending([again.id], now + 62, "node-b:1:1")
         await b.record([JobUpdate(job.id, JobState.SENT, 1, provider_id="id-b")], now + 63, owner="node-b:1:1")
         with pytest.raises(LeaseLost):
-            await a.record([JobUpdate(job.id, JobState.UNKNOWN, 1, code="ReadTimeout")], now + 63.012,
-                           owner="node-a:1:1")
+            await a.record(
+                [JobUpdate(job.id, JobState.UNKNOWN, 1, code="ReadTimeout")], now + 63.012, owner="node-a:1:1"
+            )
         found = await a.get(sub.id)
         assert found is not None
         assert [(j.state, j.provider_id) for j in found[1]] == [(JobState.SENT, "id-b")]
@@ -202,8 +204,12 @@ def test_open_breaker_holds_claimed_batches(tmp_path: Path) -> None:
 
             def held_back() -> bool:
                 rows = jobs(db).values()
-                return (len(rows) == 5 and all(r["state"] == "queued" and r["lease_owner"] is None for r in rows)
-                        and sum(1 for r in rows if r["attempts"] == 0) == 4)
+                return (
+                    len(rows) == 5
+                    and all(r["state"] == "queued" and r["lease_owner"] is None for r in rows)
+                    and sum(1 for r in rows if r["attempts"] == 0) == 4
+                )
+
             wait_until(held_back, timeout=30)
             assert server.app is not None
             assert server.app.dispatcher.stats.held["paused"] == 4
@@ -218,8 +224,9 @@ def test_hanging_provider_does_not_starve_a_healthy_one(tmp_path: Path, gated: G
     """Ten SMS for a provider that hangs fill only its own four slots: SMS for a healthy provider leave meanwhile,
     and are reported sent while every request to the hanging one is still unanswered."""
     with kwt_fake() as kwt:
-        path, _ = write_config(tmp_path, provider("hang", gated.url, concurrency=4)
-                               + provider("kwt", kwt.url, concurrency=4))
+        path, _ = write_config(
+            tmp_path, provider("hang", gated.url, concurrency=4) + provider("kwt", kwt.url, concurrency=4)
+        )
         with_dispatch(path, "concurrency = 8\n")  # the old shared cap: ten hanging requests would have taken it all
         with thread_server(path) as server:
             for i in range(10):
@@ -262,8 +269,11 @@ def test_sigterm_mid_load_starts_no_request_and_loses_no_answer(tmp_path: Path, 
         answered = {s.number for s in gated.sent}
         assert len(answered) == 2
         assert {n for n, r in rows.items() if r["state"] == "sent"} == answered
-        assert all(r["state"] == "queued" and r["lease_owner"] is None and r["attempts"] == 0
-                   for n, r in rows.items() if n not in answered)
+        assert all(
+            r["state"] == "queued" and r["lease_owner"] is None and r["attempts"] == 0
+            for n, r in rows.items()
+            if n not in answered
+        )
         server.start()
         wait_until(lambda: len(gated.sent) == 30, timeout=60)
     finally:
