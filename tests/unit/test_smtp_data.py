@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from mail2sms.smtp.data import MEMORY_PER_BYTE, DataCollector, MemoryBudget
+
+BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")  # a CR or LF that is not part of a CRLF
 
 
 def line_by_line(stream: bytes) -> tuple[bytes, bytes]:
@@ -34,7 +37,7 @@ def collect(
 
 
 def test_any_split_reads_like_line_by_line() -> None:
-    """Random mails of CR, LF, dots and text, cut into random chunks, give aiosmtpd's content and leftover."""
+    """Random mails in random chunks give aiosmtpd's content and leftover; `bare` says if a lone CR or LF is in it."""
     rng = random.Random(12)
     pieces = [b"\r", b"\n", b".", b"a", b"\r\n", b"\r\n.", b".\r\n", b"\r\n..\r\n"]
     checked = 0
@@ -43,6 +46,7 @@ def test_any_split_reads_like_line_by_line() -> None:
         stream = body + b"\r\n.\r\nQUIT\r\n"
         expected = line_by_line(stream)
         collector, rest = collect(stream, [rng.randint(1, 6) for _ in range(len(stream) + 1)])
+        assert collector.bare == bool(BARE.search(expected[0])), stream
         assert (collector.content(), rest) == expected, stream
         checked += 1
     assert checked == 5000
