@@ -360,21 +360,23 @@ class Dispatcher:
         hold = self._hold(item)
         if hold is None:
             await self._limiter.acquire(item.batch.provider)
-            results: list[Result] | None = None
-            async with self._global:  # a request slot; recording the answer needs none
+            answer: list[Result] | BaseException | None = None
+            async with self._global:  # a request slot; writing the answer (or the hand-back) needs none
                 hold = self._hold(item)
                 if hold is None:
-                    results = await self._call(worker, item)
+                    answer = await self._call(worker, item)
                     worker.phase = Phase.RECORDING
             if hold is None:
-                if results is not None:
-                    await self._finish(item, results)
+                if isinstance(answer, list):
+                    await self._finish(item, answer)
+                elif answer is not None:
+                    await self._not_sent(item, answer)
                 return
         worker.phase = Phase.RECORDING
         await self._hand_back(item, hold)
 
-    async def _call(self, worker: _Worker, item: _Claimed) -> list[Result] | None:
-        """The provider's results; None when the batch was handed back (or its lease lost) before the request left."""
+    async def _call(self, worker: _Worker, item: _Claimed) -> list[Result] | BaseException | None:
+        """The provider's results, or why the request stopped before its first byte (RequestNotSent's cause)."""
         batch = item.batch
         provider = self.providers[batch.provider]
         marked = False
@@ -397,8 +399,7 @@ class Dispatcher:
                 results = await provider.send(batch)
         except RequestNotSent as exc:
             worker.phase = Phase.RECORDING
-            await self._not_sent(item, exc.__cause__)
-            return None
+            return exc.__cause__ or exc
         except Exception as exc:
             # An adapter bug must not lose jobs. Before the hook ran nothing left; after it, we cannot know.
             log.exception("provider adapter raised", provider=batch.provider)
@@ -419,7 +420,7 @@ class Dispatcher:
             ]
         return results
 
-    async def _not_sent(self, item: _Claimed, cause: BaseException | None) -> None:
+    async def _not_sent(self, item: _Claimed, cause: BaseException) -> None:
         """The request stopped before its first byte: hand the batch back, unless another process holds it now."""
         batch = item.batch
         if isinstance(cause, LeaseLost):
