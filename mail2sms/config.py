@@ -17,7 +17,7 @@ import tomllib
 import urllib.parse
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import phonenumbers
 from pydantic import (
@@ -33,20 +33,10 @@ from pydantic import (
 from mail2sms.errors import ConfigError
 from mail2sms.smtp.hygiene import address_problem
 
-PROVIDER_TYPES = ("kapow", "kwtsms", "bulksms", "kobomobile", "cellcast", "outbox")
-SECRET_FIELDS = ("password", "key")
+if TYPE_CHECKING:
+    from mail2sms.providers.registry import ProviderSpec
 
-DEFAULT_URLS: dict[str, str] = {
-    "kapow": "https://www.kapow.co.uk/scripts/",
-    "kwtsms": "https://www.kwtsms.com/API/",
-    "bulksms": "https://api.bulksms.com/v1/",  # the JSON API; options.api = "eapi" picks the legacy EAPI's URL
-    "kobomobile": "https://kobomobile.net/api/",
-    "cellcast": "https://cellcast.com.au/api/v3/",
-}
-# Default URLs of a type's other APIs, by (type, options.api).
-API_URLS: dict[tuple[str, str], str] = {
-    ("bulksms", "eapi"): "https://bulksms.vsms.net/eapi/",
-}
+SECRET_FIELDS = ("password", "key")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
@@ -248,7 +238,7 @@ class DispatchConfig(_Model):
 
 
 class ProviderConfig(_Model):
-    type: Literal["kapow", "kwtsms", "bulksms", "kobomobile", "cellcast", "outbox"]
+    type: str  # a registered adapter's type (providers/registry.py)
     url: str = ""
     username: str = ""
     password: SecretStr = SecretStr("")
@@ -263,10 +253,19 @@ class ProviderConfig(_Model):
     path: str = ""  # outbox only
     options: dict[str, Any] = {}  # adapter-specific extras (e.g. kapow route, bulksms routing_group)
 
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        types = _provider_types()
+        if value not in types:
+            raise ValueError(f"{value!r} is not a provider type (known: {', '.join(types)})")
+        return value
+
     @property
     def base_url(self) -> str:
-        api = API_URLS.get((self.type, str(self.options.get("api", ""))))
-        url = self.url or api or DEFAULT_URLS.get(self.type, "")
+        """`url`, or the adapter's default URL for these options (BulkSMS's depends on `options.api`)."""
+        spec = _provider_spec(self.type)
+        url = self.url or (spec.default_url(self.options) if spec is not None else "")
         return url if url.endswith("/") or not url else url + "/"
 
 
@@ -457,10 +456,11 @@ def _cross_check(config: Config) -> list[str]:
             problems.append(f"routes[{i}].match: {route.match!r} is already matched by routes[{seen[route.match]}]")
         seen.setdefault(route.match, i)
     for name, provider in config.providers.items():
-        if provider.type == "outbox" and not provider.path:
-            problems.append(f"providers.{name}.path: the outbox provider needs a file path")
-        if provider.type == "cellcast" and not provider.key.get_secret_value():
-            problems.append(f"providers.{name}.key: cellcast needs an API key (key, key_env or key_file)")
+        spec = _provider_spec(provider.type)
+        for key, problem in spec.required.items() if spec is not None else ():
+            value = getattr(provider, key)
+            if not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+                problems.append(f"providers.{name}.{key}: {problem}")
     names = [u.name for u in config.users]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -488,6 +488,20 @@ def _cross_check(config: Config) -> list[str]:
             if e.lower().startswith("user:") and e[5:].lower() not in user_names:
                 problems.append(f"routes[{i}].allow: {e!r} names no user in [[users]]")
     return problems
+
+
+def _provider_spec(provider_type: str) -> ProviderSpec | None:
+    # Imported here: each adapter registers what the config needs to know about its type (default URLs, required
+    # fields), and the adapters import this module, so the registry is read when a config is checked, not loaded.
+    from mail2sms.providers.registry import spec_for
+
+    return spec_for(provider_type)
+
+
+def _provider_types() -> list[str]:
+    from mail2sms.providers.registry import known_types
+
+    return known_types()
 
 
 def _is_loopback(host: str) -> bool:

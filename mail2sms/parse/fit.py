@@ -4,10 +4,11 @@ parts limit, then the shape.
 Runs for every job before the mail is accepted, so that what the spool stores is exactly what will be sent
 and the sender learns at DATA (554 5.6.0) when a text cannot go: a text over the route's `max_parts` or the
 provider's own limit is refused naming its parts and encoding, or cut to fit when the route says `truncate`.
-A provider with text rules of its own (an adapter class with a `fit_text` text hook, `providers.textfit`:
-KwtSMS refuses emoji and invisible characters, and a `lang` that cannot carry the text) is asked through that
-hook, without this module knowing the provider. Whatever was done to the text is written into `job.notes` for
-the outcome mail. A CSV row that cannot be sent is handed back to the caller, which refuses that row alone.
+A provider with text rules of its own (KwtSMS refuses emoji and invisible characters, and a `lang` that cannot
+carry the text) hands its check in with its limits (`Limits.fit_text`, given by the caller from the built
+adapter), so this module never imports providers/ nor knows which provider it is. Whatever was done to the
+text is written into `job.notes` for the outcome mail. A CSV row that cannot be sent is handed back to the
+caller, which refuses that row alone.
 
 Pure: no I/O. It must never change a text except by smart replacement (when the route allows it), by
 truncation (when the route asks for it) and by removing what the provider cannot deliver (when the route says
@@ -18,16 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from mail2sms.config import RouteConfig
 from mail2sms.errors import ContentError
+from mail2sms.limits import Limits, parts_limit
 from mail2sms.model import Job
 from mail2sms.parse.smart import smart_replace
 from mail2sms.parse.text import Encoding, analyze, is_gsm7, truncate
-from mail2sms.providers.base import Limits, parts_limit
-from mail2sms.providers.registry import ADAPTERS
-from mail2sms.providers.textfit import TextHook
 
 ENCODING_NAMES = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
 TRUNCATED_NOTE = "truncated to {parts} {encoding} part{s} ({limit}): the end of the text was not sent"
@@ -80,7 +78,7 @@ def fit_text(
     notes: list[str] = []
     if route.smart_replace:
         text = _smart(text, notes)
-    hook = text_hook(provider_type)
+    hook = limits.fit_text if limits is not None else None
     if hook is not None:
         # After smart replacement: a character it turned into GSM-7 is no longer the provider's problem, and a
         # text it left alone is the mail's own, so a refusal's line and position are the sender's.
@@ -115,11 +113,6 @@ def fit_text(
             )
         )
     return Fitted(text, shape.parts, shape.encoding, tuple(notes))
-
-
-def text_hook(provider_type: str) -> TextHook | None:
-    """The adapter's own text check (`fit_text` on its class), or None when the provider has no text rules."""
-    return cast(TextHook | None, getattr(ADAPTERS.get(provider_type), "fit_text", None))
 
 
 def _smart(text: str, notes: list[str]) -> str:

@@ -20,8 +20,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from mail2sms.errors import ContentError
+from mail2sms.limits import Limits
 from mail2sms.model import Job, JobState
-from mail2sms.providers.base import Limits
 
 KEY = "sendtime"
 NOW_WINDOW = 60.0  # a time this close ahead (or a little past) is "now": send at once, do not schedule

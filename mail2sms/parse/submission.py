@@ -3,6 +3,11 @@
 Pure and bounded: no I/O, no clock (the caller passes `now`), so the SMTP handler can run it in a worker thread
 for big mails and tests can call it directly. Every problem becomes a ContentError / NumberError / LimitError /
 LoopError whose message is written for the sender and names the line, key, value or row; never a secret.
+
+It decides what the mail asks for, not what mail2sms does about its sender: whether the outcome may be mailed
+back (the backscatter rules, report/backscatter.py) is decided by the caller from `ReadMail.headers`, where the
+flow goes forward. The provider's limits and text rules come in from the caller (`mail2sms.limits`), so this
+package imports neither providers/ nor report/.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 
 from mail2sms.config import ProviderConfig, RouteConfig
 from mail2sms.errors import ContentError, LimitError, LoopError, NumberError
+from mail2sms.limits import Limits as ProviderLimits
+from mail2sms.limits import check_job
 from mail2sms.model import Account, Job, JobState, SmsOptions, Submission
 from mail2sms.parse.address import parse_kapow_credentials
 from mail2sms.parse.csvfile import CsvFile, decode_csv
@@ -24,9 +31,6 @@ from mail2sms.parse.mime import Attachment, MailContent, read_message
 from mail2sms.parse.numbers import normalize
 from mail2sms.parse.schedule import parse_sendtime, schedule_job, to_iso
 from mail2sms.parse.text import SmsShape, analyze, clean_body
-from mail2sms.providers.base import Limits as ProviderLimits
-from mail2sms.providers.base import check_job
-from mail2sms.report.backscatter import report_decision
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,16 @@ class Envelope:
     trusted: bool = False  # may the outcome be mailed to the sender
     report_to: str | None = None  # where the outcome goes instead of the sender (an authenticated user's address)
     is_sms_address: Callable[[str], bool] | None = None  # an address that is one of the gateway's SMS routes
+
+
+@dataclass(frozen=True)
+class ReadMail:
+    """One mail read: its Submission (report address not yet decided), one dedupe key per job, and the headers
+    the backscatter rules read (`Auto-Submitted`, `Precedence`, the list headers)."""
+
+    submission: Submission
+    keys: list[str]
+    headers: Mapping[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -271,7 +285,21 @@ def build_submission(
     provider_limits: Mapping[str, ProviderLimits] | None = None,
     check_route: Callable[[RouteConfig, list[Job]], None] | None = None,
 ) -> tuple[Submission, list[str]]:
-    """The Submission for one mail and one dedupe key per job.
+    """The Submission for one mail and one dedupe key per job (its report address left for the caller)."""
+    read = read_submission(raw, envelope, providers, now, limits, provider_limits, check_route)
+    return read.submission, read.keys
+
+
+def read_submission(
+    raw: bytes,
+    envelope: Envelope,
+    providers: Mapping[str, ProviderConfig],
+    now: float,
+    limits: Limits = Limits(),
+    provider_limits: Mapping[str, ProviderLimits] | None = None,
+    check_route: Callable[[RouteConfig, list[Job]], None] | None = None,
+) -> ReadMail:
+    """The Submission for one mail, one dedupe key per job, and the headers its report decision reads.
 
     `check_route(route, jobs)` is the route's number policy (smtp.policy): it may refuse CSV rows or raise."""
     mail = read_message(raw, max_parts=limits.max_parts, max_depth=limits.max_depth)
@@ -340,10 +368,6 @@ def build_submission(
     if csv is not None:
         _apply_csv_policy(jobs, csv)
     first_route = next(iter(groups.values()))[0]
-    report_to, suppressed = report_decision(
-        envelope_from=envelope.mail_from, headers={**mail.headers, **_list_headers(raw)}, trusted=envelope.trusted,
-        report_to=envelope.report_to, is_sms_address=envelope.is_sms_address,
-    )
     tokens = [token for value in mail.headers.get("references", []) for token in value.split() if _msg_id_ok(token)]
     references = " ".join(tokens[-REFERENCES_KEPT:])
     submission = Submission(
@@ -353,8 +377,6 @@ def build_submission(
         route=first_route.match,
         message_id=mail.message_id if mail.message_id and _msg_id_ok(mail.message_id) else None,
         subject=mail.subject[:200],
-        report_to=report_to,
-        report_suppressed=suppressed,
         dry_run=dry_run,
         received_at=now,
         peer=envelope.peer,
@@ -365,7 +387,8 @@ def build_submission(
         submission.extra["csv"] = {"files": csv["files"]}
     mail_id = mail.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
     who = f"user:{envelope.user.lower()}" if envelope.user else f"sender:{envelope.mail_from.lower()}"
-    return submission, [dedupe_key(mail_id, job, who, dry_run) for job in jobs]
+    keys = [dedupe_key(mail_id, job, who, dry_run) for job in jobs]
+    return ReadMail(submission, keys, {**mail.headers, **_list_headers(raw)})
 
 
 # Mailing-list markers the MIME reader does not collect (its LOOP_HEADERS): found by one scan of the header block.

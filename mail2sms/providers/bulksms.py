@@ -41,6 +41,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 
 import httpx
@@ -51,10 +52,83 @@ from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for, retry_after
-from mail2sms.providers.explain import GENERIC, explain
+from mail2sms.providers.explain import GENERIC, explain, same_key_words
 from mail2sms.providers.idempotency import key_expired, stop_dup_id
 
 TYPE = "bulksms"
+
+# Its codes in plain words (explain.py falls back to its generic table): mailed to the sender, so written for a
+# person who has never read the API document, and never carrying a secret.
+EXPLAIN: Mapping[str, str] = {
+    "0": "BulkSMS accepted the SMS for sending (in progress)",
+    "1": "BulkSMS accepted the SMS and scheduled it",
+    "22": "BulkSMS had an internal fatal error and did not send the SMS: resend later; if it happens again, "
+    "contact BulkSMS support",
+    "23": "the username or password was not accepted by BulkSMS: check the account's username and password",
+    "24": "BulkSMS refused the request as invalid (data validation failed): check the number, the sender ID "
+    "and the provider options (routing_group, concatenation)",
+    "25": "the account has no credit left: top up, then resend",
+    "26": "BulkSMS's upstream credits were not available, so nothing was sent: mail2sms tries again later",
+    "27": "the BulkSMS account's daily quota is used up: resend tomorrow, or ask BulkSMS to raise the quota",
+    "28": "BulkSMS's upstream quota was exceeded, so nothing was sent: mail2sms tries again later",
+    "40": "BulkSMS was temporarily unavailable: mail2sms tries again with the same duplicate-stop id, so the SMS "
+    "is sent at most once",
+    "201": "BulkSMS refused the request as too big (maximum batch size exceeded): lower max_recipients (or, for "
+    "rows with different texts, options.send_batch_size) for this provider in the configuration",
+    "HTTP": "BulkSMS answered with an HTTP error status, which its documentation calls temporary: mail2sms tries "
+    "again with the same duplicate-stop id, so the SMS is sent at most once",
+    "UNEXPECTED": "BulkSMS's reply was not one mail2sms understands: mail2sms tries again with the same "
+    "duplicate-stop id, so the SMS is sent at most once; if this persists, check the provider's url",
+    "UNICODE_LENGTH": "the text needs Unicode (16-bit) and is longer than the 70 characters one BulkSMS Unicode "
+    "SMS holds (BulkSMS does not join Unicode parts): shorten it or leave out the special characters",
+    "CHARSET": "a field of the request has characters that BulkSMS's ISO-8859-1 form cannot carry: use plain "
+    "letters in the sender ID and the account name",
+    "NUMBER": "the number cannot be sent through BulkSMS: write it in international form, digits only "
+    "(e.g. 447700900123)",
+    # EAPI statuses that mean the configuration is wrong (providers.md "What the field adds"): one clear refusal.
+    **{f"HTTP{status}": f"BulkSMS redirected the request (HTTP {status}), so nothing was sent: the url is not the "
+       "right one for this account (BulkSMS accounts live on regional hosts, and http is moved to https): fix the "
+       "provider's url" for status in (301, 302, 303, 307, 308)},
+    "HTTP401": "BulkSMS refused the request (HTTP 401), so nothing was sent: the account does not belong to this "
+    "host (BulkSMS accounts live on regional hosts) or may not use the EAPI: check the provider's url and account, "
+    "or use the JSON API (options.api = \"json\")",
+    "HTTP404": "BulkSMS does not know this address (HTTP 404), so nothing was sent: the url is wrong or names an "
+    "EAPI version BulkSMS removed: check the provider's url, or use the JSON API (options.api = \"json\")",
+    "KEY_EXPIRED": "BulkSMS's answer to an attempt more than 2 hours ago was unclear, and BulkSMS remembers the "
+    "duplicate-stop id only a few hours, so asking again could send the SMS twice: mail2sms stopped. The SMS may "
+    "have been sent: check the BulkSMS message log before resending",
+    # JSON API v1 (providers/bulksms_json.py)
+    "JSON_KEY_EXPIRED": "BulkSMS's answer to an attempt more than 6 hours ago was unclear, and BulkSMS remembers "
+    "the deduplication-id only about 12 hours, so asking again could send the SMS twice: mail2sms stopped. The SMS "
+    "may have been sent: check the BulkSMS message log before resending",
+    "JSON_REDIRECT": "BulkSMS redirected the request, so nothing was sent: the url is not the JSON API's "
+    "(https://api.bulksms.com/v1/; http is moved to https): fix the provider's url",
+    "UNAUTHORIZED": "BulkSMS did not accept the credentials (HTTP 401), so nothing was sent: check the username and "
+    "password, or the API token id and secret, in the provider settings",
+    "NOT_FOUND": "BulkSMS does not know this address (HTTP 404), so nothing was sent: check the provider's url (the "
+    "JSON API is https://api.bulksms.com/v1/; an EAPI url needs options.api = \"eapi\")",
+    "INSUFFICIENT_CREDITS": "the BulkSMS account has not enough credit for this request: top up, then resend",
+    "FORBIDDEN": "BulkSMS refused the request (HTTP 403): the account may lack credit, or the right to use this "
+    "sender or feature: see BulkSMS's words, fix it, then resend",
+    "BAD_REQUEST": "BulkSMS refused the request as invalid (HTTP 400): check the number, the sender ID and the "
+    "provider options against BulkSMS's words",
+    "JSON_5XX": "BulkSMS had a server error: mail2sms tries again with the same deduplication-id, so the SMS is "
+    "sent at most once",
+    "JSON_UNEXPECTED": "BulkSMS's reply was not one mail2sms understands: mail2sms tries again with the same "
+    "deduplication-id, so the SMS is sent at most once; if this persists, check the provider's url",
+    "MISSING": "BulkSMS took the request, but its answer has no message for this number, so mail2sms cannot tell "
+    "whether the SMS was sent: check the BulkSMS message log before resending",
+    "STATUS_UNKNOWN": "BulkSMS answered with no clear status for this message, so mail2sms cannot tell whether the "
+    "SMS was sent: check the BulkSMS message log before resending",
+    "FAILED": "BulkSMS refused the SMS for this number (FAILED): check the number, then resend",
+    "FAILED.EXPIRED": "BulkSMS reports the SMS failed: it expired before it could be delivered",
+    "FAILED.HANDSET_ERROR": "BulkSMS reports the SMS failed because of a problem with the phone (e.g. its message "
+    "storage is full)",
+    "FAILED.BLOCKED": "BulkSMS refused the SMS: the account is blocked from sending to this number (e.g. the "
+    "recipient replied STOP)",
+    "FAILED.NOT_SENT": "BulkSMS did not try to send the SMS (e.g. it has no route to this number): check the number",
+    **same_key_words("BulkSMS", "duplicate-stop id"),
+}
 SEND_PATH = "submission/send_sms/2/2.0"
 BATCH_PATH = "submission/send_batch/1/1.0"
 CREDITS_PATH = "user/get_credits/1/1.1"

@@ -45,9 +45,11 @@ from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, Provider, account_for, retry_after
+from mail2sms.providers.bulksms import EXPLAIN as BULKSMS_EXPLAIN
 from mail2sms.providers.bulksms import SCHEDULE_DAYS, SCHEDULE_NOW, TYPE, BulkSmsProvider
 from mail2sms.providers.explain import explain
 from mail2sms.providers.idempotency import key_expired, stop_dup_id
+from mail2sms.providers.registry import ProviderSpec, register
 
 SEND_PATH = "messages"
 PROFILE_PATH = "profile"
@@ -306,3 +308,15 @@ class BulkSmsJsonProvider:
         except (ValueError, TypeError, KeyError):
             raise ProviderError(explain("", "UNEXPECTED")) from None
         return Balance(provider=self.name, credit=credit, detail=f"{credit:g} BulkSMS credits")
+
+
+# What the config and the reports need to know about this provider type (providers/registry.py).
+SPEC = register(
+    ProviderSpec(
+        type=TYPE,
+        label="BulkSMS",
+        build=build_bulksms,
+        urls={"": "https://api.bulksms.com/v1/", "eapi": "https://bulksms.vsms.net/eapi/"},
+        explain=BULKSMS_EXPLAIN,
+    )
+)

@@ -40,8 +40,28 @@ from mail2sms.providers.base import Limits, account_for, http_status_result, ret
 from mail2sms.providers.explain import explain, explained
 from mail2sms.providers.quote import quote
 from mail2sms.providers.quote import said as quote_said
+from mail2sms.providers.registry import ProviderSpec, register
 
 TYPE = "cellcast"
+
+# Its codes in plain words (explain.py falls back to its generic table): mailed to the sender, so written for a
+# person who has never read the API document, and never carrying a secret.
+EXPLAIN: Mapping[str, str] = {
+    "SUCCESS": "Cellcast queued the SMS for sending",
+    "AUTH_FAILED": "Cellcast did not accept the API key (APPKEY): check the key in the provider settings",
+    "FIELD_INVALID": "Cellcast refused a field of the request as invalid (a number, the sender ID, the text or the "
+    "scheduled time): check them, then resend",
+    "OVER_LIMIT": "more than the allowed requests per second reached Cellcast (15 per second), so it did not take "
+    "the message: mail2sms tries again after the wait Cellcast asks for",
+    "NOT_QUEUED": "Cellcast answered the request but did not queue a message for this number, so it was not "
+    "sent (Cellcast sends to Australian mobile numbers, +61 4…): check the number",
+    "PARTLY_QUEUED": "Cellcast said it queued only some of the request's numbers without saying which, so "
+    "mail2sms cannot tell whether this number's SMS was sent: check the Cellcast account's message log before "
+    "resending",
+    "UNEXPECTED": "Cellcast's reply was not one mail2sms understands, so it cannot tell whether the SMS was sent: "
+    "check the Cellcast account's message log before resending",
+    "NUMBER": "the number cannot be sent through Cellcast: write it in international form (e.g. +61400000000)",
+}
 MAX_RECIPIENTS = 1000
 DEFAULT_RATE = 15.0  # "15 calls per sec" per account
 SCHEDULE_DAYS = 365  # the page gives no horizon; a year is what the other providers allow (unconfirmed)
@@ -306,3 +326,16 @@ class CellcastProvider:
         if credit is None:
             raise ProviderError("Cellcast's account reply carried no readable data.sms_balance: check the url")
         return Balance(provider=self.name, credit=credit, detail=f"{credit:g} Cellcast SMS credits")
+
+
+# What the config and the reports need to know about this provider type (providers/registry.py).
+SPEC = register(
+    ProviderSpec(
+        type=TYPE,
+        label="Cellcast",
+        build=CellcastProvider,
+        urls={"": "https://cellcast.com.au/api/v3/"},
+        required={"key": "cellcast needs an API key (key, key_env or key_file)"},
+        explain=EXPLAIN,
+    )
+)

@@ -18,7 +18,7 @@ This module must never log, and never put a password or a request parameter into
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,8 +31,37 @@ from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import explain
 from mail2sms.providers.quote import said
+from mail2sms.providers.registry import ProviderSpec, register
 
 TYPE = "kapow"
+
+# Its codes in plain words (explain.py falls back to its generic table): mailed to the sender, so written for a
+# person who has never read the API document, and never carrying a secret.
+EXPLAIN: Mapping[str, str] = {
+    "USERPASS": "the username or password was not accepted by Kapow: check the account's username and "
+    "password",
+    "NOCREDIT": "the Kapow account has no credit left: top up, then resend",
+    "ERROR": "Kapow answered only that an error occurred; the likely causes are an invalid number, a "
+    "scheduled time that is malformed, in the past or more than 365 days ahead, or a sender ID (from_id) "
+    "that is not enabled on the account: check these, then resend",
+    "UNEXPECTED": "Kapow's reply was not one of the answers it documents (OK, USERPASS, NOCREDIT, ERROR), so "
+    "mail2sms cannot tell whether the SMS was sent: check the Kapow account's message log before resending",
+    "EMPTY": "Kapow answered with an empty reply, so mail2sms cannot tell whether the SMS was sent: check the "
+    "Kapow account's message log before resending",
+    "IDS": "Kapow answered OK but not with one message id per number, so mail2sms cannot tell which numbers it "
+    "took: check the Kapow account's message log before resending",
+    "SENDTIME": "the scheduled time is not usable for Kapow (it allows at most 365 days ahead): choose "
+    "another time",
+    "NUMBER": "the number cannot be sent through Kapow: write it in international form, digits only "
+    "(e.g. 447700900123)",
+    # chk_status.php answers (delivery states), for delivery reports.
+    "D": "Kapow reports the SMS delivered to the phone",
+    "B": "Kapow reports the SMS buffered by the network: the phone may be off or out of coverage",
+    "S": "Kapow reports the SMS sent to the network, not yet delivered",
+    "X": "Kapow reports the SMS failed: the number may be wrong or unreachable",
+    "N": "Kapow reports the SMS awaiting delivery",
+    "R": "Kapow reports the network retrying delivery",
+}
 DEFAULT_MAX_RECIPIENTS = 50  # a GET URL of ~2000 characters holds 50-100 numbers; POST has no limit
 DEFAULT_RATE = 5.0
 DEFAULT_TIMEZONE = "Europe/London"  # Kapow is a UK service; its sendtime is read as UK time (unconfirmed)
@@ -207,3 +236,15 @@ class KapowProvider:
             raise ProviderError(explain(TYPE, word if word in FAILURE_WORDS else "UNEXPECTED"))
         credit = float(m.group(1))
         return Balance(provider=self.name, credit=credit, detail=f"{m.group(1)} Kapow credits")
+
+
+# What the config and the reports need to know about this provider type (providers/registry.py).
+SPEC = register(
+    ProviderSpec(
+        type=TYPE,
+        label="Kapow",
+        build=KapowProvider,
+        urls={"": "https://www.kapow.co.uk/scripts/"},
+        explain=EXPLAIN,
+    )
+)

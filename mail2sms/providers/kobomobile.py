@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +40,41 @@ from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sen
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import wire
 from mail2sms.providers.base import Limits, account_for
-from mail2sms.providers.explain import GENERIC, explain
+from mail2sms.providers.explain import GENERIC, explain, same_key_words
 from mail2sms.providers.idempotency import message_uuid
 from mail2sms.providers.quote import said
+from mail2sms.providers.registry import ProviderSpec, register
 
 TYPE = "kobomobile"
+
+# Its codes in plain words (explain.py falls back to its generic table): mailed to the sender, so written for a
+# person who has never read the API document, and never carrying a secret.
+EXPLAIN: Mapping[str, str] = {
+    "sent": "KoboMobile accepted the SMS for sending",
+    "error_param": "KoboMobile says a parameter is missing or incomplete (user, pass, from, to or msg): check the "
+    "sender ID, the numbers and the provider settings",
+    "error_credit": "the KoboMobile account has not enough credit: top up, then resend",
+    "error_billing": "KoboMobile could not debit the account, usually a temporary problem: mail2sms tries again "
+    "later with the same message id",
+    "error_gw": "KoboMobile's gateway was down, busy or not responding: mail2sms tries again later with the same "
+    "message id",
+    "error_user": "KoboMobile says the user is invalid or suspended: check the username and password, or contact "
+    "KoboMobile",
+    "error_limit": "KoboMobile accepts at most 500 numbers per request: lower max_recipients for this provider",
+    "UNEXPECTED": "KoboMobile's reply was neither `sent`, nor its message ids, nor one of its error words, so "
+    "mail2sms cannot tell whether the SMS was sent: check the KoboMobile account's message log before resending",
+    "REFUSED": "KoboMobile answered that the SMS was not sent, without one of its documented error words: read "
+    "its own words, correct what they name, then resend",
+    "CONFLICT": "KoboMobile's reply says both that the SMS was sent and that it failed, so mail2sms cannot tell "
+    "whether it was sent: check the KoboMobile account's message log before resending",
+    "NO_ID": "KoboMobile answered with message ids but none for this number, so mail2sms cannot tell whether this "
+    "number's SMS was sent: check the KoboMobile account's message log before resending",
+    "FLASH_UNICODE": "KoboMobile sends flash SMS only in the plain GSM alphabet, and this text needs Unicode: "
+    "leave out the special characters, or send it as a normal SMS",
+    "NUMBER": "the number cannot be sent through KoboMobile: write it in international form, digits only "
+    "(e.g. 2348030000000)",
+    **same_key_words("KoboMobile", "message id"),
+}
 MAX_RECIPIENTS = 500
 MAX_CHARS = 905
 DEFAULT_RATE = 5.0
@@ -331,3 +361,15 @@ class KoboMobileProvider:
             raise ProviderError(explain("", f"HTTP{response.status_code}"))
         credit = parse_credit(response.content.decode("utf-8", "replace"))
         return Balance(provider=self.name, credit=credit, detail=f"{credit:g} KoboMobile credit")
+
+
+# What the config and the reports need to know about this provider type (providers/registry.py).
+SPEC = register(
+    ProviderSpec(
+        type=TYPE,
+        label="KoboMobile",
+        build=KoboMobileProvider,
+        urls={"": "https://kobomobile.net/api/"},
+        explain=EXPLAIN,
+    )
+)

@@ -33,6 +33,7 @@ from mail2sms.providers import kwtsms_reply as replies
 from mail2sms.providers import textfit, wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import explain
+from mail2sms.providers.registry import ProviderSpec, register
 from mail2sms.providers.wire import Check, flag, integer, one_of, read_options
 
 TYPE = "kwtsms"
@@ -138,7 +139,7 @@ def _sender_problem(name: str, config: ProviderConfig) -> str | None:
 class KwtSmsProvider:
     """KwtSMS over its JSON API (default) or its HTTP text API (POST form)."""
 
-    fit_text = staticmethod(fit_text)  # the text-fit hook parse/fit.py calls for kwtsms routes
+    fit_text = staticmethod(fit_text)  # the text-fit hook its Limits carry to parse/fit.py
 
     def __init__(self, name: str, config: ProviderConfig, client: httpx.AsyncClient) -> None:
         self.name = name
@@ -167,6 +168,7 @@ class KwtSmsProvider:
             max_parts=int(self.options.get("max_parts", MAX_PARTS)),
             rate=config.rate or DEFAULT_RATE,
             idempotent=False,
+            fit_text=fit_text,
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
 
@@ -254,3 +256,15 @@ class KwtSmsProvider:
         if not response.is_success and replies.read(text) is None:
             raise ProviderError(explain(TYPE, f"HTTP{response.status_code}"))
         return text
+
+
+# What the config and the reports need to know about this provider type (providers/registry.py).
+SPEC = register(
+    ProviderSpec(
+        type=TYPE,
+        label="KwtSMS",
+        build=KwtSmsProvider,
+        urls={"": "https://www.kwtsms.com/API/"},
+        explain=replies.EXPLAIN,
+    )
+)

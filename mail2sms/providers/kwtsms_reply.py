@@ -18,14 +18,72 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mail2sms.model import Rejected, Result, Retry, Sent, Unknown
-from mail2sms.providers.explain import KWTSMS, explain
+from mail2sms.providers.explain import explain
 
 TYPE = "kwtsms"
+
+# Its codes in plain words (explain.py falls back to its generic table): mailed to the sender, so written for a
+# person who has never read the API document, and never carrying a secret.
+EXPLAIN: Mapping[str, str] = {
+    "ERR001": "KwtSMS says the API is disabled for this account: enable the API in the KwtSMS account "
+    "settings or ask KwtSMS support to enable it",
+    "ERR002": "KwtSMS says a required parameter is missing (username, password, sender, mobile, lang or "
+    "message): check the provider settings and the mail's fields",
+    "ERR003": "the username or password was not accepted by KwtSMS: check the account's API username and "
+    "password",
+    "ERR004": "the KwtSMS account has no API access: ask KwtSMS to enable API access for it",
+    "ERR005": "the KwtSMS account is blocked: contact KwtSMS support",
+    "ERR006": "KwtSMS found no valid number in the request: write numbers in international form, digits only "
+    "(e.g. 96550000000)",
+    "ERR007": "KwtSMS accepts at most 200 numbers per request: send to fewer numbers at once",
+    "ERR008": "the sender ID is not registered on the KwtSMS account, or is banned (sender IDs are "
+    "case-sensitive): use one of the account's sender IDs exactly as registered",
+    "ERR009": "the message text is empty: write the text of the SMS",
+    "ERR010": "the KwtSMS account balance is zero: buy credit, then resend",
+    "ERR011": "the KwtSMS account balance is too low for this message: buy credit, then resend",
+    "ERR012": "the message is longer than KwtSMS's limit of 6 SMS pages: shorten the text",
+    "ERR013": "the KwtSMS send queue is full and the message was not taken: mail2sms tries again later",
+    "ERR024": "KwtSMS refused the request because the sending IP address is not on the account's allowed "
+    "list: add this server's IP address in the KwtSMS account settings",
+    "ERR025": "KwtSMS says a number is invalid: write numbers in international form, digits only "
+    "(e.g. 96550000000)",
+    "ERR026": "the destination country is not activated on the KwtSMS account: ask KwtSMS to activate it",
+    "ERR027": "KwtSMS does not accept HTML in the message: send plain text",
+    "ERR028": "less than 15 seconds passed since the last SMS to the same number, so KwtSMS did not take "
+    "it: mail2sms tries again shortly",
+    "ERR019": "KwtSMS found no delivery report for this message",
+    "ERR020": "KwtSMS says this message id does not exist",
+    "ERR021": "KwtSMS has no delivery report for this message yet: it is asked again later",
+    "ERR022": "KwtSMS's delivery reports for this message are not ready yet (they can take 24 hours)",
+    "ERR023": "KwtSMS had an unknown error while reading the delivery report",
+    "ERR029": "KwtSMS says the message id is not correct",
+    "ERR030": "KwtSMS says the message is stuck in its queue with an error: delete it from the queue on "
+    "kwtsms.com to recover the credit, then resend",
+    "ERR031": "KwtSMS did not accept the language code: use lang 1 (English), 2 (Arabic, Windows-1256), "
+    "3 (Arabic, UTF-8) or 4 (Unicode)",
+    "ERR032": "KwtSMS flagged the message as spam and refused it: change the text or contact KwtSMS",
+    "ERR033": "KwtSMS has no coverage for this number: the number's network cannot be reached through "
+    "KwtSMS",
+    "ERROR": "KwtSMS refused the request without an error code: check the account, the sender ID and the "
+    "numbers, and look at the account's message log on kwtsms.com",
+    "TEST": "KwtSMS checked this SMS in test mode (the provider's options.test is on) and sent nothing to the "
+    "phone: turn options.test off to send for real",
+    "NONE_TAKEN": "KwtSMS answered OK but took none of the numbers, so nothing was sent: check the numbers and "
+    "the destination countries activated on the KwtSMS account",
+    "PARTIAL": "KwtSMS took fewer numbers than were sent and did not say which, so mail2sms cannot tell whether "
+    "this number's SMS was sent: check the KwtSMS message log before resending",
+    "UNEXPECTED": "KwtSMS's reply was not one mail2sms understands, so it cannot tell whether the SMS was sent: "
+    "check the KwtSMS account's message log before resending",
+    "CP1256": "the text has characters that Windows-1256 (KwtSMS lang 2) cannot carry: use lang 3 "
+    "(Arabic, UTF-8) or 4 (Unicode)",
+    "NUMBER": "the number cannot be sent through KwtSMS: it must be in international form, digits only "
+    "(e.g. 96550000000)",
+}
 QUEUE_FULL = "ERR013"
 QUEUE_FULL_BACKOFF = 30.0  # KwtSMS's SDKs wait 30 s, 60 s, 120 s … after ERR013
 SAME_NUMBER = "ERR028"
@@ -94,7 +152,7 @@ def error_result(reply: Reply, attempts: int = 0, secrets: Sequence[str] = ()) -
     if code is None:
         why = explain(TYPE, "ERROR")
         return Rejected(code="ERROR", why=f"{why} (KwtSMS said: {words})" if words else why)
-    if code in KWTSMS:
+    if code in EXPLAIN:
         return Rejected(code=code, why=explain(TYPE, code))
     if words:
         return Rejected(

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,16 @@ from mail2sms.model import Account, Balance, Batch, Result, Retry, Sent
 from mail2sms.providers.base import Limits
 from mail2sms.providers.explain import explain
 from mail2sms.providers.http import request_leaving
+from mail2sms.providers.registry import ProviderSpec, register
 
 TYPE = "outbox"
+
+# Its codes in plain words (explain.py falls back to its generic table): mailed to the sender, so written for a
+# person who has never read the API document, and never carrying a secret.
+EXPLAIN: Mapping[str, str] = {
+    "OUTBOX": "mail2sms could not write the outbox file: check that its folder exists, is writable and has "
+    "free space; mail2sms tries again later",
+}
 
 
 class OutboxProvider:
@@ -69,3 +78,15 @@ class OutboxProvider:
     async def balance(self, account: Account | None = None) -> Balance:
         """The outbox has no credit to run out of."""
         return Balance(provider=self.name, credit=None, detail="the outbox has no credit limit")
+
+
+# What the config and the reports need to know about this provider type (providers/registry.py).
+SPEC = register(
+    ProviderSpec(
+        type=TYPE,
+        label="the outbox",
+        build=OutboxProvider,
+        required={"path": "the outbox provider needs a file path"},
+        explain=EXPLAIN,
+    )
+)

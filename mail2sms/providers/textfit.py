@@ -20,7 +20,9 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+
+from mail2sms.limits import TextFix as TextFix  # re-exported: the hook's result type lives with Limits
+from mail2sms.limits import TextHook as TextHook
 
 _INVISIBLE = frozenset(
     [
@@ -60,20 +62,6 @@ _EMOJI_RANGES = (
 )
 _SURROGATES = (0xD800, 0xDFFF)  # a lone half of a pair: never a character a phone can show
 _PRIVATE = ((0xE000, 0xF8FF), (0xF0000, 0x10FFFF))
-
-
-@dataclass(frozen=True)
-class TextFix:
-    """The text a provider's rules allow, and what was done to it (for the outcome mail)."""
-
-    text: str
-    notes: tuple[str, ...] = ()
-
-
-class TextHook(Protocol):
-    """An adapter's own check of a text: the text to send, or ContentError saying why it cannot go."""
-
-    def __call__(self, text: str, *, lang: int | None, strip: bool) -> TextFix: ...
 
 
 def _within(cp: int, ranges: tuple[tuple[int, int], ...]) -> bool:

@@ -26,13 +26,14 @@ from mail2sms.errors import (
     SpoolError,
     SpoolFullError,
 )
+from mail2sms.limits import Limits as ProviderLimits
 from mail2sms.model import Account
 from mail2sms.observability import SECRETS, get_logger
 from mail2sms.parse.address import parse_local_part
 from mail2sms.parse.headers import HeaderLimitError, cheap_to_parse
 from mail2sms.parse.submission import Envelope as ParsedEnvelope
-from mail2sms.parse.submission import Limits, RoutedRecipient, build_submission
-from mail2sms.providers.base import Limits as ProviderLimits
+from mail2sms.parse.submission import Limits, RoutedRecipient, read_submission
+from mail2sms.report.backscatter import report_decision
 from mail2sms.smtp import replies
 from mail2sms.smtp.auth import ATTEMPT, AUTH_THROTTLED, THROTTLED_DELAY, LoginAttempt, LoginThrottle
 from mail2sms.smtp.hygiene import address_problem
@@ -216,9 +217,15 @@ class Handler:
         return f"{replies.QUEUED} {result.submission_id}"
 
     def _build(self, raw: bytes, parsed: ParsedEnvelope, now: float, check: MailCheck | None = None) -> Any:
-        return build_submission(
+        read = read_submission(
             raw, parsed, self.config.providers, now, self.limits, self.provider_limits, check_route=check
         )
+        # The backscatter rules decide here, where the mail goes forward, whether its outcome may be mailed back.
+        read.submission.report_to, read.submission.report_suppressed = report_decision(
+            envelope_from=parsed.mail_from, headers=read.headers, trusted=parsed.trusted,
+            report_to=parsed.report_to, is_sms_address=parsed.is_sms_address,
+        )
+        return read.submission, read.keys
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default is "500 Error: (Exc) text": permanent, and it leaks internals.

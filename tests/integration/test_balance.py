@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mail2sms.providers.explain import BULKSMS, KOBOMOBILE
+from mail2sms.providers.bulksms import EXPLAIN as BULKSMS
+from mail2sms.providers.kobomobile import EXPLAIN as KOBOMOBILE
 from tests.fakes.bulksms import FakeBulkSms
 from tests.fakes.cellcast import FakeCellcast
 from tests.fakes.kapow import FakeKapow

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from mail2sms.providers import bulksms, bulksms_json
-from mail2sms.providers.explain import BULKSMS
+from mail2sms.providers.bulksms import EXPLAIN as BULKSMS
 from mail2sms.smtp import replies
 from tests.fakes.bulksms import BATCH, FakeBulkSms, FakeBulkSmsJson, problem
 from tests.harness import ROOT, ThreadServer, message, report_json, report_text, send, wait_until, write_config

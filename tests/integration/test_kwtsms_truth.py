@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mail2sms.providers.explain import KWTSMS
+from mail2sms.providers.kwtsms_reply import EXPLAIN as KWTSMS
 from mail2sms.smtp import replies
 from tests.fakes import kwtsms as fake_kwtsms
 from tests.fakes.kwtsms import FakeKwtSms

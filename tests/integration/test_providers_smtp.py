@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from mail2sms.model import Job, JobState
-from mail2sms.providers.explain import BULKSMS, CELLCAST, KOBOMOBILE
+from mail2sms.providers.bulksms import EXPLAIN as BULKSMS
+from mail2sms.providers.cellcast import EXPLAIN as CELLCAST
+from mail2sms.providers.kobomobile import EXPLAIN as KOBOMOBILE
 from mail2sms.smtp import replies
 from tests.fakes.bulksms import FakeBulkSms
 from tests.fakes.cellcast import FakeCellcast

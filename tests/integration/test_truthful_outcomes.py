@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from mail2sms.providers.explain import CELLCAST, KAPOW, KOBOMOBILE
+from mail2sms.providers.cellcast import EXPLAIN as CELLCAST
+from mail2sms.providers.kapow import EXPLAIN as KAPOW
+from mail2sms.providers.kobomobile import EXPLAIN as KOBOMOBILE
 from mail2sms.smtp import replies
 from tests.fakes.cellcast import NOT_QUEUED_REASON, FakeCellcast
 from tests.fakes.kapow import FakeKapow

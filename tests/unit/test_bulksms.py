@@ -27,7 +27,8 @@ from mail2sms.providers.bulksms import (
     parse_credits,
     reply_result,
 )
-from mail2sms.providers.explain import BULKSMS, explain
+from mail2sms.providers.bulksms import EXPLAIN as BULKSMS
+from mail2sms.providers.explain import explain
 from mail2sms.providers.idempotency import STOP_DUP_ID_MAX, stop_dup_id
 
 PASSWORD = "bulk-pw-ü"

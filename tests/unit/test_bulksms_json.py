@@ -16,9 +16,10 @@ import pytest
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Batch, Job, Rejected, Retry, Sent, SmsOptions, Unknown
+from mail2sms.providers.bulksms import EXPLAIN as BULKSMS
 from mail2sms.providers.bulksms import BulkSmsProvider
 from mail2sms.providers.bulksms_json import KEY_WINDOW, BulkSmsJsonProvider, build_bulksms
-from mail2sms.providers.explain import BULKSMS, explain
+from mail2sms.providers.explain import explain
 from mail2sms.providers.idempotency import stop_dup_id
 from mail2sms.providers.registry import build_provider
 

@@ -15,8 +15,9 @@ import pytest
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Batch, Job, Rejected, Retry, Sent, SmsOptions, Unknown
+from mail2sms.providers.cellcast import EXPLAIN as CELLCAST
 from mail2sms.providers.cellcast import CellcastProvider, reply_result, status_word
-from mail2sms.providers.explain import CELLCAST, explain
+from mail2sms.providers.explain import explain
 
 KEY = "cellcast-app-key"
 BASE = "https://cellcast.test/api/v3/"

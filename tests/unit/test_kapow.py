@@ -13,7 +13,8 @@ import pytest
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
 from mail2sms.model import Account, Batch, Job, Rejected, Retry, Sent, SmsOptions, Unknown
-from mail2sms.providers.explain import KAPOW, explain
+from mail2sms.providers.explain import explain
+from mail2sms.providers.kapow import EXPLAIN as KAPOW
 from mail2sms.providers.kapow import KapowProvider, format_sendtime, reply_result
 
 PASSWORD = "k4pow-pw"

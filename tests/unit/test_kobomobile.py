@@ -12,8 +12,9 @@ import pytest
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Batch, Job, Rejected, Retry, Sent, SmsOptions, Unknown
-from mail2sms.providers.explain import KOBOMOBILE, explain
+from mail2sms.providers.explain import explain
 from mail2sms.providers.idempotency import message_uuid
+from mail2sms.providers.kobomobile import EXPLAIN as KOBOMOBILE
 from mail2sms.providers.kobomobile import KoboMobileProvider, parse_credit, read_reply, reply_result
 
 PASSWORD = "kobo-pw"

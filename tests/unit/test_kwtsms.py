@@ -14,7 +14,7 @@ import pytest
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Account, Batch, Job, Rejected, Result, Retry, Sent, SmsOptions, Unknown
-from mail2sms.providers.explain import KWTSMS, explain
+from mail2sms.providers.explain import explain
 from mail2sms.providers.kwtsms import (
     KwtSmsProvider,
     choose_lang,
@@ -22,6 +22,7 @@ from mail2sms.providers.kwtsms import (
     reply_results,
     wire_number,
 )
+from mail2sms.providers.kwtsms_reply import EXPLAIN as KWTSMS
 from mail2sms.providers.kwtsms_reply import delivery_status
 
 PASSWORD = "s3cret-pw"

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
-from mail2sms.config import RouteConfig
+from mail2sms.config import ProviderConfig, RouteConfig
 from mail2sms.errors import ContentError
 from mail2sms.model import Job
-from mail2sms.parse.fit import fit_jobs, fit_text, text_hook
+from mail2sms.parse.fit import fit_jobs, fit_text
 from mail2sms.providers.base import Limits
+from mail2sms.providers.kapow import KapowProvider
 from mail2sms.providers.kwtsms import KwtSmsProvider
 from mail2sms.providers.textfit import find, undeliverable
 
-KWT = Limits(max_recipients=200, max_parts=6)
+KWT = Limits(max_recipients=200, max_parts=6, fit_text=KwtSmsProvider.fit_text)
 
 
 def route(**kw: Any) -> RouteConfig:
@@ -84,8 +86,10 @@ def test_strip_of_an_emoji_only_text_is_refused() -> None:
 
 def test_other_providers_have_no_such_rule() -> None:
     """The hook is KwtSMS's: Kapow and the outbox take emoji as UCS-2 text."""
-    assert text_hook("kwtsms") is KwtSmsProvider.fit_text
-    assert text_hook("kapow") is None
+    kwtsms = ProviderConfig.model_validate({"type": "kwtsms", "sender": "KWT-SMS"})
+    assert KwtSmsProvider("k", kwtsms, httpx.AsyncClient()).limits.fit_text is KwtSmsProvider.fit_text
+    kapow = ProviderConfig.model_validate({"type": "kapow"})
+    assert KapowProvider("p", kapow, httpx.AsyncClient()).limits.fit_text is None
     assert fit_text("Hi 🙂", route(), None, "kapow").text == "Hi 🙂"
 
 

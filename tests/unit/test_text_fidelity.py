@@ -33,7 +33,7 @@ from mail2sms.parse.text import (
     truncate,
 )
 from mail2sms.providers.base import Limits
-from mail2sms.providers.kwtsms import LANG_ARABIC_CP1256, form_body, lang_problem
+from mail2sms.providers.kwtsms import LANG_ARABIC_CP1256, KwtSmsProvider, form_body, lang_problem
 from mail2sms.report.compose import compose
 from mail2sms.spool.sqlite import SqliteSpool
 
@@ -267,7 +267,8 @@ def route(**kw: Any) -> RouteConfig:
     return RouteConfig(match="*@sms.test", format="address", provider="kwt", **kw)
 
 
-KWT = Limits(max_recipients=200, max_parts=6)
+KWT = Limits(max_recipients=200, max_parts=6, fit_text=KwtSmsProvider.fit_text)
+KAPOW = Limits(max_recipients=200, max_parts=6)  # the same numbers, no text rules of its own
 
 
 def test_smart_replacement_on_by_default_with_a_note() -> None:
@@ -286,7 +287,7 @@ def test_smart_replacement_off_keeps_the_text() -> None:
 
 def test_text_needing_ucs2_anyway_is_untouched() -> None:
     """Arabic with curly quotes is UCS-2 whatever is replaced, so nothing is replaced."""
-    fitted = fit_text("“مرحبا” – 🙂", route(), KWT, "kapow")  # kapow: KwtSMS refuses the emoji
+    fitted = fit_text("“مرحبا” – 🙂", route(), KAPOW, "kapow")  # kapow: KwtSMS refuses the emoji
     assert (fitted.text, fitted.encoding, fitted.notes) == ("“مرحبا” – 🙂", "ucs2", ())
 
 
