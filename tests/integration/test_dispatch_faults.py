@@ -281,3 +281,29 @@ def test_sigterm_mid_load_starts_no_request_and_loses_no_answer(tmp_path: Path, 
     numbers = [s.number for s in gated.sent]
     assert len(numbers) == len(set(numbers)) == 30
     assert {r["state"] for r in jobs(db).values()} == {"sent"}
+
+
+def test_request_unanswered_at_the_deadline_is_cut_and_never_repeated(tmp_path: Path, gated: GatedKwtSms) -> None:
+    """SIGTERM while a request hangs past `shutdown_deadline`: the process exits, only that job is left `sending`
+    (the rest `queued`), and after the restart it is `unknown` ("may have been sent"), never sent a second time."""
+    path, port = write_config(tmp_path, provider("kwt", gated.url, concurrency=1))
+    text = path.read_text().replace('hostname = "sms.test"', 'hostname = "sms.test"\nshutdown_deadline = "1s"')
+    path.write_text(text)
+    db = tmp_path / "spool.db"
+    server = ProcessServer(path, port, tmp_path / "server.log").start()
+    try:
+        for i in range(3):
+            assert send(port, message(f"965540000{i:02d}@kwt.test", f"cut {i}"))[0] == 250
+        [first] = gated.wait_for(1, timeout=30)
+        assert server.terminate(timeout=60) == 0  # the deadline passes with the request unanswered
+        rows = jobs(db)
+        cut = next(n for n, r in rows.items() if r["state"] == "sending")
+        assert first.param("mobile") == cut or cut.encode() in first.body
+        assert sorted(r["state"] for r in rows.values()) == ["queued", "queued", "sending"]
+        gated.open_gate()
+        server.start()
+        wait_until(lambda: sorted(r["state"] for r in jobs(db).values()) == ["sent", "sent", "unknown"], timeout=60)
+    finally:
+        server.terminate()
+    assert jobs(db)[cut]["state"] == "unknown"
+    assert len(gated.requests) == 3  # the cut one was not repeated
