@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
 from mail2sms.config import ReportsConfig
-from mail2sms.report.send import DeliveryOutcome, ReportSender
+from mail2sms.report.send import DeliveryOutcome, Outgoing, ReportSender
 from tests.harness import free_port
 
 RECIPIENT = "alice@example.org"
@@ -130,6 +130,68 @@ async def test_maildir_files_are_private_and_names_unique(tmp_path: Path) -> Non
     files = list((maildir / "new").iterdir())
     assert len(files) == 50
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+
+
+async def test_keyed_maildir_delivery_is_found_through_the_index_even_after_the_reader_moved_it(
+    tmp_path: Path,
+) -> None:
+    """A keyed report is written once: again after a mail client moved it to cur/, it is found by the index (no
+    scan) and not written twice; after `forget` (the spool recorded it) the index entry is gone."""
+    maildir = tmp_path / "reports"
+    sender = via_maildir(maildir)
+    assert await sender.deliver(report(), RECIPIENT, key="SUB1") is DeliveryOutcome.DELIVERED
+    (file,) = (maildir / "new").iterdir()
+    file.rename(maildir / "cur" / f"{file.name}:2,S")  # what a mail client does once it has shown the mail
+    assert await sender.deliver(report(), RECIPIENT, key="SUB1") is DeliveryOutcome.DELIVERED
+    assert list((maildir / "new").iterdir()) == []
+    assert len(list((maildir / "cur").iterdir())) == 1
+    assert (maildir / "mail2sms-index" / "SUB1").stat().st_nlink == 2  # one inode: the index and the mail
+    await sender.forget(["SUB1"])
+    assert list((maildir / "mail2sms-index").iterdir()) == []
+
+
+async def test_a_report_indexed_but_not_in_new_is_finished_once(tmp_path: Path) -> None:
+    """A crash between entering a report in the index and linking it into new/ is finished by the next try, with
+    the indexed copy, and only once."""
+    maildir = tmp_path / "reports"
+    sender = via_maildir(maildir)
+    assert await sender.deliver(report(), RECIPIENT, key="SUB2") is DeliveryOutcome.DELIVERED
+    (file,) = (maildir / "new").iterdir()
+    file.unlink()  # as if the crash came before the link into new/: only the index holds the mail
+    for _ in range(2):
+        assert await sender.deliver(report(), RECIPIENT, key="SUB2") is DeliveryOutcome.DELIVERED
+    (again,) = (maildir / "new").iterdir()
+    parsed = email.message_from_bytes(again.read_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == "SMS sent: 1 of 1 ✓"
+
+
+async def test_a_group_is_written_with_one_outcome_per_report(tmp_path: Path) -> None:
+    """deliver_many writes a group (keyed and not) and answers per report; a bad address drops only itself."""
+    maildir = tmp_path / "reports"
+    items = [Outgoing(report(), RECIPIENT, key=f"G{i}") for i in range(5)]
+    items.insert(2, Outgoing(report(), "bad address@example.org", key="G-bad"))
+    outcomes = await via_maildir(maildir).deliver_many(items)
+    assert outcomes == [DeliveryOutcome.DELIVERED] * 2 + [DeliveryOutcome.DROP] + [DeliveryOutcome.DELIVERED] * 3
+    assert len(list((maildir / "new").iterdir())) == 5
+
+
+async def test_a_group_goes_over_one_smarthost_connection(smarthost: tuple[Recorder, int]) -> None:
+    """Several reports to the smarthost share one SMTP session: one connection, one transaction per report, and a
+    refused recipient does not stop the others."""
+    recorder, port = smarthost
+    sessions: list[object] = []
+    original = recorder.handle_MAIL
+
+    async def counting_mail(server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if session not in sessions:
+            sessions.append(session)
+        return await original(server, session, envelope, address, options)
+    recorder.handle_MAIL = counting_mail  # type: ignore[method-assign]
+    items = [Outgoing(report(), f"user{i}@example.org", key=f"S{i}") for i in range(4)]
+    outcomes = await via_smarthost(port).deliver_many(items)
+    assert outcomes == [DeliveryOutcome.DELIVERED] * 4
+    assert len(recorder.messages) == 4
+    assert len(sessions) == 1
 
 
 async def test_unwritable_maildir_means_retry(tmp_path: Path) -> None:
