@@ -30,8 +30,8 @@ from pydantic import (
     field_validator,
 )
 
+from mail2sms.addresses import address_problem
 from mail2sms.errors import ConfigError
-from mail2sms.smtp.hygiene import address_problem
 
 if TYPE_CHECKING:
     from mail2sms.providers.registry import ProviderSpec

@@ -60,8 +60,10 @@ def sender_problem(sender: str, limits: Limits) -> str | None:
             return f"the sender {sender!r} has {len(digits)} digits; at most {limits.sender_digits_max} are allowed"
         return None
     if len(sender) > limits.sender_alnum_max:
-        return (f"the sender {sender!r} has {len(sender)} characters; an alphanumeric sender may have at most "
-                f"{limits.sender_alnum_max}")
+        return (
+            f"the sender {sender!r} has {len(sender)} characters; an alphanumeric sender may have at most "
+            f"{limits.sender_alnum_max}"
+        )
     if not all(ch.isascii() and (ch.isalnum() or ch in " -._&") for ch in sender):
         return f"the sender {sender!r} may only use letters A-Z, digits, spaces and - . _ &"
     return None
@@ -80,8 +82,7 @@ def check_job(job: Job, limits: Limits, provider: str) -> str | None:
         return f"the text has {len(job.text)} characters; {provider} takes at most {limits.max_chars}"
     max_parts = parts_limit(limits, job.encoding)
     if max_parts is not None and job.parts > max_parts:
-        return (f"the text needs {job.parts} SMS parts ({job.encoding.upper()}); {provider} takes at most "
-                f"{max_parts}")
+        return f"the text needs {job.parts} SMS parts ({job.encoding.upper()}); {provider} takes at most {max_parts}"
     if job.sender:
         problem = sender_problem(job.sender, limits)
         if problem is not None:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mail2sms.errors import ContentError, LimitError, NumberError
+from mail2sms.parse.charsets import LATIN1_LABELS, charset_codec
 from mail2sms.parse.numbers import normalize
 from mail2sms.parse.schedule import parse_sendtime, to_iso
 
@@ -55,8 +56,6 @@ _ALIASES_OF = {col: [a for a, c in COLUMN_ALIASES.items() if c == col] for col i
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")  # a physical line with its ending (CRLF, LF or CR)
 _NUMBERISH = frozenset("+-(). \u00a0")
-_LATIN1_LABELS = frozenset({"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "us-ascii", "ascii"})
-_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
 _BOMS = (  # longest first: the UTF-32-LE BOM starts with the UTF-16-LE one
     (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
@@ -123,17 +122,9 @@ def decode_csv(data: bytes, charset: str | None) -> str:
 
 
 def _codec(label: str) -> str | None:
-    if not label:
-        return None
-    if label in _LATIN1_LABELS:
+    if label in LATIN1_LABELS:
         return "cp1252"  # what mail clients mean by it (WHATWG); a superset of ASCII's and Latin-1's letters
-    try:
-        info = codecs.lookup(label)
-    except LookupError:
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    return info.name
+    return charset_codec(label)
 
 
 def _utf16_guess(head: bytes) -> str:

@@ -30,7 +30,6 @@ This module must never raise anything but LimitError or ContentError, and never 
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from email.parser import BytesParser
 from types import MappingProxyType
 
 from mail2sms.errors import ContentError, LimitError
+from mail2sms.parse.charsets import LATIN1_LABELS, charset_codec
 from mail2sms.parse.headers import HeaderBounds, check_top
 from mail2sms.parse.html import html_to_text
 
@@ -395,18 +395,13 @@ def _text_of(part: Message) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-# Labels that in practice mean Windows-1252: the WHATWG Encoding Standard maps them so, and mail clients
-# send Windows "smart quotes" under them. Windows-1252 reads every ISO-8859-1 byte but C1 controls the same.
-_LATIN1_LABELS = frozenset({"iso-8859-1", "iso8859-1", "latin1", "latin-1", "us-ascii", "ascii", "l1"})
-
-
 def decode_text(data: bytes, charset: str | None) -> str:
     """Bytes of a text part → str, never raising: declared charset, UTF-8, Windows-1252, UTF-8 replaced."""
     label = (charset or "").strip().strip('"').lower()
     tries: list[str] = []
-    if label in _LATIN1_LABELS:
+    if label in LATIN1_LABELS:  # the shared table (parse/charsets.py)
         tries += ["cp1252", "latin-1"] if label not in ("us-ascii", "ascii") else ["ascii"]
-    elif label and _text_codec(label):
+    elif charset_codec(label):
         tries.append(label)
     tries += ["utf-8", "cp1252"]
     for codec in tries:
@@ -415,18 +410,6 @@ def decode_text(data: bytes, charset: str | None) -> str:
         except (UnicodeError, LookupError):
             continue
     return data.decode("utf-8", errors="replace")
-
-
-def _text_codec(label: str) -> bool:
-    try:
-        info = codecs.lookup(label)
-    except (LookupError, ValueError):  # ValueError: a NUL in the label
-        return False
-    # Refuse codecs that are not charsets ('unicode_escape', 'idna', 'rot13'): a header must not pick them.
-    return getattr(info, "_is_text_encoding", True) and info.name not in _NOT_CHARSETS
-
-
-_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
 
 
 def _unflow(text: str, format_: str, delsp_param: str) -> str:

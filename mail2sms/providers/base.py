@@ -45,15 +45,24 @@ def account_for(config: ProviderConfig, batch_account: Account | None) -> Accoun
     )
 
 
+# Transport failures that prove no byte of the request reached the provider (connection refused, DNS, TLS
+# handshake, connect or pool timeout): httpx raises these before the request is written. Decided by type, here only.
+NOT_SENT: tuple[type[httpx.HTTPError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def surely_not_sent(exc: BaseException) -> bool:
+    """Whether a transport failure proves the request never reached the provider."""
+    return isinstance(exc, NOT_SENT)
+
+
 def transport_result(exc: httpx.HTTPError, idempotent: bool) -> Result:
     """Map a transport failure to a Result by DESIGN.md's exactly-once rule.
 
     Retry only when the request surely did not arrive (connection refused, DNS, TLS handshake, connect timeout),
     or when the provider honours an idempotency key. Anything after the request may have left us → Unknown.
     """
-    surely_not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    name = type(exc).__name__
-    if surely_not_sent:
+    name = type(exc).__name__  # the code Results carry and explain.py's generic table is keyed by
+    if surely_not_sent(exc):
         return Retry(code=name, why="could not connect to the provider; the SMS was not sent yet")
     if idempotent:
         return Retry(code=name, why="the provider did not answer; retrying safely with the same message id")

@@ -405,17 +405,15 @@ class BulkSmsProvider:
             body = wire.form_body([("username", creds.username), ("password", creds.password)], CHARSET)
         except UnicodeEncodeError:
             raise ProviderError(explain(TYPE, "CHARSET")) from None
-        try:
-            response = await self.client.post(
+        response = await wire.balance_request(
+            TYPE,
+            self.client.post(
                 f"{self.config.base_url}{CREDITS_PATH}",
                 content=body,
                 headers={"Content-Type": f"application/x-www-form-urlencoded; charset={CHARSET}"},
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ProviderError(explain(TYPE, "URL")) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(wire.balance_failure("BulkSMS", exc)) from None
+            ),
+        )
         if response.status_code != 200:
             raise ProviderError(explain("", f"HTTP{response.status_code}"))
         credit = parse_credits(response.content.decode(CHARSET, "replace"))

@@ -288,17 +288,15 @@ class BulkSmsJsonProvider:
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `GET profile` (`credits.balance`); ProviderError in plain words otherwise."""
         creds = account_for(self.config, account)
-        try:
-            response = await self.client.get(
+        response = await wire.balance_request(
+            TYPE,
+            self.client.get(
                 f"{self.config.base_url}{PROFILE_PATH}",
                 headers={"Accept": "application/json"},
                 auth=httpx.BasicAuth(creds.username, creds.password),
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ProviderError(explain(TYPE, "URL")) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(wire.balance_failure("BulkSMS", exc)) from None
+            ),
+        )
         if not response.is_success:
             problem = problem_result(response, True)
             raise ProviderError(problem.why if not isinstance(problem, Sent) else explain("", "UNEXPECTED"))

@@ -300,17 +300,15 @@ class CellcastProvider:
     async def balance(self, account: Account | None = None) -> Balance:
         """`data.sms_balance` from `GET account`; ProviderError in plain words when it cannot be read."""
         headers, auth = self._auth(account_for(self.config, account))
-        try:
-            response = await self.client.get(
+        response = await wire.balance_request(
+            TYPE,
+            self.client.get(
                 f"{self.config.base_url}account",
                 headers={**headers, "Accept": "application/json"},
                 auth=auth or httpx.USE_CLIENT_DEFAULT,
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ProviderError(explain(TYPE, "URL")) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(wire.balance_failure("Cellcast", exc)) from None
+            ),
+        )
         try:
             data: Any = json.loads(response.content.decode("utf-8", "replace"))
         except ValueError:

@@ -217,16 +217,14 @@ class KapowProvider:
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `chk_credit.php`; raises ProviderError (plain words) when they cannot be read."""
         creds = account_for(self.config, account)
-        try:
-            response = await self.client.post(
+        response = await wire.balance_request(
+            TYPE,
+            self.client.post(
                 f"{self.config.base_url}chk_credit.php",
                 data={"username": creds.username, "password": creds.password},
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ProviderError(explain(TYPE, "URL")) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(explain(TYPE, type(exc).__name__)) from None
+            ),
+        )
         if not response.is_success:
             raise ProviderError(explain(TYPE, f"HTTP{response.status_code}"))
         text = response.content.decode("utf-8", "replace").strip()

@@ -346,17 +346,15 @@ class KoboMobileProvider:
     async def balance(self, account: Account | None = None) -> Balance:
         """Credit from `credit/`; ProviderError in plain words when it cannot be read."""
         creds = account_for(self.config, account)
-        try:
-            response = await self.client.post(
+        response = await wire.balance_request(
+            TYPE,
+            self.client.post(
                 f"{self.config.base_url}credit/",
                 content=wire.form_body([("user", creds.username), ("pass", creds.password)]),
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
                 timeout=self._timeout,
-            )
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ProviderError(explain(TYPE, "URL")) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(wire.balance_failure("KoboMobile", exc)) from None
+            ),
+        )
         if not response.is_success:
             raise ProviderError(explain("", f"HTTP{response.status_code}"))
         credit = parse_credit(response.content.decode("utf-8", "replace"))

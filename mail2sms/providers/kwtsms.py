@@ -246,12 +246,7 @@ class KwtSmsProvider:
         return "; sender IDs: " + (", ".join(ids) if ids else "none")
 
     async def _post_text(self, path: str, params: list[tuple[str, str]]) -> str:
-        try:
-            response = await self.client.send(self._request(path, params))
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ProviderError(explain(TYPE, "URL")) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(wire.balance_failure("KwtSMS", exc)) from None
+        response = await wire.balance_request(TYPE, self.client.send(self._request(path, params)))
         text = response.content.decode("utf-8", "replace")
         if not response.is_success and replies.read(text) is None:
             raise ProviderError(explain(TYPE, f"HTTP{response.status_code}"))

@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
-from mail2sms.errors import ConfigError
+from mail2sms.errors import ConfigError, ProviderError
 from mail2sms.model import Batch, Job, Rejected, Result
-from mail2sms.providers.base import http_status_result, transport_result
+from mail2sms.providers.base import http_status_result, surely_not_sent, transport_result
 from mail2sms.providers.explain import explain, explained
+from mail2sms.providers.registry import spec_for
 
 _NUMBER_NOISE = re.compile(r"[\s\-.()/]")
 
@@ -94,10 +95,27 @@ def form_body(params: list[tuple[str, str]], encoding: str = "utf-8") -> bytes:
     return urlencode(params, encoding=encoding, errors="strict").encode("ascii")
 
 
+async def balance_request(provider_type: str, request: Awaitable[httpx.Response]) -> httpx.Response:
+    """The response to a balance request, or ProviderError in plain words: the one place a balance request's
+    transport failure is mapped, by exception type (`base.surely_not_sent`), never by its name."""
+    try:
+        return await request
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        raise ProviderError(explain(provider_type, "URL")) from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(balance_failure(provider_label(provider_type), exc)) from None
+
+
+def provider_label(provider_type: str) -> str:
+    """How reports name a provider type ("KwtSMS"), from its registered spec."""
+    spec = spec_for(provider_type)
+    return spec.label if spec is not None else provider_type
+
+
 def balance_failure(provider: str, exc: Exception) -> str:
     """Plain words for a balance request that failed in transport (nothing was sent, so no SMS advice)."""
-    name = type(exc).__name__
-    if name in ("ConnectError", "ConnectTimeout", "PoolTimeout"):
+    name = type(exc).__name__  # named in the words for the operator; the decision below is by type
+    if surely_not_sent(exc):
         return f"mail2sms could not connect to {provider} ({name}): check the provider's url and the network"
     return f"{provider} did not answer the balance request properly ({name}): try again later"
 

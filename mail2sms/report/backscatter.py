@@ -14,13 +14,11 @@ command or a header (CR, LF, NUL, spaces), and never the null sender `<>`.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Mapping
 
-# Characters legal in an address only inside a quoted local part. Senders that need them are rare enough that
-# refusing them costs little, and it keeps every address we mail safe on a command line and in a header.
-_QUOTED_ONLY = frozenset('<>()[]\\,;:"')
+from mail2sms.addresses import address_problem as _address_problem
+
 _PRECEDENCE_AUTOMATIC = frozenset({"bulk", "list", "junk", "auto_reply"})
 _LIST_HEADERS = ("list-id", "list-unsubscribe", "x-mailing-list")
 # RFC 3834 2: local parts that belong to mail robots, which must not get automatic replies.
@@ -38,35 +36,10 @@ def robot_problem(address: str) -> str | None:
 
 
 def address_problem(address: str) -> str | None:
-    """Why `address` must never be mailed, or None when it is a plain `local@domain` address.
-
-    Checked before any outcome mail is addressed, because the envelope sender comes from the client and goes
-    onto an SMTP command line and into a `To:` header.
-    """
-    if not address:
-        return "the address is empty"
-    for ch in address:
-        if ch in "\r\n\0":
-            return "the address contains a line break or NUL"
-        if ch.isspace():
-            return "the address contains a space"
-        if unicodedata.category(ch).startswith("C"):
-            return "the address contains a control character"
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        return "the address has no local@domain form"
-    if "@" in local:
-        return "the address has more than one @"
-    if not _QUOTED_ONLY.isdisjoint(local):
-        return "the address contains characters that need quoting"
-    # RFC 5321 4.1.3: a domain literal ([192.0.2.1], [IPv6:2001:db8::1]) may carry brackets and colons.
-    literal = len(domain) > 2 and domain.startswith("[") and domain.endswith("]")
-    inner, allowed = (domain[1:-1], {":"}) if literal else (domain, set())
-    if not (_QUOTED_ONLY - allowed).isdisjoint(inner):
-        return "the domain contains characters that do not belong in a domain"
-    if len(address) > 254:  # RFC 5321 4.5.3.1.3: a path is at most 256 octets with its brackets
-        return "the address is too long"
-    return None
+    """Why `address` must never be mailed, or None: the one address rule (mail2sms.addresses), letting
+    internationalised letters through. Checked before any outcome mail is addressed, because the envelope sender
+    comes from the client and goes onto an SMTP command line and into a `To:` header."""
+    return _address_problem(address, utf8=True)
 
 
 def _first_token(value: str) -> str:
