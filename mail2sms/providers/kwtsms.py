@@ -9,7 +9,7 @@ after 30 s, doubling per attempt, and ERR028 (same number within 15 s). KwtSMS c
 SMS: mail2sms holds scheduled jobs itself.
 
 KwtSMS takes emoji and invisible characters, charges for them and never delivers the SMS, so `fit_text` (the
-text-fit hook `parse/fit.py` calls at DATA) refuses them, or removes them when the route says
+text-fit hook its `Limits` carry to `parse/fit.py` at DATA) refuses them, or removes them when the route says
 `strip_unsupported = true`; it also refuses a `lang` that cannot carry the text.
 
 Config: `sender` is required (KwtSMS answers ERR002 without one). `options`: api ("json" | "text"), test (true:

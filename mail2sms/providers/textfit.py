@@ -1,9 +1,10 @@
 """The text-fit hook an adapter may offer, and the characters some providers charge for but never deliver.
 
-`parse/fit.py` calls an adapter class's `fit_text(text, lang=..., strip=...)` (a `TextHook`) for every text
-before the mail is accepted, so a provider's own text rules are checked at DATA without fit.py knowing the
-provider: the hook returns the text to send and notes for the outcome mail (`TextFix`), or raises
-ContentError naming the first character that cannot go and where it is.
+An adapter with text rules of its own puts a `fit_text(text, lang=..., strip=...)` (a `TextHook`, defined with
+`TextFix` in `mail2sms.limits`) into its `Limits`; `parse/fit.py` calls it for every text before the mail is
+accepted, so a provider's own rules are checked at DATA without parse/ importing providers/: the hook returns
+the text to send and notes for the outcome mail (`TextFix`), or raises ContentError naming the first character
+that cannot go and where it is.
 
 `undeliverable()` names what KwtSMS's official SDKs strip before every send because such messages sit in the
 queue, charged and never delivered: emoji and pictographs (including the ones outside the BMP that travel as
