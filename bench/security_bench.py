@@ -4,7 +4,8 @@
 
 One run, one `python -m mail2sms serve` child process (default limits, a fake KwtSMS over HTTP on 127.0.0.1), five
 phases in a row; in every phase a bystander on 127.0.0.2 sends one small mail after another and its session times
-(connect to QUIT) give the p99, while the server's RSS is sampled from /proc every 10 ms:
+(connect to QUIT) give the p50 and p99, while the server's RSS is sampled from /proc every 10 ms (each phase starts
+once the RSS has stopped falling after the one before):
 
   idle baseline  the bystander alone
   big DATA       10 sessions each sending max_message_size (10 MiB) of empty lines at once (the worst DATA shape)
@@ -43,7 +44,7 @@ from mail2sms.smtp.auth import hash_password  # noqa: E402
 from tests.fakes.kwtsms import FakeKwtSms  # noqa: E402
 from tests.harness import ProcessServer, free_port  # noqa: E402
 from tests.secure import KWT_ADDRESS, config, make_tls  # noqa: E402
-from tests.security.monitor import Bystander, DataSession, RssMonitor  # noqa: E402
+from tests.security.monitor import Bystander, DataSession, RssMonitor, rss  # noqa: E402
 from tests.security.test_header_bombs import ATTACKS  # noqa: E402
 
 MiB = 1024 * 1024
@@ -55,6 +56,7 @@ class Phase:
 
     def __init__(self, name: str, pid: int, port: int) -> None:
         self.name = name
+        settle(pid)  # what the previous phase freed is given back first, so growth is this phase's own
         self.monitor = RssMonitor(pid)
         self.bystander = Bystander(port, source="127.0.0.2")
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -65,6 +67,18 @@ class Phase:
             while len(self.bystander.replies) < min_mails:
                 time.sleep(0.05)
         return self
+
+
+def settle(pid: int, limit: float = 15.0) -> None:
+    """Wait (up to `limit` s) until the server's RSS stops falling: the last phase's threads and frees finish."""
+    deadline = time.monotonic() + limit
+    last = rss(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = rss(pid)
+        if now >= last - MiB:
+            return
+        last = now
 
 
 def big_data(phase: Phase, port: int, size: int) -> None:
@@ -141,16 +155,17 @@ def run_all(jobs: list[Callable[[], None]]) -> None:
 def table(phases: list[Phase]) -> str:
     idle = phases[0]
     rows = [
-        "| phase | peak RSS | RSS growth | bystander p99 | vs idle p99 | bystander replies | attack replies |",
+        "| phase | peak RSS | RSS growth | bystander p50 / p99 | p99 vs idle | bystander replies | attack replies |",
         "|---|---|---|---|---|---|---|",
     ]
     for phase in phases:
         p99 = phase.bystander.p99()
+        p50 = sorted(phase.bystander.latencies)[len(phase.bystander.latencies) // 2]
         replies = collections.Counter(phase.bystander.replies)
         outcomes = ", ".join(f"{k.strip()}: {v}" for k, v in sorted(phase.outcomes.items())) or "-"
         rows.append(
             f"| {phase.name} | {phase.monitor.peak / MiB:.0f} MiB | +{phase.monitor.growth / MiB:.0f} MiB "
-            f"| {p99 * 1000:.0f} ms | {p99 / idle.bystander.p99():.1f}x "
+            f"| {p50 * 1000:.0f} / {p99 * 1000:.0f} ms | {p99 / idle.bystander.p99():.1f}x "
             f"| {', '.join(f'{k}: {v}' for k, v in sorted(replies.items()))} | {outcomes} |"
         )
     return "\n".join(rows)
@@ -184,7 +199,7 @@ def main() -> int:
                 pid = server.proc.pid
                 Phase("warm-up", pid, port).run(lambda p: None, 5)
                 phases = [
-                    Phase("idle baseline", pid, port).run(lambda p: None, mails),
+                    Phase("idle baseline", pid, port).run(lambda p: None, 4 * mails),  # a steadier p99
                     Phase(f"10 sessions x {data_size // MiB} MiB of empty lines", pid, port).run(
                         lambda p: big_data(p, port, data_size), mails
                     ),

@@ -82,7 +82,6 @@ def simple_path(arg: str, local_part_limit: int = 0) -> tuple[str | None, str | 
 _AUTH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="auth")
 AUTH_FAILURE_DELAY = 1.0  # seconds before "535": slows password guessing without holding the loop
 DATA_CHUNK = 64 * 1024  # bytes read from the client at a time during DATA
-IDLE_COMMANDS = frozenset({"NOOP", "RSET", "HELP", "VRFY", "EXPN", "HELO", "EHLO"})  # no step towards a mail
 ACCEPT_LOG_INTERVAL = 60.0  # seconds between two log lines about accept() failing
 
 
