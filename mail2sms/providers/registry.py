@@ -51,6 +51,7 @@ class ProviderSpec:
 _SPECS: dict[str, ProviderSpec] = {}
 _LOADED = False
 _LOCK = threading.Lock()  # parse may run in a worker thread while the loop builds providers
+_LOADING = threading.RLock()  # re-entrant: an adapter module imported by the loader may read the registry
 
 
 def register(spec: ProviderSpec) -> ProviderSpec:
@@ -71,10 +72,13 @@ def _load_builtins() -> None:
     global _LOADED
     if _LOADED:
         return
-    package = importlib.import_module("mail2sms.providers")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"mail2sms.providers.{module.name}")
-    _LOADED = True
+    with _LOADING:  # a second thread waits until every built-in is registered instead of seeing a partial set
+        if _LOADED:
+            return
+        package = importlib.import_module("mail2sms.providers")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"mail2sms.providers.{module.name}")
+        _LOADED = True
 
 
 def spec_for(provider_type: str) -> ProviderSpec | None:
