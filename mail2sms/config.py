@@ -163,10 +163,10 @@ class ServerConfig(_Model):
     # max_idle_commands NOOP/RSET/HELP/VRFY/EXPN/HELO/EHLO without a mail, or at session_lifetime; a mail whose
     # parse outlasts parse_timeout gets 451.
     max_memory: Size = 1024 * 1024 * 1024
-    tls_handshake_timeout: Duration = 10.0
+    tls_handshake_timeout: Duration = Field(default=10.0, gt=0)
     max_idle_commands: int = Field(default=30, ge=1)
-    session_lifetime: Duration = 3600.0
-    parse_timeout: Duration = 30.0
+    session_lifetime: Duration = Field(default=3600.0, gt=0)
+    parse_timeout: Duration = Field(default=30.0, gt=0)
     # Failed SMTP AUTH logins per client network (IPv4 address, IPv6 /64) within the window; then 454 4.7.0.
     auth_max_failures: int = Field(default=10, ge=1)
     auth_failure_window: Duration = 900.0
