@@ -120,7 +120,10 @@ def test_auth_failed_lines_name_the_client(server: ThreadServer, tls: Tls) -> No
     """An "auth failed" log line carries the client's address, and never the password tried."""
     stream = io.StringIO()
     setup("info", stream=stream, json=True)
-    assert _auth(server, tls, "wrong-password-canary", source="127.0.0.4")[0] == 535
+    try:
+        assert _auth(server, tls, "wrong-password-canary", source="127.0.0.4")[0] == 535
+    finally:
+        setup("info")
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     failed = [line for line in lines if line.get("event") == "auth failed"]
     assert failed
