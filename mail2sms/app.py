@@ -2,36 +2,54 @@
 
 Nothing else wires components together, so tests can start a whole mail2sms in-process (`App.start()`) with the
 same code `mail2sms serve` runs.
+
+SIGHUP (`App.reload()`) re-reads the config file and applies what can change under open sessions: routes, users
+(AUTH, `users[].email`, provider accounts), the settings of the configured providers (URL, credentials, sender,
+options), and the TLS certificate and key (new handshakes use them). It never closes a listener or a session, and
+keeps everything else as it started: listen addresses, the spool, workers, `[server]` limits, `[reports]`,
+`[dispatch]`, `[http]`, and which providers exist (adding or removing one needs a restart; a config that needs it
+is refused whole and the running one stays). A config that does not load is refused the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from mail2sms import sdnotify
-from mail2sms.config import Config
+from mail2sms.config import Config, load
 from mail2sms.dispatch.dispatcher import CURRENT_OWNER, Dispatcher, owner_is_dead
 from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter, SharesRateLimits
 from mail2sms.dispatch.retry import RetryPolicy
+from mail2sms.errors import ConfigError, Mail2SmsError
 from mail2sms.model import Account
 from mail2sms.observability import SECRETS, get_logger
 from mail2sms.providers.base import Provider
 from mail2sms.providers.http import build_client
 from mail2sms.providers.registry import build_provider
 from mail2sms.report.reporter import Reporter
+from mail2sms.smtp.auth import Authenticator
 from mail2sms.smtp.handler import Handler
 from mail2sms.smtp.policy import Router
-from mail2sms.smtp.server import ConnectionGate, start_listeners
+from mail2sms.smtp.server import ConnectionGate, start_listeners, tls_context
 from mail2sms.spool import open_spool
 from mail2sms.spool.base import Spool
 from mail2sms.web import WebServer
 
 log = get_logger("mail2sms.app")
+
+# Sections a reload leaves as they started: they hold sockets, the spool, processes or running components.
+FIXED_SECTIONS = ("server", "spool", "http", "dispatch", "reports")
+
+
+class ListenError(Mail2SmsError):
+    """A listening address could not be bound (in use, not ours, no permission): said in one line at start-up."""
 
 
 def build_providers(config: Config) -> tuple[dict[str, Provider], list[httpx.AsyncClient]]:
@@ -64,8 +82,8 @@ class App:
         self.reporter = Reporter(self.spool, config.reports, config.server.hostname, owner=CURRENT_OWNER,
                                  owner_dead=owner_is_dead)
         # A report to one of our own SMS routes must never reach the smarthost: it would come back as an SMS.
-        sms_routes = Router(config.routes)
-        self.reporter.sender.is_sms_address = lambda address: sms_routes.match(address) is not None
+        # Read through the handler, so a reloaded route table counts at once.
+        self.reporter.sender.is_sms_address = self._is_sms_address
         d = config.dispatch
         self.dispatcher = Dispatcher(
             self.spool,
@@ -96,9 +114,17 @@ class App:
         )
         self.servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # Kept so that a reload changes them in place: every listener's sessions read these same objects.
+        self.tls: ssl.SSLContext | None = tls_context(config)
+        users = {u.name: u.password_hash.get_secret_value() for u in config.users}
+        self.authenticator = Authenticator(users) if users else None
+        self._retired_clients: list[httpx.AsyncClient] = []  # replaced by a reload; closed at stop
         self.web = WebServer(config.http.listen, self.spool, sessions=lambda: self.gate.total,
                              draining=lambda: self.gate.draining,
                              reuse_port=config.server.workers > 1) if config.http.listen else None
+
+    def _is_sms_address(self, address: str) -> bool:
+        return self.handler.router.match(address) is not None
 
     @property
     def smtp_ports(self) -> list[int]:
@@ -112,10 +138,19 @@ class App:
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.reporter.run(), name="reporter"),
         ]
-        self.servers = await start_listeners(self.config, self.handler, self.gate,
-                                             reuse_port=self.config.server.workers > 1)
-        if self.web is not None:
-            await self.web.start()
+        try:
+            self.servers = await start_listeners(self.config, self.handler, self.gate,
+                                                 reuse_port=self.config.server.workers > 1, tls=self.tls,
+                                                 authenticator=self.authenticator)
+            if self.web is not None:
+                try:
+                    await self.web.start()
+                except OSError as exc:
+                    why = os.strerror(exc.errno) if exc.errno else str(exc)
+                    raise OSError(exc.errno, f"cannot listen on {self.web.host}:{self.web.port} (http.listen): {why}"
+                                  ) from None
+        except OSError as exc:
+            raise ListenError(exc.strerror or str(exc)) from None
             log.info("http endpoint", listen=f"{self.web.host}:{self.web.port}", paths=["/healthz", "/metrics"])
         log.info("listening", smtp=[f"{s.sockets[0].getsockname()[0]}:{p}"
                                     for s, p in zip(self.servers, self.smtp_ports, strict=True)],
@@ -140,7 +175,7 @@ class App:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for client in self._clients:
+        for client in self._clients + self._retired_clients:
             await client.aclose()
         if self.web is not None:
             await self.web.close()  # last: /healthz says "draining" while the drain runs
@@ -149,16 +184,86 @@ class App:
         log.info("stopped")
 
 
-async def serve(config: Config, hint: str | None = None) -> None:
-    """Run until SIGTERM or SIGINT."""
+    def reload(self, new: Config) -> list[str]:
+        """Apply `new`'s routes, users, provider settings and TLS certificate; return what was kept as it was.
+
+        Raises ConfigError (and changes nothing) when `new` adds or removes a provider, or its certificate does
+        not load."""
+        old = self.config
+        if set(new.providers) != set(old.providers):
+            raise ConfigError([f"providers: adding or removing a provider needs a restart (running: "
+                               f"{', '.join(sorted(old.providers)) or 'none'})"])
+        if bool(new.users) != bool(old.users):
+            raise ConfigError(["users: turning SMTP AUTH on or off needs a restart (it changes what EHLO offers)"])
+        cert, key = new.server.tls_cert, new.server.tls_key
+        if bool(cert) != (self.tls is not None):
+            raise ConfigError(["server.tls_cert: turning TLS on or off needs a restart"])
+        if self.tls is not None:
+            try:
+                self.tls.load_cert_chain(cert, key)  # in place: new handshakes use it, open sessions keep theirs
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError([f"server.tls_cert: the certificate and key do not load: {type(exc).__name__}"]
+                                  ) from None
+        kept = [name for name in FIXED_SECTIONS if getattr(new, name) != getattr(old, name)]
+        kept = [name for name in kept if name != "server" or _without_tls(new) != _without_tls(old)]
+        applied = new.model_copy(update={name: getattr(old, name) for name in FIXED_SECTIONS})
+        SECRETS.add(applied.secrets())
+        providers, clients = build_providers(applied)
+        # Same names, new settings: the dispatcher's dict is this one, so its next batch uses the new adapter.
+        self.providers.update(providers)
+        self._retired_clients += self._clients  # requests in flight on them finish; closed at stop
+        self._clients = clients
+        handler = self.handler
+        handler.config = applied
+        handler.router = Router(applied.routes)
+        handler.user_accounts = {
+            u.name: Account(u.provider_username, u.provider_password.get_secret_value())
+            for u in applied.users if u.provider_username
+        }
+        handler.user_emails = {u.name: u.email for u in applied.users if u.email}
+        handler.provider_limits = {n: p.limits for n, p in providers.items()}
+        if self.authenticator is not None:
+            self.authenticator.users = {u.name: u.password_hash.get_secret_value() for u in applied.users}
+        self.config = applied
+        return kept
+
+
+def _without_tls(config: Config) -> object:
+    return config.server.model_copy(update={"tls_cert": "", "tls_key": ""})
+
+
+def reload_from(app: App, path: str | None) -> None:
+    """SIGHUP: re-read `path` and apply it (App.reload); a config that does not load leaves the running one."""
+    if path is None:
+        log.warning("reload ignored: running on the embedded default config, there is no file to re-read")
+        return
+    try:
+        new = load(path)
+        kept = app.reload(new)
+    except ConfigError as exc:
+        log.error("reload refused; the running config stays", config=path, problems=exc.problems)
+        return
+    log.info("config reloaded", config=path, routes=len(new.routes), users=len(new.users),
+             providers=sorted(new.providers), sessions=app.gate.total)
+    if kept:
+        log.warning("reload kept these sections as they started; restart to change them", sections=kept)
+
+
+async def serve(config: Config, hint: str | None = None, *, config_path: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads `config_path` (App.reload)."""
     app = App(config)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException:
+        await app.stop(0.0)  # a listener that could not be bound: close what did start, then say why
+        raise
     if hint:
         log.info(hint)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_from, app, config_path)
     notifier = sdnotify.Notifier.from_environ()  # systemd Type=notify: listeners and spool are up now
     notifier.ready(status=f"listening on {len(app.servers)} SMTP listener(s)")
     interval = sdnotify.watchdog_interval()

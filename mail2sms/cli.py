@@ -1,8 +1,13 @@
 """The `mail2sms` command line: serve, check-config, show-config, queue, balance, hash-password.
 
 Exit codes: 0 success, 1 a problem the user can fix (config errors are listed by key path; with
-`check-config --strict` also unsafe settings, which are otherwise warnings: mail2sms.checks), 2 usage error.
-Nothing here prints a secret: `show-config` renders them as ***.
+`check-config --strict` also unsafe settings, which are otherwise warnings: mail2sms.checks; a listening address
+already in use), 2 usage error. Nothing here prints a secret: `show-config` renders them as ***.
+
+Which config: `--config PATH` (before or after the command), else `$MAIL2SMS_CONFIG`, else
+`/etc/mail2sms/mail2sms.toml` when it exists, else the embedded default. The queue commands never fall back to the
+embedded default: it would create an empty spool in the working directory and report on that instead of the
+real one.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import asyncio
 import datetime
 import getpass
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,25 +32,65 @@ FIRST_MESSAGE_HINT = (
 )
 
 
+DEFAULT_CONFIG = "/etc/mail2sms/mail2sms.toml"
+CONFIG_ENV = "MAIL2SMS_CONFIG"
+
+
+class NoConfigError(Mail2SmsError):
+    """A command that must not run on the embedded default found no config file."""
+
+
+def config_path(given: str | None) -> str | None:
+    """The config file to use: --config, $MAIL2SMS_CONFIG, /etc/mail2sms/mail2sms.toml if it exists, or None
+    (the embedded default)."""
+    if given:
+        return given
+    if os.environ.get(CONFIG_ENV):
+        return os.environ[CONFIG_ENV]
+    return DEFAULT_CONFIG if os.path.isfile(DEFAULT_CONFIG) else None
+
+
 def _load(path: str | None) -> configmod.Config:
     return configmod.load(path)
+
+
+def _require_config(args: argparse.Namespace) -> None:
+    if args.config is None:
+        raise NoConfigError(f"no config file: give --config PATH or set {CONFIG_ENV} (no {DEFAULT_CONFIG} either); "
+                            f"{args.command} will not open an empty spool in place of the real one")
+
+
+def with_listen(config: configmod.Config, listen: str) -> configmod.Config:
+    """The config with `server.listen` replaced by one HOST:PORT (`serve --listen`, for a quick try)."""
+    try:
+        host, port = configmod.parse_hostport(listen)
+    except ValueError as exc:
+        raise ConfigError([f"--listen: {exc}"]) from None
+    if ":" not in listen.rpartition("]")[2]:
+        raise ConfigError([f"--listen: {listen!r} has no port (write HOST:PORT, e.g. 127.0.0.1:2525)"])
+    server = config.server.model_copy(update={"listen": [listen], "auth_without_tls": [
+        item for item in config.server.auth_without_tls if configmod.parse_hostport(item) == (host, port)]})
+    return config.model_copy(update={"server": server})
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mail2sms.app import serve
 
     config = _load(args.config)
+    if args.listen:
+        config = with_listen(config, args.listen)
     if config.server.workers > 1 and not args.worker:
         from mail2sms.workers import Supervisor, worker_command
 
-        command = worker_command(args.config, args.log_level)
+        command = worker_command(args.config, args.log_level, args.listen)
         return Supervisor(command, config.server.workers, config.server.shutdown_deadline).run()
     if args.worker:
         from mail2sms.workers import exit_with_supervisor
 
         exit_with_supervisor()
     hint = FIRST_MESSAGE_HINT.format(data="mail2sms-data") if args.config is None else None
-    asyncio.run(serve(config, hint))
+    # A listening address in use is app.ListenError: one line naming it and exit 1 (main), not a traceback.
+    asyncio.run(serve(config, hint, config_path=args.config))
     return 0
 
 
@@ -99,6 +145,7 @@ def _when(ts: float) -> str:
 async def _queue(args: argparse.Namespace) -> int:
     from mail2sms.spool import open_spool
 
+    _require_config(args)
     config = _load(args.config)
     spool = open_spool(config.spool.url)
     await spool.open()
@@ -184,12 +231,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    config_help = (f"TOML config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if it exists, "
+                   "else the embedded default config)")
+    p.add_argument("--config", "-c", metavar="PATH", help=config_help)
+
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", "-c", metavar="PATH",
-                        help="TOML config file (default: the embedded default config)")
+        # Also accepted after the command; SUPPRESS keeps a --config given before it.
+        sp.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
         return sp
 
     serve_parser = with_config(sub.add_parser("serve", help="run the SMTP server"))
+    serve_parser.add_argument("--listen", metavar="HOST:PORT",
+                              help="listen on this one address instead of server.listen (for a quick try)")
     serve_parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
     serve_parser.set_defaults(func=cmd_serve)
     check = with_config(sub.add_parser("check-config", help="validate a config file; exit 1 naming each wrong key"))
@@ -211,6 +264,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.config = config_path(args.config)
     setup(args.log_level)
     try:
         result: int = args.func(args)

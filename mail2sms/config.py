@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     ValidationError,
     field_validator,
 )
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from mail2sms.providers.registry import ProviderSpec
 
 SECRET_FIELDS = ("password", "key")
+# Keys whose values are secrets wherever they appear (also inside a provider's `options`): masked by show(),
+# never echoed in an error message.
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|^key$|authorization", re.IGNORECASE)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
@@ -67,6 +71,9 @@ def parse_duration(value: object) -> float:
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# true or false only: pydantic would read "yes", "no", "off" or 0 as booleans, and `dry_run = "no"` meaning
+# anything but what it says is how real SMS get sent by a test route.
+Bool = Annotated[bool, Strict()]
 
 
 def parse_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
@@ -88,6 +95,13 @@ def parse_hostport(value: str, default_port: int = 25) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise ValueError(f"port out of range in {value!r}")
     return host, number
+
+
+def has_port(value: str) -> bool:
+    """True when a HOST:PORT text names its port ('[::1]:25' yes, '[::1]' and 'host' no)."""
+    value = value.strip()
+    rest = value[1:].partition("]")[2] if value.startswith("[") else value
+    return rest.count(":") == 1
 
 
 def parse_country(value: str) -> str:
@@ -176,6 +190,8 @@ class ServerConfig(_Model):
     def _hostports(cls, value: list[str]) -> list[str]:
         for item in value:
             parse_hostport(item)
+            if not has_port(item):
+                raise ValueError(f"{item!r} has no port (write HOST:PORT, e.g. 127.0.0.1:25 or [::1]:25)")
         return value
 
 
@@ -200,7 +216,7 @@ class ReportsConfig(_Model):
     per_sender_per_hour: int = Field(default=60, ge=0)
     still_trying_after: Duration = 0.0  # > 0: tell the sender once when a submission is not final after this
     smarthost_tls: Literal["starttls-if-offered", "starttls", "tls", "none"] = "starttls-if-offered"
-    smarthost_verify: bool = True  # check the smarthost's certificate (off only for a self-signed relay you run)
+    smarthost_verify: Bool = True  # check the smarthost's certificate (off only for a self-signed relay you run)
     smarthost_username: str = ""
     smarthost_password: SecretStr = SecretStr("")
 
@@ -276,11 +292,11 @@ class RouteConfig(_Model):
     region: str | None = None
     allow: list[str] = ["trusted", "authenticated"]
     text_from: Literal["body", "subject", "subject+body"] = "body"
-    plus_as_space: bool = True  # keyvalue: KwtSMS's rule that '+' means a space in sender and text
+    plus_as_space: Bool = True  # keyvalue: KwtSMS's rule that '+' means a space in sender and text
     sender: str | None = None
     lifetime: Duration = 86400.0
-    dry_run: bool = False
-    credentials_in_body: bool = False  # address format: Kapow mail form (username/password lines in the body)
+    dry_run: Bool = False
+    credentials_in_body: Bool = False  # address format: Kapow mail form (username/password lines in the body)
     allowed_countries: list[str] = []  # region codes ("KW") or calling codes ("+965"); empty: every country
     blocked_prefixes: list[str] = []  # international prefixes ("+44909", "+1900") never sent to
     max_recipients: int | None = Field(default=None, ge=1)  # phone numbers per mail on this route
@@ -290,13 +306,13 @@ class RouteConfig(_Model):
     max_rows: int = Field(default=100_000, ge=1)  # csv: rows one mail may carry; more → 552 5.3.4
     # SMS text fidelity (parse/fit.py): GSM-7 look-alikes for typographic characters, a parts limit below the
     # provider's, cut instead of refuse when over it, and lines that end the text (`$$`, `##`).
-    smart_replace: bool = True
+    smart_replace: Bool = True
     max_parts: int | None = Field(default=None, ge=1)
-    truncate: bool = False
+    truncate: Bool = False
     end_markers: list[str] = []
     # Characters the route's provider charges for but never delivers (KwtSMS: emoji, invisible characters):
     # refused at DATA naming the first one, or removed (and the report says which) when this is true.
-    strip_unsupported: bool = False
+    strip_unsupported: Bool = False
 
     @field_validator("end_markers")
     @classmethod
@@ -420,7 +436,11 @@ def _resolve_secrets(raw: dict[str, Any], base: Path, problems: list[str]) -> No
         for name in fields:
             given = [k for k in (name, f"{name}_env", f"{name}_file") if k in section]
             if len(given) > 1:
-                problems.append(f"{where}: give only one of {', '.join(given)}")
+                problems.append(f"{where}: {' and '.join(given)} are both given; keep one (the secret comes from "
+                                f"exactly one place: {name}, {name}_env or {name}_file)")
+                for extra in given:
+                    if extra != name:
+                        section.pop(extra)  # said once, here, not again as an unknown key
                 continue
             if f"{name}_env" in section:
                 var = str(section.pop(f"{name}_env"))
@@ -526,17 +546,29 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Conf
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False, include_input=False):
+        for err in exc.errors(include_url=False):
             loc = _loc(tuple(err["loc"]))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key"
+                msg = "unknown key"  # its value is never echoed: a misspelt `pasword` holds a password
+            else:
+                msg += _echo(err["loc"], err.get("input"), msg)
             problems.append(f"{loc}: {msg}" if loc else msg)
         raise ConfigError(problems) from None
     problems += _cross_check(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _echo(loc: tuple[int | str, ...], given: object, msg: str) -> str:
+    """' (got 'yes')': the wrong value, so the operator sees what was read; never for a secret's key, never a table."""
+    if any(isinstance(part, str) and _SECRET_KEY.search(part) for part in loc):
+        return ""
+    if not isinstance(given, str | int | float | bool) or repr(given) in msg:
+        return ""
+    shown = repr(given)
+    return f" (got {shown[:80] + '...' if len(shown) > 80 else shown})"
 
 
 def default_text(data_dir: str = "mail2sms-data") -> str:
@@ -558,19 +590,23 @@ def load(path: str | None) -> Config:
 
 
 def show(config: Config) -> str:
-    """Render the effective config as TOML-ish text with every secret replaced by ***."""
+    """Render the effective config as TOML-ish text with every secret replaced by ***.
+
+    Secrets are found by key (SecretStr fields, secret-named keys in `options`, the password inside
+    `spool.url`), never by searching for their values: a value search would mangle any text that happens to
+    contain a short password, and the mangled text would show where the password is."""
     data = config.model_dump(mode="python", by_alias=True)
     lines: list[str] = [f"# effective configuration from {config.source}"]
 
-    def value(v: Any) -> str:
+    def value(v: Any, key: str = "") -> str:
         if isinstance(v, SecretStr):
             return '"***"' if v.get_secret_value() else '""'
+        if key and _SECRET_KEY.search(key) and isinstance(v, str | int | float) and not isinstance(v, bool) and v:
+            return '"***"'
         if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
             return f'"{v}"'
         if isinstance(v, str):
-            text = v
-            for secret in config.secrets():
-                text = text.replace(secret, "***")
+            text = _mask_url_password(v) if key == "url" else v
             return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -579,7 +615,7 @@ def show(config: Config) -> str:
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
         if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+            return "{" + ", ".join(f"{k} = {value(x, str(k))}" for k, x in v.items()) + "}"
         return str(v)
 
     def table(header: str, body: dict[str, Any]) -> None:
@@ -587,7 +623,7 @@ def show(config: Config) -> str:
         for k, v in body.items():
             if v is None:
                 continue
-            lines.append(f"{k} = {value(v)}")
+            lines.append(f"{k} = {value(v, k)}")
 
     for section in ("server", "spool", "reports", "http", "dispatch"):
         table(section, data[section])
@@ -598,3 +634,13 @@ def show(config: Config) -> str:
     for user in data["users"]:
         table("[[users]]", user)
     return "\n".join(lines) + "\n"
+
+
+def _mask_url_password(url: str) -> str:
+    """postgresql://user:PASSWORD@host/db → postgresql://user:***@host/db (by its place in the URL)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username is not None else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))

@@ -4,15 +4,24 @@ Components count with one-line calls (`metrics.SMS.labels(provider, state).inc()
 spool and the listeners are set when `/metrics` is scraped. Labels are bounded sets only — reply names from
 `smtp.replies`, provider names from the config, job states — never an address, a number, a text or anything
 a client chose, and never a secret.
+
+With `server.workers > 1` every worker counts in files under `$PROMETHEUS_MULTIPROC_DIR` (the supervisor makes
+one when the operator did not: workers.py), and `render()` sums every worker's files, so `/metrics` is the whole
+service whichever worker the kernel hands the scrape to. In that mode there are no `process_*` metrics (they
+would describe one worker only).
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from mail2sms.smtp import replies
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -28,8 +37,10 @@ SMS = Counter("mail2sms_sms", "Provider results recorded for SMS, by provider an
 PROVIDER_LATENCY = Histogram("mail2sms_provider_request_seconds", "Time of one provider send() call",
                              ["provider"], registry=REGISTRY,
                              buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
-QUEUE = Gauge("mail2sms_queue_jobs", "Jobs in the spool by state", ["state"], registry=REGISTRY)
-SESSIONS = Gauge("mail2sms_smtp_sessions", "Open SMTP sessions", registry=REGISTRY)
+# The spool is shared, so every worker sees the same queue: the latest reading is the answer, not a sum.
+QUEUE = Gauge("mail2sms_queue_jobs", "Jobs in the spool by state", ["state"], registry=REGISTRY,
+              multiprocess_mode="mostrecent")
+SESSIONS = Gauge("mail2sms_smtp_sessions", "Open SMTP sessions", registry=REGISTRY, multiprocess_mode="livesum")
 
 
 def smtp_reply(command: str, status: str) -> None:
@@ -49,4 +60,10 @@ def set_queue(counts: dict[str, int], states: list[str]) -> None:
 
 
 def render() -> bytes:
-    return generate_latest(REGISTRY)
+    """The metrics text: this process's registry, or every worker's files summed in multiprocess mode."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return generate_latest(REGISTRY)
+    combined = CollectorRegistry()
+    MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+    return generate_latest(combined)

@@ -3,12 +3,17 @@
 Each worker is a whole mail2sms (`app.serve`): it binds the same listening addresses with SO_REUSEPORT, so the
 kernel spreads new connections over the workers, and shares the spool (SQLite file or PostgreSQL). The supervisor
 serves nothing itself. It restarts a worker that dies (jobs the dead worker held are recovered by the others:
-`owner_is_dead` for this host), forwards SIGTERM/SIGINT for a graceful drain, and exits when every worker is gone:
-0 when all stopped cleanly. A worker that keeps dying right after it starts (a port in use, a broken spool) makes
-the supervisor stop everything and exit 1 instead of restarting it forever.
+`owner_is_dead` for this host), passes SIGHUP on (each worker reloads its config: app.reload_from), forwards
+SIGTERM/SIGINT for a graceful drain, and exits when every worker is gone: 0 when all stopped cleanly. A worker that
+keeps dying right after it starts (a port in use, a broken spool) makes the supervisor stop everything and exit 1
+instead of restarting it forever.
 
 Under systemd (`Type=notify`) the workers notify the supervisor, not systemd: it says `READY=1` once every worker
 has, passes `WATCHDOG=1` pings on, and says `STOPPING=1` at SIGTERM, so `NotifyAccess=main` keeps working.
+
+Metrics: the workers count into one `$PROMETHEUS_MULTIPROC_DIR` (the operator's, emptied at start, or a private
+temporary directory removed at exit), so any worker's `/metrics` shows the sum (mail2sms.metrics); a dead
+worker's live gauges (open sessions) are dropped when it is reaped.
 
 The supervisor never opens the spool or a listening socket, and never kills a worker except after the drain
 deadline.
@@ -18,10 +23,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +38,8 @@ from mail2sms import sdnotify
 from mail2sms.observability import get_logger
 
 log = get_logger("mail2sms.workers")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mail2sms.metrics reads it in each worker
 
 QUICK_EXIT = 5.0  # seconds: a worker that dies sooner than this after starting counts as failing to start
 MAX_QUICK_EXITS = 5  # in a row, for one worker slot: give up
@@ -58,6 +67,26 @@ class Supervisor:
         self._relay: socket.socket | None = None
         self._relay_name = ""
         self._ready = 0
+        self._metrics_dir = ""
+        self._own_metrics_dir = False
+
+    def _open_metrics_dir(self) -> None:
+        """One directory for every worker's metric files; stale files from an earlier run would add up wrongly."""
+        given = os.environ.get(MULTIPROC_ENV, "")
+        if given:
+            os.makedirs(given, exist_ok=True)
+            for name in os.listdir(given):
+                if name.endswith(".db"):
+                    os.unlink(os.path.join(given, name))
+            self._metrics_dir = given
+        else:
+            self._metrics_dir = tempfile.mkdtemp(prefix="mail2sms-metrics-")
+            self._own_metrics_dir = True
+
+    def _reaped(self, pid: int) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, self._metrics_dir)  # type: ignore[no-untyped-call]
 
     def _open_relay(self) -> None:
         """A notify socket for the workers (abstract namespace: nothing on disk), when systemd gave us one."""
@@ -83,6 +112,8 @@ class Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         env = dict(os.environ, MAIL2SMS_SUPERVISOR=str(os.getpid()))
+        if self._metrics_dir:
+            env[MULTIPROC_ENV] = self._metrics_dir
         if self._relay is not None:
             env["NOTIFY_SOCKET"] = self._relay_name
             env.pop("WATCHDOG_PID", None)  # systemd's watchdog is meant for us; the workers ping us instead
@@ -97,6 +128,11 @@ class Supervisor:
         self._stopping = True
         self._forward(signal.SIGTERM)
 
+    def _reload(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: each worker re-reads the config itself (app.reload_from); the supervisor holds none of it."""
+        log.info("reloading workers")
+        self._forward(signal.SIGHUP)
+
     def _forward(self, sig: int) -> None:
         for slot in self.slots:
             if slot.proc is not None and slot.proc.poll() is None:
@@ -106,7 +142,9 @@ class Supervisor:
         """Supervise until every worker is gone; the exit status for `mail2sms serve`."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._signal)
+        signal.signal(signal.SIGHUP, self._reload)
         self._open_relay()
+        self._open_metrics_dir()
         for slot in self.slots:
             self._start(slot)
         failed = False
@@ -122,6 +160,7 @@ class Supervisor:
                 code = slot.proc.poll()
                 if code is None or self._stopping:
                     continue
+                self._reaped(slot.proc.pid)
                 quick = now - slot.started < QUICK_EXIT
                 slot.quick_exits = slot.quick_exits + 1 if quick else 0
                 slot.proc = None
@@ -153,14 +192,18 @@ class Supervisor:
         log.info("all workers stopped", status=status)
         if self._relay is not None:
             self._relay.close()
+        if self._own_metrics_dir:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
         return status
 
 
-def worker_command(config_path: str | None, log_level: str) -> list[str]:
+def worker_command(config_path: str | None, log_level: str, listen: str | None = None) -> list[str]:
     """How the supervisor starts one worker: this same mail2sms, told it is a worker."""
     command = [sys.executable, "-m", "mail2sms", "--log-level", log_level, "serve", "--worker"]
     if config_path:
         command += ["--config", os.path.abspath(config_path)]
+    if listen:
+        command += ["--listen", listen]
     return command
 
 

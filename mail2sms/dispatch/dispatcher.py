@@ -51,6 +51,12 @@ log = get_logger("mail2sms.dispatch")
 
 LEASE_SECONDS = 300.0
 PER_SMS_LOG_LINES = 10  # batches up to this size log each SMS; bigger ones log one summary line
+# Result codes by which the adapters say the provider refused the account's login (providers' explanation
+# tables: generic HTTP, KwtSMS, Kapow, BulkSMS, Cellcast, KoboMobile). Such an SMS, one that "may have been sent"
+# and one that expired are logged at warning: each needs an operator's eyes.
+LOGIN_REFUSED = frozenset({"HTTP401", "HTTP403", "ERR003", "USERPASS", "UNAUTHORIZED", "23", "AUTH_FAILED",
+                           "error_user"})
+WARN_STATES = frozenset({JobState.UNKNOWN, JobState.EXPIRED})
 RECOVER_EVERY = 5.0  # lease recovery and lifetime expiry: cheap indexed queries
 PROVIDER_CONCURRENCY = 4  # requests in flight per provider unless its config says otherwise
 RECORD_FIRST_PAUSE = 0.05  # recording results that failed: first pause, doubling ...
@@ -209,7 +215,7 @@ class Dispatcher:
             log.warning("recovered interrupted jobs", requeued=requeued, unknown=unknown)
         finished = await self.spool.expire(time.time())
         if finished:
-            log.info("jobs expired", submissions=len(finished))
+            log.warning("jobs expired", submissions=len(finished))  # an operator should see SMS that never went
             await self._final(finished)
 
     async def _final(self, finished: list[str]) -> None:
@@ -558,7 +564,8 @@ class Dispatcher:
         for job, update in zip(batch.jobs, updates, strict=True):
             states[update.state.value] = states.get(update.state.value, 0) + 1
             if len(batch.jobs) <= PER_SMS_LOG_LINES:
-                log.info(
+                warn = update.state in WARN_STATES or update.code in LOGIN_REFUSED
+                (log.warning if warn else log.info)(
                     "sms",
                     submission=job.submission_id,
                     job=job.id,
@@ -566,12 +573,14 @@ class Dispatcher:
                     state=update.state.value,
                     code=update.code,
                     attempt=update.attempts,
+                    **({"why": update.error} if warn else {}),
                 )
         for state, count in states.items():
             metrics.SMS.labels(batch.provider, state).inc(count)
         if len(batch.jobs) > PER_SMS_LOG_LINES:
             codes = sorted({u.code for u in updates if u.code})
-            log.info(
+            warn = any(u.state in WARN_STATES or u.code in LOGIN_REFUSED for u in updates)
+            (log.warning if warn else log.info)(
                 "sms batch",
                 submissions=sorted({j.submission_id for j in batch.jobs}),
                 provider=batch.provider,

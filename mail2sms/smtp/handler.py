@@ -3,7 +3,8 @@
 `handle_DATA` answers `250` only after `spool.commit()` returned (the commit is durable); any unexpected trouble
 answers `451 4.3.0` without the exception's text. No provider is ever called from here: the dispatcher is only
 woken. Only mails a cheap scan finds simple are parsed on the loop; the rest go to a worker thread with a deadline
-(`server.parse_timeout`), so one CSV or header bomb cannot stall other sessions.
+(`server.parse_timeout`), so one CSV or header bomb cannot stall other sessions. Refusals are not logged here:
+smtp.server logs each reply it sends that refuses, once, with its name and reason.
 """
 
 from __future__ import annotations
@@ -122,14 +123,12 @@ class Handler:
             return str(replies.TOO_MANY_RECIPIENTS)
         route = self.router.match(address)
         if route is None:
-            log.info("relay refused", peer=_peer(session), rcpt=address)
-            return str(replies.RELAY_DENIED)
+            return str(replies.RELAY_DENIED)  # logged with every refusal by the server (smtp.server._replied)
         user = user_of(session)
         client = Client(ip=_peer(session), user=user, mail_from=envelope.mail_from or "",
                         user_email=self.user_emails.get(user, "") if user else "")
         access = check_access(route, client, self.config.server.trusted_networks)
         if not access.allowed:
-            log.info("route refused", peer=client.ip, rcpt=address, user=client.user)
             if access.auth_would_help:
                 return str(replies.AUTH_REQUIRED)
             return str(replies.NOT_ALLOWED)
@@ -141,7 +140,6 @@ class Handler:
                 return replies.BAD_NUMBER.with_detail(str(exc))
         refusal = await self.route_policy.rcpt_refusal(route, number, client, envelope.routed, time.time())
         if refusal is not None:
-            log.info("number policy refused", peer=client.ip, rcpt=address, user=client.user, reply=refusal[:3])
             return refusal
         envelope.routed.append(RoutedRecipient(address, route, number))
         envelope.trusted = envelope.trusted and access.trusted
@@ -175,20 +173,16 @@ class Handler:
                 work = loop.run_in_executor(self.executor, self._build, raw, parsed, now, check)
                 submission, keys = await asyncio.wait_for(work, self.config.server.parse_timeout)
         except TimeoutError:
-            log.warning("mail refused: reading it took longer than parse_timeout", peer=parsed.peer, bytes=len(raw))
             return str(replies.PARSE_TIMEOUT)
         except PolicyError as exc:
-            log.info("number policy refused", peer=parsed.peer, why=str(exc))
             return policy_reply(exc)
         except LoopError as exc:
             return replies.LOOP.with_detail(str(exc))
         except HeaderLimitError as exc:
-            log.info("headers refused", peer=parsed.peer, why=str(exc))
             return replies.HEADERS_TOO_BIG.with_detail(str(exc))
         except LimitError as exc:
             return replies.TOO_MANY.with_detail(str(exc))
         except ContentError as exc:
-            log.info("content refused", peer=parsed.peer, why=str(exc))
             return replies.BAD_CONTENT.with_detail(str(exc))
         # Body credentials are masked in logs while their jobs may still be sent, then forgotten (observability).
         body_secrets = {v for job in submission.jobs if job.account is not None for v in job.account.secrets()}
@@ -198,7 +192,6 @@ class Handler:
         try:
             result = await self.spool.commit(submission, keys, self.dedupe_window, quota=check.charges(submission))
         except PolicyError as exc:  # a quota, checked and charged atomically by the commit
-            log.info("quota refused", peer=parsed.peer, why=str(exc))
             return policy_reply(exc)
         except SpoolFullError:
             log.error("spool full: mail refused with 452")

@@ -10,7 +10,8 @@ only on loopback addresses. Never offered when there are no `[[users]]`. TLS 1.2
 
 Each session binds a short `session` id into structlog's context, so every log line of a mail carries it (the
 `queued` line adds the submission id). A mail whose DATA looks like SMTP smuggling is refused here, before the
-handler parses anything (smtp.hygiene). Replies to MAIL, RCPT and DATA are counted for metrics by table name.
+handler parses anything (smtp.hygiene). Replies to MAIL, RCPT, DATA and AUTH are counted for metrics by table name,
+and every refusal among them is logged once (`smtp refused`, with its reply name and reason) in `_replied`.
 This module must never accept AUTH on a plaintext connection other than a marked loopback listener, nor run the
 scrypt check on the event loop.
 
@@ -35,6 +36,7 @@ import binascii
 import contextlib
 import contextvars
 import functools
+import os
 import re
 import secrets
 import socket
@@ -230,7 +232,7 @@ class Mail2SmsSMTP(SMTP):
             await self.push(str(replies.AUTH_UNAVAILABLE))
             return
         if self.session.extended_smtp and not (self.encrypted or self._listener.auth_without_tls):
-            metrics.smtp_reply("AUTH", str(replies.ENCRYPTION_REQUIRED))
+            self._replied("AUTH", str(replies.ENCRYPTION_REQUIRED))
             await self.push(str(replies.ENCRYPTION_REQUIRED))  # RFC 4954 6; aiosmtpd's own wording differs
             return
         await super().smtp_AUTH(arg)
@@ -300,12 +302,10 @@ class Mail2SmsSMTP(SMTP):
             await self._collect(collector)
             self._idle_commands = 0  # a whole mail arrived: the session is making progress
             if collector.state == "too big":
-                metrics.smtp_reply("DATA", str(replies.TOO_BIG))
+                self._replied("DATA", str(replies.TOO_BIG), size=collector.received)
                 await self.push(str(replies.TOO_BIG))  # RFC 5321 4.2.5: answered after the data, not during
             elif collector.state == "no memory":
-                log.warning("mail refused: memory budget for mails being received is used up",
-                            peer=self._gate_key, bytes=collector.received)
-                metrics.smtp_reply("DATA", str(replies.MEMORY_FULL))
+                self._replied("DATA", str(replies.MEMORY_FULL), size=collector.received)
                 await self.push(str(replies.MEMORY_FULL))
             else:
                 self.envelope.original_content = collector.content()
@@ -338,14 +338,28 @@ class Mail2SmsSMTP(SMTP):
             if self.envelope is not None and self._bare_line_ends:
                 problem = await _smuggling(self.envelope.original_content or b"")
             if problem is not None:
-                log.warning("mail refused: possible SMTP smuggling", peer=self._gate_key, why=problem)
                 status: Any = replies.SMUGGLING.with_detail(problem)
-                metrics.smtp_reply(command, status)
+                self._replied(command, status)
                 return status
         status = await super()._call_handler_hook(command, *args)
         if isinstance(status, str):
-            metrics.smtp_reply(command, status)
+            address = args[0] if command in ("MAIL", "RCPT") and args else None
+            self._replied(command, status, **({"rcpt" if command == "RCPT" else "sender": address}
+                                                if isinstance(address, str) else {}))
         return status
+
+    def _replied(self, command: str, status: str, **context: Any) -> None:
+        """The one place replies to MAIL, RCPT, DATA and AUTH are counted, and each refusal logged: once, with
+        its reply name (smtp.replies) and the reason the client was given. Server trouble (4.3.x: memory, spool,
+        parse time) is a warning; everything else a client did is info."""
+        metrics.smtp_reply(command, status)
+        if status[:1] not in ("4", "5"):
+            return
+        code, _, text = status.partition(" ")
+        enhanced, _, reason = text.partition(" ")
+        level = log.warning if enhanced.startswith("4.3.") else log.info
+        level("smtp refused", command=command, reply=replies.reason(status), code=int(code),
+              reason=reason if enhanced[:1].isdigit() else text, peer=self._gate_key, **context)
 
     def _timeout_cb(self) -> None:
         # aiosmtpd closes silently; RFC 5321 3.8 asks a server that gives up on a client to say 421 first.
@@ -522,13 +536,18 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 
 async def start_listeners(
-    config: Config, handler: Handler, gate: ConnectionGate, reuse_port: bool = False
+    config: Config, handler: Handler, gate: ConnectionGate, reuse_port: bool = False, *,
+    tls: ssl.SSLContext | None = None, authenticator: Authenticator | None = None,
 ) -> list[asyncio.Server]:
-    """Bind every `listen` and `tls_listen` address; the caller closes the servers."""
+    """Bind every `listen` and `tls_listen` address; the caller closes the servers.
+
+    `tls` and `authenticator` given by the caller are shared by every session, so the caller can reload the
+    certificate and the users in place (app.App.reload); by default they are built from `config`."""
     loop = asyncio.get_running_loop()
-    tls = tls_context(config)
-    users = {u.name: u.password_hash.get_secret_value() for u in config.users}
-    authenticator = Authenticator(users) if users else None
+    tls = tls if tls is not None else tls_context(config)
+    if authenticator is None:
+        users = {u.name: u.password_hash.get_secret_value() for u in config.users}
+        authenticator = Authenticator(users) if users else None
     gate.memory.total = config.server.max_memory
     log_accept_errors_once(loop)
 
@@ -553,13 +572,20 @@ async def start_listeners(
         assert tls is not None  # config.py requires tls_cert for tls_listen
         return TlsAcceptor(factory(listener), gate, tls, config.server.tls_handshake_timeout)
 
-    servers = []
+    servers: list[asyncio.Server] = []
     for listener in configured_listeners(config):
         host, port = listener.hostport
         make: Any = tls_acceptor if listener.implicit_tls else factory
-        server = await loop.create_server(
-            functools.partial(make, listener),
-            host=host, port=port, reuse_address=True, reuse_port=reuse_port or None, family=socket.AF_UNSPEC,
-        )
+        try:
+            server = await loop.create_server(
+                functools.partial(make, listener),
+                host=host, port=port, reuse_address=True, reuse_port=reuse_port or None, family=socket.AF_UNSPEC,
+            )
+        except OSError as exc:  # the caller reports it as one line: which setting, which address, why
+            for bound in servers:
+                bound.close()
+            setting = "server.tls_listen" if listener.implicit_tls else "server.listen"
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OSError(exc.errno, f"cannot listen on {host}:{port} ({setting}): {why}") from None
         servers.append(server)
     return servers
