@@ -649,6 +649,14 @@ class PostgresSpool:
         await self._tx(body)
 
     async def take_held(self, report_to: str, owner: str, now: float, lease: float) -> list[HeldReport]:
+        async def any_held(conn: Conn) -> bool:
+            cur = await conn.execute(
+                "SELECT 1 FROM submissions WHERE report_state = 'suppressed' AND report_to = %s LIMIT 1", (report_to,))
+            return await cur.fetchone() is not None
+        # Asked for nearly every report and nearly always empty: a read first spares a write transaction.
+        if not await self._tx(any_held, write=False):
+            return []
+
         async def body(conn: Conn) -> list[HeldReport]:
             cur = await conn.execute(
                 "WITH picked AS (SELECT id FROM submissions WHERE report_state = 'suppressed' AND report_to = %(to)s "
