@@ -117,11 +117,12 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     unit = (ROOT / "systemd" / "mail2sms.service").read_text(encoding="utf-8")
     for key in ("Type=notify", "WatchdogSec=", "DynamicUser=yes", "StateDirectory=", "ProtectSystem=strict",
                 "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes", "SystemCallFilter=",
-                "LoadCredential=", "ExecStartPre=/usr/local/bin/mail2sms check-config"):
+                "LoadCredential=", "ExecStartPre=/opt/mail2sms/bin/mail2sms check-config",
+                "ExecReload=/bin/kill -HUP $MAINPID"):
         assert key in unit
     # verify checks that ExecStart's program exists: point it at one that does, change nothing else.
     copy = tmp_path / "mail2sms.service"
-    copy.write_text(unit.replace("/usr/local/bin/mail2sms", shutil.which("mail2sms") or sys.executable),
+    copy.write_text(unit.replace("/opt/mail2sms/bin/mail2sms", shutil.which("mail2sms") or sys.executable),
                     encoding="utf-8")
     result = subprocess.run([tool, "verify", str(copy)], capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0 and "mail2sms.service" not in result.stderr + result.stdout:
