@@ -92,7 +92,7 @@ class App:
             concurrency=d.concurrency,
             provider_concurrency={name: p.concurrency for name, p in config.providers.items()},
             poll_interval=d.poll_interval,
-            on_final=self.reporter.wake,
+            on_final=self._final,
             rate_share=config.server.workers,
             breaker_failures=d.breaker_failures,
             breaker_pause=d.breaker_pause,
@@ -122,6 +122,11 @@ class App:
         self.web = WebServer(config.http.listen, self.spool, sessions=lambda: self.gate.total,
                              draining=lambda: self.gate.draining,
                              reuse_port=config.server.workers > 1) if config.http.listen else None
+
+    def _final(self, submissions: list[str]) -> None:
+        """Submissions became final: their body credentials need no masking any more; their reports are due."""
+        SECRETS.release(submissions)
+        self.reporter.wake(submissions)
 
     def _is_sms_address(self, address: str) -> bool:
         return self.handler.router.match(address) is not None

@@ -5,7 +5,8 @@ Two layers keep secrets out of logs. Keys that name a secret (`password`, `key`,
 string. Exceptions are rendered without local variables, since a frame's locals may hold a password.
 
 Only secrets that are known to be secrets are registered: configured ones, and SMTP AUTH passwords once verified
-(both kept while the process runs), and credentials from a mail body (kept for a time, then forgotten). A value
+(both kept while the process runs), and credentials from a mail body (forgotten when their submission is final,
+`release()`, or after a time-to-live at the latest). A value
 shorter than `MIN_SECRET` characters is masked by key name only: masking `info`, `error` or `2026-12` in every line
 would blind the log, and a failed AUTH password is attacker-chosen text, so it is never registered at all. The
 registry is bounded and registering costs O(1); `level`, `timestamp`, `event` and the other structural fields are
@@ -58,6 +59,8 @@ class SecretRegistry:
         self._ordered: tuple[str, ...] = ()
         self._dirty = False
         self._next_expiry = float("inf")
+        self._owners: dict[str, set[str]] = {}  # transient value → submissions that carry it
+        self._owned: dict[str, set[str]] = {}  # submission → its transient values
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
@@ -92,6 +95,37 @@ class SecretRegistry:
             for value in values:
                 if self._transient.pop(value, None) is not None:
                     self._dirty = True
+
+    def belong_to(self, owner: str, values: Iterable[str]) -> None:
+        """Tie transient secrets to a submission, so that `release(owner)` forgets them when it is final."""
+        with self._lock:
+            for value in values:
+                if value in self._transient:
+                    self._owners.setdefault(value, set()).add(owner)
+                    self._owned.setdefault(owner, set()).add(value)
+            while len(self._owned) > self._max_transient:  # bounded like the values: the oldest tie goes first
+                self._untie(next(iter(self._owned)))
+
+    def release(self, owners: Iterable[str]) -> None:
+        """These submissions are final: forget their transient secrets, unless another live submission shares one
+        (the same body account in two mails); what was never tied expires by its time-to-live."""
+        with self._lock:
+            for owner in owners:
+                for value in self._untie(owner):
+                    if self._transient.pop(value, None) is not None:
+                        self._dirty = True
+
+    def _untie(self, owner: str) -> list[str]:
+        """Drop `owner`'s ties; the values no submission holds any more. Called with the lock held."""
+        free = []
+        for value in self._owned.pop(owner, set()):
+            holders = self._owners.get(value)
+            if holders is not None:
+                holders.discard(owner)
+                if not holders:
+                    del self._owners[value]
+                    free.append(value)
+        return free
 
     def __len__(self) -> int:
         return len(self._current())

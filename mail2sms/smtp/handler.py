@@ -199,6 +199,8 @@ class Handler:
         except SpoolError:
             log.exception("spool commit failed: mail refused with 451")
             return str(replies.LOCAL_ERROR)
+        if body_secrets:
+            SECRETS.belong_to(result.submission_id, body_secrets)  # forgotten when it is final (app: on_final)
         if result.duplicate:
             log.info("duplicate", submission=result.submission_id, peer=parsed.peer)
             return f"{replies.DUPLICATE} {result.submission_id}"

@@ -15,8 +15,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mail2sms.observability import SECRETS
 from tests.fakes.kwtsms import FakeKwtSms
-from tests.harness import ROOT, ProcessServer, free_port, message, send, wait_until, write_config
+from tests.harness import (
+    ROOT,
+    ProcessServer,
+    free_port,
+    message,
+    reports,
+    send,
+    thread_server,
+    wait_until,
+    write_config,
+)
 
 ROUTES = """
 [providers.kwt]
@@ -89,8 +100,9 @@ def test_every_refusal_and_trouble_is_logged_once_with_its_reason(tmp_path: Path
     a refused provider login, a "may have been sent" and an expiry are warnings; one report, one delivery line."""
     with FakeKwtSms(accounts={"user": ("pass", 100.0)}, same_number_interval=0) as kwt:
         path, port = write_config(tmp_path, ROUTES.format(url=kwt.url, dead=free_port()))
-        text = path.read_text(encoding="utf-8").replace('hostname = "sms.test"',
-                                                        'hostname = "sms.test"\nmax_message_size = "20KB"')
+        text = path.read_text(encoding="utf-8").replace(
+            'hostname = "sms.test"', 'hostname = "sms.test"\nmax_message_size = "20KB"'
+        )
         path.write_text(text, encoding="utf-8")
         log = tmp_path / "server.log"
         server = ProcessServer(path, port, log).start()
@@ -151,11 +163,50 @@ def test_a_busy_port_is_one_line_and_exit_status_1(tmp_path: Path) -> None:
         holder.listen()
         busy = holder.getsockname()[1]
         path, _ = write_config(tmp_path, "", port=busy)
-        result = subprocess.run([sys.executable, "-m", "mail2sms", "serve", "--config", str(path)],
-                                capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "mail2sms", "serve", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     problem = [line for line in result.stderr.splitlines() if line.startswith("mail2sms:")]
     assert problem == [f"mail2sms: cannot listen on 127.0.0.1:{busy} (server.listen): Address already in use"]
 
+
+KEYVALUE = """
+[providers.kwt]
+type = "kwtsms"
+url = "{url}"
+username = "user"
+password = "pass"
+sender = "KWT-MESSAGE"
+
+[[routes]]
+match = "sms@sms.test"
+format = "keyvalue"
+provider = "kwt"
+"""
+
+
+def test_body_credentials_are_masked_until_their_submission_is_final(tmp_path: Path) -> None:
+    """A provider password from a mail body is masked in log lines while its SMS is being sent and forgotten by
+    the masker once the submission is final, so the registry holds only what live mail carries."""
+    body_password = "body-secret-4711"
+    with FakeKwtSms(
+        accounts={"user": ("pass", 100.0), "bodyuser": (body_password, 100.0)}, same_number_interval=0
+    ) as kwt:
+        path, _ = write_config(tmp_path, KEYVALUE.format(url=kwt.url))
+        kwt.delay_next(6.0)  # the SMS is in flight for a while (generously): its submission is not final yet
+        with thread_server(path) as server:
+            body = f"username:bodyuser\npassword:{body_password}\nmobile:96550000001\ntext:hi\n"
+            assert send(server.port, message("sms@sms.test", body))[0] == 250
+            kwt.wait_for(1, timeout=30)
+            assert SECRETS.scrub(f"said {body_password}") == "said ***"
+            wait_until(lambda: reports(tmp_path / "reports"), timeout=30)
+            assert SECRETS.scrub(f"said {body_password}") == f"said {body_password}"
+        assert [s.username for s in kwt.sent] == ["bodyuser"]

@@ -27,8 +27,10 @@ from aiosmtpd.controller import Controller
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.harness import ROOT, free_port, message, thread_server, wait_until, write_config
 
-pytestmark = pytest.mark.skipif(shutil.which("postfix") is None or shutil.which("postconf") is None,
-                                reason="Debian's postfix is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("postfix") is None or shutil.which("postconf") is None,
+    reason="Debian's postfix is not installed (.ci/run installs it)",
+)
 
 SMS_DOMAIN = "sms.test"
 SENDER = "alice@sender.test"
@@ -100,8 +102,11 @@ def postfix_files(cfg: Path, smtpd_port: int, mail2sms_port: int, sink_port: int
     blocks = readme_blocks(verify)
 
     def ours(text: str) -> str:
-        return (text.replace("sms.example.org", SMS_DOMAIN).replace("/etc/postfix/", f"{cfg}/")
-                .replace("[127.0.0.1]:8025", f"[127.0.0.1]:{mail2sms_port}"))
+        return (
+            text.replace("sms.example.org", SMS_DOMAIN)
+            .replace("/etc/postfix/", f"{cfg}/")
+            .replace("[127.0.0.1]:8025", f"[127.0.0.1]:{mail2sms_port}")
+        )
 
     queue = cfg / "queue"  # root's, as Postfix wants it; `postfix check` makes the subdirectories
     data = cfg / "data"
@@ -159,13 +164,11 @@ delay_warning_time = 0
 
 
 def postfix(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["postfix", "-c", str(cfg), *args], capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(["postfix", "-c", str(cfg), *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def queue_empty(cfg: Path) -> bool:
-    out = subprocess.run(["postqueue", "-c", str(cfg), "-j"], capture_output=True, text=True, timeout=30,
-                         check=False)
+    out = subprocess.run(["postqueue", "-c", str(cfg), "-j"], capture_output=True, text=True, timeout=30, check=False)
     return out.returncode == 0 and not out.stdout.strip()
 
 
@@ -228,8 +231,11 @@ def test_mail_through_postfix_as_the_readme_says(tmp_path: Path, postfix_dir: Pa
     mail2sms's reason, and the outcome mail comes back to the sender through Postfix (reports.smarthost)."""
     with gateway(tmp_path, postfix_dir) as (port, capture, kwt):
         submit(port, message(f"96550000001@{SMS_DOMAIN}", "Door open", sender=SENDER), [f"96550000001@{SMS_DOMAIN}"])
-        submit(port, message(f"notanumber@{SMS_DOMAIN}", "never", sender=SENDER, subject="bad number"),
-               [f"notanumber@{SMS_DOMAIN}"])
+        submit(
+            port,
+            message(f"notanumber@{SMS_DOMAIN}", "never", sender=SENDER, subject="bad number"),
+            [f"notanumber@{SMS_DOMAIN}"],
+        )
         wait_until(lambda: kwt.sent, timeout=45)
         bounce = wait_until(lambda: capture.find(_bounce_for("notanumber")), timeout=45)
         outcome = wait_until(lambda: capture.find(_outcome), timeout=45)
@@ -281,4 +287,3 @@ def _bounce_for(local: str) -> Any:
 
 def _outcome(msg: EmailMessage) -> bool:
     return "Undelivered" not in str(msg["Subject"] or "") and "mail2sms@example.org" in str(msg["From"] or "")
-

@@ -66,8 +66,7 @@ def test_sighup_reloads_routes_provider_and_certificate_while_a_session_stays_op
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
     old_tls, new_tls = make_tls(tmp_path / "old"), make_tls(tmp_path / "new")
-    with FakeKwtSms(accounts={"user": ("pass", 100.0), "other": ("other-pass", 100.0)},
-                    same_number_interval=0) as kwt:
+    with FakeKwtSms(accounts={"user": ("pass", 100.0), "other": ("other-pass", 100.0)}, same_number_interval=0) as kwt:
         path, port = write_config(tmp_path, CONFIG.format(url=kwt.url, username="user", password="pass"))
         text = path.read_text(encoding="utf-8")
         tls_lines = 'tls_cert = "cert.pem"\ntls_key = "key.pem"'
