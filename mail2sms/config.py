@@ -33,14 +33,12 @@ from pydantic import (
 
 from mail2sms.addresses import address_problem
 from mail2sms.errors import ConfigError
+from mail2sms.observability import secret_key
 
 if TYPE_CHECKING:
     from mail2sms.providers.registry import ProviderSpec
 
 SECRET_FIELDS = ("password", "key")
-# Keys whose values are secrets wherever they appear (also inside a provider's `options`): masked by show(),
-# never echoed in an error message.
-_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|^key$|authorization", re.IGNORECASE)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2, "mb": 1000**2,
@@ -563,7 +561,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Conf
 
 def _echo(loc: tuple[int | str, ...], given: object, msg: str) -> str:
     """' (got 'yes')': the wrong value, so the operator sees what was read; never for a secret's key, never a table."""
-    if any(isinstance(part, str) and _SECRET_KEY.search(part) for part in loc):
+    if any(isinstance(part, str) and secret_key(part) for part in loc):
         return ""
     if not isinstance(given, str | int | float | bool) or repr(given) in msg:
         return ""
@@ -601,7 +599,8 @@ def show(config: Config) -> str:
     def value(v: Any, key: str = "") -> str:
         if isinstance(v, SecretStr):
             return '"***"' if v.get_secret_value() else '""'
-        if key and _SECRET_KEY.search(key) and isinstance(v, str | int | float) and not isinstance(v, bool) and v:
+        # Secret-named keys (also inside a provider's `options`); a flag such as `credentials_in_body` is no secret.
+        if key and secret_key(key) and isinstance(v, str | int | float) and not isinstance(v, bool) and v:
             return '"***"'
         if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
             return f'"{v}"'

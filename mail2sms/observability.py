@@ -35,6 +35,12 @@ MASK = "***"
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|^key$|authorization|credential", re.IGNORECASE)
 
 
+def secret_key(name: str) -> bool:
+    """True when a key names a secret (`password`, `api_key`, `token`, …): its value is masked whatever it is.
+    The one rule for log lines and for `show-config` and check-config messages (config.py)."""
+    return _SECRET_KEY.search(name) is not None
+
+
 MIN_SECRET = 6  # shorter values are ordinary words too often ("info", "2026", "admin"): masked by key name only
 MAX_TRANSIENT = 512  # body credentials remembered at once; the oldest are forgotten first
 TRANSIENT_TTL = 86400.0 + 3600.0  # a body credential is forgotten after this (a route's default lifetime + 1 h)
