@@ -192,6 +192,36 @@ class Unknown:
 Result = Sent | Rejected | Retry | Unknown
 
 
+class DeliveryState(enum.StrEnum):
+    """What a provider's delivery receipt says about one accepted SMS (issue 15). Kept apart from `JobState`: the
+    spool decides how a receipt moves a job (`delivered`, `undelivered`, `no receipt` after the window)."""
+
+    PENDING = "pending"  # not final yet, or the answer could not be read: ask again later, never "delivered"
+    DELIVERED = "delivered"  # the provider says the phone has it
+    UNDELIVERED = "undelivered"  # the provider says it failed for good (its reason in `Receipt.why`)
+
+
+@dataclass(frozen=True)
+class ReceiptQuery:
+    """One accepted SMS whose delivery status is asked for: the id its `Sent` carried, and its number."""
+
+    provider_id: str
+    number: str  # E.164 digits without "+", as `Job.number`
+    account: Account | None = None  # the account that sent it, when it came inside the mail body
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a provider said about one SMS's delivery: from a status query (one per `ReceiptQuery`) or a push."""
+
+    provider_id: str
+    number: str | None  # digits; None when a pushed receipt does not name the number
+    state: DeliveryState
+    code: str | None = None  # the provider's own status word or code (`D`, `11`, `FAILED.EXPIRED`, `Delivered`)
+    why: str = ""  # plain words for the sender, never a secret
+    at: float | None = None  # when the provider says the state was reached (epoch seconds), if it says
+
+
 @dataclass(frozen=True)
 class Balance:
     """A provider account's credit, as the provider states it."""

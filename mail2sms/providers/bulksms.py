@@ -29,6 +29,11 @@ Flash SMS is `msg_class=0`. Scheduling: `send_time` (yyyy-mm-dd hh:mm:ss in the 
 about one. A sender id goes with `repliable=0` unless `options.repliable` is set (the seed: sender and repliable
 do not go together; with `repliable = true` the sender is left out).
 
+Delivery receipts (providers/receipts.py) are polled with `status_reports/get_report/2/2.0` (`batch_id`): one
+request per batch answers `0|Results to follow` (or `Returns to follow`), a blank line, then `msisdn|status_code`
+lines: 11 is delivered; 22-29, 31-33 and 50-57 failed; 0, 10, 12, 60-64, 70 and any other code are not final.
+An error line (`24|…`) or an unreadable answer leaves every number PENDING. The EAPI has no push here.
+
 Config `options`: api ("eapi"), routing_group (1-3), want_report, repliable, source_id, strip_dup_recipients,
 allow_concat_text_sms, concat_text_sms_max_parts (1-127), test_always_succeed, test_always_fail, replace_msg_id
 (1-7), protocol_id, scheduling_description, timezone, send_batch_size (1-30000).
@@ -48,9 +53,22 @@ import httpx
 
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
-from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.model import (
+    Account,
+    Balance,
+    Batch,
+    DeliveryState,
+    Job,
+    Receipt,
+    ReceiptQuery,
+    Rejected,
+    Result,
+    Retry,
+    Sent,
+    Unknown,
+)
 from mail2sms.parse.text import is_gsm7
-from mail2sms.providers import wire
+from mail2sms.providers import receipts, wire
 from mail2sms.providers.base import Limits, account_for, retry_after
 from mail2sms.providers.explain import GENERIC, explain, same_key_words
 from mail2sms.providers.idempotency import key_expired, stop_dup_id
@@ -129,6 +147,40 @@ EXPLAIN: Mapping[str, str] = {
     "FAILED.NOT_SENT": "BulkSMS did not try to send the SMS (e.g. it has no route to this number): check the number",
     **same_key_words("BulkSMS", "duplicate-stop id"),
 }
+# get_report's status codes in plain words (BulkSMS's EAPI status code table).
+REPORT_WORDS: Mapping[int, str] = {
+    0: "in progress at BulkSMS",
+    10: "delivered to the network, not yet to the phone",
+    11: "delivered to the phone",
+    12: "delivered to the network, not acknowledged yet",
+    22: "BulkSMS had an internal fatal error",
+    23: "the login was refused",
+    24: "the message failed validation",
+    25: "the account had not enough credit",
+    26: "upstream credits were not available",
+    27: "the daily quota was exceeded",
+    28: "the upstream quota was exceeded",
+    29: "sending was cancelled",
+    31: "the number cannot be routed",
+    32: "the number is blocked (the recipient may have opted out)",
+    33: "the message was censored",
+    50: "delivery failed",
+    51: "delivery to the phone failed",
+    52: "delivery to the network failed",
+    53: "the message expired before it could be delivered",
+    54: "it failed on the remote network",
+    55: "the remote network blocked it",
+    56: "the remote network censored it",
+    57: "it failed because of a fault on the phone",
+    60: "a temporary upstream failure; BulkSMS retries",
+    63: "queued for a retry after a temporary failure",
+    64: "queued for a retry after a fault on the phone",
+    70: "the upstream status is unknown",
+}
+REPORT_DELIVERED = frozenset({11})
+REPORT_FAILED = frozenset({*range(22, 30), 31, 32, 33, *range(50, 58)})
+REPORT_PATH = "status_reports/get_report/2/2.0"
+RECEIPTS = receipts.ReceiptSupport(poll=True, push=False, max_ids=1)  # one batch_id per get_report request
 SEND_PATH = "submission/send_sms/2/2.0"
 BATCH_PATH = "submission/send_batch/1/1.0"
 CREDITS_PATH = "user/get_credits/1/1.1"
@@ -208,6 +260,38 @@ def reply_result(body: str, count: int, keyed: bool = True) -> list[Result]:
     return [Rejected(code=code, why=explain(TYPE, code))] * count
 
 
+def report_receipts(body: str, items: list[ReceiptQuery]) -> list[Receipt]:
+    """One Receipt per item (all of one batch) from a `get_report` answer; PENDING when it says nothing sure."""
+    lines = body.strip().splitlines()
+    head = [f.strip() for f in lines[0].split("|")] if lines else []
+    if len(head) < 2 or head[0] != "0":
+        code = head[0] if head and head[0].isdigit() else "UNEXPECTED"
+        words = f"BulkSMS answered the status report request with {code}" + (
+            f" ({REPORT_WORDS[int(code)]})" if code.isdigit() and int(code) in REPORT_WORDS else "")
+        return receipts.for_all(items, code, words + "; mail2sms asks again later")
+    codes: dict[str, int] = {}
+    for line in lines[1:]:
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
+            codes.setdefault(fields[0], int(fields[1]))
+    out: list[Receipt] = []
+    for item in items:
+        status = codes.get(item.number)
+        if status is None:
+            out.append(receipts.pending(item, "NO_ROW", "BulkSMS's status report does not list this number yet"))
+            continue
+        words = REPORT_WORDS.get(status, f"BulkSMS status code {status}")
+        if status in REPORT_DELIVERED:
+            out.append(Receipt(item.provider_id, item.number, DeliveryState.DELIVERED, str(status),
+                               f"BulkSMS reports the SMS {words}"))
+        elif status in REPORT_FAILED:
+            out.append(Receipt(item.provider_id, item.number, DeliveryState.UNDELIVERED, str(status),
+                               f"BulkSMS reports the SMS was not delivered: {words}"))
+        else:
+            out.append(receipts.pending(item, str(status), f"BulkSMS reports the SMS not delivered yet: {words}"))
+    return out
+
+
 def parse_credits(body: str) -> float:
     """`0|2101.15` → 2101.15; ProviderError (plain words) for an error line or anything else."""
     lines = body.strip().splitlines()
@@ -244,6 +328,7 @@ class BulkSmsProvider:
             max_messages=int(self.options.get("send_batch_size", DEFAULT_BATCH_SIZE)),
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        self.receipts = RECEIPTS
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST the batch's valid numbers (`send_sms` for one text, else `send_batch`); one Result per job, in order."""
@@ -397,6 +482,41 @@ class BulkSmsProvider:
         if not keyed and status >= 500:
             return Unknown(code=code, why=explain(TYPE, code))
         return Retry(code=code, why=explain(TYPE, "HTTP"), after=retry_after(response))
+
+    async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
+        """One `get_report` request per batch_id; one Receipt per item, in order. Never raises for BulkSMS trouble."""
+        groups: dict[tuple[str, Account | None], list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault((item.provider_id, item.account), []).append(i)
+        out: list[Receipt | None] = [None] * len(items)
+        for (batch_id, account), members in groups.items():
+            for i, receipt in zip(members, await self._report(batch_id, account, [items[i] for i in members]),
+                                  strict=True):
+                out[i] = receipt
+        return [r for r in out if r is not None]
+
+    async def _report(self, batch_id: str, account: Account | None, items: list[ReceiptQuery]) -> list[Receipt]:
+        creds = account_for(self.config, account)
+        try:
+            body = wire.form_body(
+                [("username", creds.username), ("password", creds.password), ("batch_id", batch_id)], CHARSET
+            )
+        except UnicodeEncodeError:
+            return receipts.for_all(items, "CHARSET", explain(TYPE, "CHARSET"))
+        response = await receipts.fetch(
+            "BulkSMS",
+            self.client.post(
+                f"{self.config.base_url}{REPORT_PATH}",
+                content=body,
+                headers={"Content-Type": f"application/x-www-form-urlencoded; charset={CHARSET}"},
+                timeout=self._timeout,
+            ),
+        )
+        if not isinstance(response, httpx.Response):
+            return receipts.for_all(items, *response)
+        if response.status_code != 200:
+            return receipts.for_all(items, *receipts.status_words("BulkSMS", response))
+        return report_receipts(response.content.decode(CHARSET, "replace"), items)
 
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `user/get_credits/1/1.1` (`0|2101.15`); ProviderError in plain words otherwise."""

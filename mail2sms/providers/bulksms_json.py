@@ -26,6 +26,10 @@ instead of asked again.
 Scheduling: the API takes `schedule-date` (ISO 8601 with an offset, up to two years ahead; a past date sends at
 once) and `schedule-description`; mail2sms sends scheduled jobs with it, in UTC, instead of holding them.
 
+Delivery receipts (providers/receipts.py): `GET messages/{id}` per message (status.type DELIVERED is delivered,
+FAILED with its subtype is not, ACCEPTED/SCHEDULED/SENT/UNKNOWN and anything else are not final), and BulkSMS's
+webhooks post a JSON array of the same message objects (`parse_receipt_push`).
+
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
 
@@ -35,20 +39,34 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
-from mail2sms.model import Account, Balance, Batch, Job, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.model import (
+    Account,
+    Balance,
+    Batch,
+    DeliveryState,
+    Job,
+    Receipt,
+    ReceiptQuery,
+    Rejected,
+    Result,
+    Retry,
+    Sent,
+    Unknown,
+)
 from mail2sms.parse.text import is_gsm7
-from mail2sms.providers import wire
+from mail2sms.providers import receipts, wire
 from mail2sms.providers.base import Limits, Provider, account_for, retry_after
 from mail2sms.providers.bulksms import EXPLAIN as BULKSMS_EXPLAIN
 from mail2sms.providers.bulksms import SCHEDULE_DAYS, SCHEDULE_NOW, TYPE, BulkSmsProvider
 from mail2sms.providers.explain import explain
 from mail2sms.providers.idempotency import key_expired, stop_dup_id
+from mail2sms.providers.receipts import ReceiptSupport
 from mail2sms.providers.registry import ProviderSpec, register
 
 SEND_PATH = "messages"
@@ -70,6 +88,10 @@ PROBLEM_CODES = {
     "forbidden": "FORBIDDEN",
 }
 CONFIG_STATUSES = {401: "UNAUTHORIZED", 404: "NOT_FOUND"}  # the account or the url is wrong: no retry helps
+
+RECEIPTS = ReceiptSupport(poll=True, push=True, max_ids=1)  # GET messages/{id}; webhooks post message arrays
+PENDING_TYPES = {"ACCEPTED": "accepted", "SCHEDULED": "scheduled", "SENT": "sent on to the network",
+                 "UNKNOWN": "in an unknown state"}
 
 OPTIONS: dict[str, wire.Check] = {
     "api": wire.one_of("json", "eapi"),
@@ -172,6 +194,35 @@ def message_results(data: Any, numbers: list[str]) -> list[Result]:
     return results
 
 
+def message_receipt(message: Any, number: str | None = None) -> Receipt | None:
+    """The Receipt one message object says (`id`, `to`, `status.type`/`subtype`); None without a usable id."""
+    if not isinstance(message, dict):
+        return None
+    pid = receipts.text_id(message.get("id"))
+    if pid is None:
+        return None
+    raw_status = message.get("status")
+    status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
+    kind = str(status.get("type") or "").upper()[:20]
+    subtype = status.get("subtype")
+    to = receipts.digits(message.get("to")) or number
+    if kind == "DELIVERED":
+        return Receipt(pid, to, DeliveryState.DELIVERED, kind, "BulkSMS reports the SMS delivered to the phone")
+    if kind == "FAILED":
+        code = f"FAILED.{subtype}" if isinstance(subtype, str) and subtype.isidentifier() else "FAILED"
+        why = explain(TYPE, code) if code != "FAILED" else "BulkSMS reports the SMS failed"
+        return Receipt(pid, to, DeliveryState.UNDELIVERED, code[:40], why)
+    words = PENDING_TYPES.get(kind, "in a state mail2sms does not know")
+    return Receipt(pid, to, DeliveryState.PENDING, kind or "UNEXPECTED", f"BulkSMS reports the SMS {words}")
+
+
+def receipt_push(method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
+    """The receipts in one webhook call: a JSON array of message objects (or one); [] when unreadable or too big."""
+    entries = receipts.push_json(body) or []
+    found = [message_receipt(dict(entry)) for entry in entries]
+    return [r for r in found if r is not None]
+
+
 class BulkSmsJsonProvider:
     """BulkSMS over the JSON REST API v1 (HTTP Basic, JSON arrays of messages)."""
 
@@ -192,6 +243,7 @@ class BulkSmsJsonProvider:
             flash=True,
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        self.receipts = RECEIPTS
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `messages` array for the batch's valid numbers; one Result per job, in order."""
@@ -285,6 +337,42 @@ class BulkSmsJsonProvider:
             return [Unknown(code="UNEXPECTED", why=explain("", "UNEXPECTED"))] * count
         return message_results(data, numbers)
 
+    async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
+        """`GET messages/{id}` per item; one Receipt per item, in order. Never raises for BulkSMS trouble."""
+        return [await self._receipt(item) for item in items]
+
+    async def _receipt(self, item: ReceiptQuery) -> Receipt:
+        creds = account_for(self.config, item.account)
+        response = await receipts.fetch(
+            "BulkSMS",
+            self.client.get(
+                f"{self.config.base_url}{SEND_PATH}/{quote(item.provider_id, safe='')}",
+                headers={"Accept": "application/json"},
+                auth=httpx.BasicAuth(creds.username, creds.password),
+                timeout=self._timeout,
+            ),
+        )
+        if not isinstance(response, httpx.Response):
+            return receipts.pending(item, *response)
+        if response.status_code == 404:
+            return receipts.pending(item, "NOT_FOUND", "BulkSMS does not know this message id (yet); mail2sms asks "
+                                    "again later")
+        if not response.is_success:
+            return receipts.pending(item, *receipts.status_words("BulkSMS", response))
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+        receipt = message_receipt(data, item.number)
+        if receipt is None or receipt.provider_id != item.provider_id:
+            return receipts.pending(item, "UNEXPECTED", "BulkSMS's answer to the status request named no message "
+                                    "mail2sms asked about; it asks again later")
+        return Receipt(item.provider_id, item.number, receipt.state, receipt.code, receipt.why, receipt.at)
+
+    def parse_receipt_push(self, method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
+        """The receipts in one webhook call (see `receipt_push`)."""
+        return receipt_push(method, query, body, content_type)
+
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `GET profile` (`credits.balance`); ProviderError in plain words otherwise."""
         creds = account_for(self.config, account)
@@ -316,5 +404,6 @@ SPEC = register(
         build=build_bulksms,
         urls={"": "https://api.bulksms.com/v1/", "eapi": "https://bulksms.vsms.net/eapi/"},
         explain=BULKSMS_EXPLAIN,
+        receipts=RECEIPTS,
     )
 )

@@ -9,8 +9,14 @@ empty body, prose, or any other answer cannot be read as success or failure, so 
 its body is read first (one of Kapow's words decides), else the status decides.
 Flash SMS carry Kapow's `FLASH` prefix; a scheduled job goes with `sendtime` (at most 365 days ahead).
 
+Delivery receipts (providers/receipts.py): `chk_status.php` (`username`, `returnid`; no password) answers one letter
+per id — `D` delivered, `X` failed, `B`/`S`/`N`/`R` not yet — or `ERROR` (unknown id or username: PENDING, never
+failed). With `options.receipt_url` every send carries `dlr=<that url without its scheme>` and Kapow calls it with
+`returnid, mobile, status (D|X, or a number of parts), timesent` (`Y-M-D H:M:S`, read in `options.timezone`).
+
 Config `options`: timezone (the zone Kapow reads `sendtime` in, default Europe/London), flash_prefix, route
-(premium shortcode), dlr (delivery-report address).
+(premium shortcode), dlr (delivery-report address, passed as is), receipt_url (mail2sms's own receipt URL,
+`http(s)://host/receipts/<name>/<token>`; not with dlr).
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
@@ -25,9 +31,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from mail2sms.config import ProviderConfig
-from mail2sms.errors import ProviderError
-from mail2sms.model import Account, Balance, Batch, Rejected, Result, Sent, Unknown
-from mail2sms.providers import wire
+from mail2sms.errors import ConfigError, ProviderError
+from mail2sms.model import (
+    Account,
+    Balance,
+    Batch,
+    DeliveryState,
+    Receipt,
+    ReceiptQuery,
+    Rejected,
+    Result,
+    Sent,
+    Unknown,
+)
+from mail2sms.providers import receipts, wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import explain
 from mail2sms.providers.quote import said
@@ -75,7 +92,10 @@ OPTIONS: dict[str, wire.Check] = {
     "flash_prefix": wire.text(20),
     "route": wire.text(15, r"\d+", "digits (a premium shortcode, e.g. 66100)"),
     "dlr": wire.text(500),  # an email address or a URL without http://
+    "receipt_url": wire.text(500, r"https?://[^\s?#]+", "an http(s) URL without query or fragment"),
 }
+RECEIPTS = receipts.ReceiptSupport(poll=True, push=True, max_ids=1)  # chk_status.php takes one returnid
+PENDING_LETTERS = {"B": "buffered", "S": "sent", "N": "awaiting delivery", "R": "retrying"}
 
 _TOKENS = re.compile(r"[\s,;]+")
 _CREDIT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -140,6 +160,46 @@ def status_reply(body: str, status: int, count: int, secrets: Iterable[str] = ()
     return None
 
 
+def status_receipt(item: ReceiptQuery, body: str) -> Receipt:
+    """The Receipt a `chk_status.php` answer means for `item`: only `D` is delivered, only `X` failed."""
+    word = body.strip()
+    if word == "D":
+        return Receipt(item.provider_id, item.number, DeliveryState.DELIVERED, "D", explain(TYPE, "D"))
+    if word == "X":
+        return Receipt(item.provider_id, item.number, DeliveryState.UNDELIVERED, "X", explain(TYPE, "X"))
+    if word in PENDING_LETTERS:
+        return receipts.pending(item, word, explain(TYPE, word))
+    if word == "ERROR":
+        return receipts.pending(item, "ERROR", "Kapow answered ERROR to the status check (it does not know this "
+                                "message id for the account's username); mail2sms asks again later")
+    return receipts.pending(item, "UNEXPECTED", "Kapow's answer to the status check was not one of its letters"
+                            + said("Kapow", word))
+
+
+def receipt_push(method: str, query: str, body: bytes, content_type: str, zone: tzinfo | None = None) -> list[Receipt]:
+    """The receipt in one call of the `dlr` URL (query or form: `returnid, mobile, status, timesent`); [] when the
+    call carries no returnid or is too big. `D` delivered, `X` failed; a number of parts (long SMS) is not final."""
+    params = receipts.push_params(query, body, content_type)
+    if not params:
+        return []
+    returnid = params.get("returnid", "").strip()
+    if not _RETURNID.fullmatch(returnid):
+        return []
+    status = params.get("status", "").strip().upper()
+    number = receipts.digits(params.get("mobile"))
+    at = receipts.epoch(params.get("timesent"), zone or _zone(DEFAULT_TIMEZONE))
+    if status in ("D", "X"):
+        state = DeliveryState.DELIVERED if status == "D" else DeliveryState.UNDELIVERED
+        return [Receipt(returnid, number, state, status, explain(TYPE, status), at)]
+    why = "Kapow's delivery report is not final yet" + said("Kapow", status)
+    return [Receipt(returnid, number, DeliveryState.PENDING, status[:20] or "EMPTY", why, at)]
+
+
+def dlr_address(url: str) -> str:
+    """Kapow's `dlr` value for a receipt URL: the address without its scheme, as the seed asks."""
+    return url.split("://", 1)[1] if "://" in url else url
+
+
 def _zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
@@ -155,6 +215,10 @@ class KapowProvider:
         self.config = config
         self.client = client
         self.options = wire.read_options(name, config.options, OPTIONS)
+        if "dlr" in self.options and "receipt_url" in self.options:
+            raise ConfigError([f"providers.{name}.options: dlr and receipt_url both name where Kapow sends delivery "
+                               "reports: keep one"])
+        self.receipts = RECEIPTS
         self.limits = Limits(
             max_recipients=config.max_recipients or DEFAULT_MAX_RECIPIENTS,
             rate=config.rate or DEFAULT_RATE,
@@ -191,6 +255,8 @@ class KapowProvider:
         for extra in ("route", "dlr"):  # documented optional parameters, set per provider in the config
             if self.options.get(extra):
                 params[extra] = str(self.options[extra])
+        if self.options.get("receipt_url"):
+            params["dlr"] = dlr_address(str(self.options["receipt_url"]))
         return params
 
     async def _send(self, batch: Batch, numbers: list[str]) -> list[Result]:
@@ -213,6 +279,30 @@ class KapowProvider:
         if status is not None:
             return [status] * len(numbers)
         return reply_result(body, len(numbers), secrets)
+
+    async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
+        """One `chk_status.php` request per id; one Receipt per item, in order. Never raises for Kapow trouble."""
+        return [await self._status(item) for item in items]
+
+    async def _status(self, item: ReceiptQuery) -> Receipt:
+        username = account_for(self.config, item.account).username
+        response = await receipts.fetch(
+            "Kapow",
+            self.client.post(
+                f"{self.config.base_url}chk_status.php",
+                data={"username": username, "returnid": item.provider_id},
+                timeout=self._timeout,
+            ),
+        )
+        if not isinstance(response, httpx.Response):
+            return receipts.pending(item, *response)
+        if not response.is_success:
+            return receipts.pending(item, *receipts.status_words("Kapow", response))
+        return status_receipt(item, response.content.decode("utf-8", "replace"))
+
+    def parse_receipt_push(self, method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
+        """The receipt in one call of the `dlr` URL (see `receipt_push`), its time read in the account's zone."""
+        return receipt_push(method, query, body, content_type, self._zone)
 
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `chk_credit.php`; raises ProviderError (plain words) when they cannot be read."""
@@ -244,5 +334,6 @@ SPEC = register(
         build=KapowProvider,
         urls={"": "https://www.kapow.co.uk/scripts/"},
         explain=EXPLAIN,
+        receipts=RECEIPTS,
     )
 )

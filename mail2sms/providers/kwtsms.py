@@ -12,8 +12,16 @@ KwtSMS takes emoji and invisible characters, charges for them and never delivers
 text-fit hook its `Limits` carry to `parse/fit.py` at DATA) refuses them, or removes them when the route says
 `strip_unsupported = true`; it also refuses a `lang` that cannot carry the text.
 
+Delivery receipts (providers/receipts.py) are polled, one request per msg-id, at `options.receipt_path` (`status/`
+by default; sources name `status/`, `dlr/` and `report/`, so a 404 tries the others and the one that answers is
+kept) with `username, password, msgid`. Only a status word that says delivered (to the phone) is DELIVERED, only one
+that says failed/not delivered is UNDELIVERED; ERR021/ERR022 (not ready) and every other answer are PENDING. A
+msg-id covers every number of its request: an answer naming numbers is read per number; one word for a msg-id is
+applied only when one number is asked about, else it stays PENDING (nobody can tell which number it means).
+
 Config: `sender` is required (KwtSMS answers ERR002 without one). `options`: api ("json" | "text"), test (true:
-KwtSMS validates every request and sends nothing; never reported as sent), max_parts (a page limit below 6).
+KwtSMS validates every request and sends nothing; never reported as sent), max_parts (a page limit below 6),
+receipt_path ("status/" | "dlr/" | "report/").
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
@@ -27,10 +35,10 @@ import httpx
 
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ContentError, ProviderError
-from mail2sms.model import Account, Balance, Batch, Rejected, Result, Unknown
+from mail2sms.model import Account, Balance, Batch, Receipt, ReceiptQuery, Rejected, Result, Unknown
 from mail2sms.parse.text import is_gsm7
 from mail2sms.providers import kwtsms_reply as replies
-from mail2sms.providers import textfit, wire
+from mail2sms.providers import receipts, textfit, wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import explain
 from mail2sms.providers.registry import ProviderSpec, register
@@ -44,7 +52,9 @@ OPTIONS: dict[str, Check] = {
     "api": one_of("json", "text"),
     "test": flag,
     "max_parts": integer(1, MAX_PARTS),  # a stricter page limit, if wanted
+    "receipt_path": one_of(*replies.RECEIPT_PATHS),
 }
+RECEIPTS = receipts.ReceiptSupport(poll=True, push=False, max_ids=1)  # one msgid per request (it may cover 200)
 
 LANG_ENGLISH, LANG_ARABIC_CP1256, LANG_ARABIC_UTF8, LANG_UNICODE = 1, 2, 3, 4
 
@@ -171,6 +181,8 @@ class KwtSmsProvider:
             fit_text=fit_text,
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        self.receipts = RECEIPTS
+        self._receipt_path: str = self.options.get("receipt_path", replies.RECEIPT_PATHS[0])
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
@@ -218,6 +230,38 @@ class KwtSmsProvider:
             return [status] * len(numbers)
         return [Unknown(code="UNEXPECTED", why=explain(TYPE, "UNEXPECTED"))] * len(numbers)
 
+    async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
+        """One status request per msg-id; one Receipt per item, in order. Never raises for KwtSMS trouble."""
+        groups: dict[tuple[str, Account | None], list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault((item.provider_id, item.account), []).append(i)
+        out: list[Receipt | None] = [None] * len(items)
+        for (msg_id, account), members in groups.items():
+            asked = [items[i] for i in members]
+            for i, receipt in zip(members, await self._report(msg_id, account, asked), strict=True):
+                out[i] = receipt
+        return [r for r in out if r is not None]
+
+    async def _report(self, msg_id: str, account: Account | None, items: list[ReceiptQuery]) -> list[Receipt]:
+        creds = account_for(self.config, account)
+        params = [("username", creds.username), ("password", creds.password), ("msgid", msg_id)]
+        paths = [self._receipt_path] + [p for p in replies.RECEIPT_PATHS if p != self._receipt_path]
+        for path in paths:
+            response = await receipts.fetch("KwtSMS", self.client.send(self._request(path, params)))
+            if not isinstance(response, httpx.Response):
+                return receipts.for_all(items, *response)
+            if response.status_code != 404:
+                self._receipt_path = path  # this path answers: keep asking it
+                break
+        else:
+            return receipts.for_all(items, "HTTP404", "KwtSMS has no delivery status address at status/, dlr/ or "
+                                    "report/ of the provider's url: check the url")
+        body = response.content.decode("utf-8", "replace")
+        report = replies.delivery_report(body, msg_id)
+        if report.error is not None and not response.is_success and replies.read(body) is None:
+            return receipts.for_all(items, *receipts.status_words("KwtSMS", response))
+        return replies.receipts_for(report, items)
+
     async def balance(self, account: Account | None = None) -> Balance:
         """Available credit from `balance/`, and the account's sender IDs from `senderid/` in the detail;
         raises ProviderError (in plain words) when the credit cannot be read."""
@@ -261,5 +305,6 @@ SPEC = register(
         build=KwtSmsProvider,
         urls={"": "https://www.kwtsms.com/API/"},
         explain=replies.EXPLAIN,
+        receipts=RECEIPTS,
     )
 )

@@ -1,4 +1,5 @@
-"""KwtSMS's answers read into Results: `send/`, `balance/`, `senderid/` and `status/`/`dlr/`, both API shapes.
+"""KwtSMS's answers read into Results: `send/`, `balance/`, `senderid/` and `status/`/`dlr/`/`report/`, both API
+shapes.
 
 The JSON API (v4.1, the default) answers `{"result":"OK","msg-id":…,"numbers":…,"points-charged":…,
 "balance-after":…,"unix-timestamp":…}` or `{"result":"ERROR","code":"ERR003","description":…}`, sometimes with
@@ -22,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mail2sms.model import Rejected, Result, Retry, Sent, Unknown
+from mail2sms.model import DeliveryState, Receipt, ReceiptQuery, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.providers import receipts
 from mail2sms.providers.explain import explain
 
 TYPE = "kwtsms"
@@ -89,6 +91,7 @@ QUEUE_FULL_BACKOFF = 30.0  # KwtSMS's SDKs wait 30 s, 60 s, 120 s … after ERR0
 SAME_NUMBER = "ERR028"
 SAME_NUMBER_WAIT = 15.0
 MAX_DESCRIPTION = 200
+RECEIPT_PATHS = ("status/", "dlr/", "report/")  # where sources say KwtSMS answers delivery status (they conflict)
 
 _CODE = re.compile(r"ERR\d{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -267,3 +270,83 @@ def delivery_status(body: str, msg_id: str) -> str | None:
         if comma and first.strip() == msg_id and rest.strip():
             return clean(rest)
     return None
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What a `status/`/`dlr/`/`report/` answer says about one msg-id: an error code, per-number status words
+    (when the answer names numbers), or one status word for the whole msg-id; `at` = `delivered-at` if given."""
+
+    error: str | None = None  # ERR021 (not ready), ERR020 (no such id), ...; "UNEXPECTED" when unreadable
+    by_number: dict[str, str] = field(default_factory=dict)
+    word: str | None = None
+    at: float | None = None
+
+
+_NUMBER_KEYS = ("mobile", "number", "msisdn", "to", "phone")
+_STATUS_KEYS = ("status", "report", "description", "dlr", "state")
+
+
+def delivery_report(body: str, msg_id: str) -> DeliveryReport:
+    """Read a delivery status answer in either API's shape (sources conflict on the path and the shape, so both
+    the JSON API's `{"result":"OK","status":…}` and the text API's `<msgid|number>,<status text>` lines count)."""
+    reply = read(body)
+    if reply is not None:
+        if not reply.ok:
+            return DeliveryReport(error=reply.code or "ERROR")
+        f = reply.fields
+        at = _count(f.get("delivered-at")) or _count(f.get("unix-timestamp")) or None
+        by_number: dict[str, str] = {}
+        for value in f.values():
+            for entry in value if isinstance(value, list) else []:
+                if not isinstance(entry, Mapping):
+                    continue
+                number = next((str(entry[k]) for k in _NUMBER_KEYS if entry.get(k) not in (None, "")), "")
+                said = next((str(entry[k]) for k in _STATUS_KEYS if isinstance(entry.get(k), str)), "")
+                digits = number.lstrip("+").strip()
+                if digits.isdigit() and said.strip():
+                    by_number[digits] = clean(said)
+        word = next((clean(f[k]) for k in _STATUS_KEYS if isinstance(f.get(k), str) and f[k].strip()), None)
+        if by_number or word:
+            return DeliveryReport(by_number=by_number, word=word, at=float(at) if at else None)
+        return DeliveryReport(error="UNEXPECTED")
+    lines = [line.strip() for line in body.strip().splitlines()[:1000] if line.strip()]
+    by_number = {}
+    word = None
+    for line in lines:
+        first, comma, rest = line.partition(",")
+        first, rest = first.strip(), rest.strip()
+        if not comma or not rest or first.startswith("<"):
+            return DeliveryReport(error="UNEXPECTED")
+        if first == msg_id:
+            word = clean(rest)
+        elif first.lstrip("+").isdigit():
+            by_number[first.lstrip("+")] = clean(rest)
+    if by_number or word:
+        return DeliveryReport(by_number=by_number, word=word)
+    return DeliveryReport(error="UNEXPECTED")
+
+
+def receipts_for(report: DeliveryReport, items: list[ReceiptQuery]) -> list[Receipt]:
+    """One Receipt per item (all of one msg-id) from what the answer says: a number's own word first; the msg-id's
+    one word only when a single number is asked about (a msg-id covers every number of its request)."""
+    out: list[Receipt] = []
+    for item in items:
+        if report.error is not None:
+            code = report.error
+            why = explain(TYPE, code) if code.startswith("ERR") and code in EXPLAIN else (
+                "KwtSMS's answer to the delivery status request was not one mail2sms understands; it asks again later"
+            )
+            out.append(receipts.pending(item, code, why))
+            continue
+        word = report.by_number.get(item.number) or (report.word if len(items) == 1 else None)
+        if word is None:
+            out.append(receipts.pending(item, "SHARED", "KwtSMS gave one delivery status for a message sent to "
+                                        "several numbers without naming them, so it says nothing sure about this "
+                                        "number"))
+            continue
+        state = receipts.classify(word)
+        at = report.at if state is DeliveryState.DELIVERED else None
+        out.append(Receipt(item.provider_id, item.number, state, word[:40], receipts.state_words("KwtSMS", state, word),
+                           at))
+    return out

@@ -25,6 +25,7 @@ import httpx
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError
 from mail2sms.providers.base import Provider
+from mail2sms.providers.receipts import ReceiptSupport
 
 Factory = Callable[[str, ProviderConfig, httpx.AsyncClient], Provider]
 
@@ -42,6 +43,8 @@ class ProviderSpec:
     required: Mapping[str, str] = field(default_factory=dict)
     # The provider's own codes in plain words (explain.py falls back to its generic table).
     explain: Mapping[str, str] = field(default_factory=dict)
+    # How the provider tells delivery (providers/receipts.py); None: it cannot (the outbox).
+    receipts: ReceiptSupport | None = None
 
     def default_url(self, options: Mapping[str, object]) -> str:
         """The base URL for these options: the one for `options.api`, else the type's default."""

@@ -36,8 +36,9 @@ def test_kwtsms_page_limit_can_be_lowered_only() -> None:
         ("kapow", {"route": "abc"}, "providers.p.options.route: may only use digits"),
         ("kapow", {"timezone": "Nowhere/City"}, "providers.p.options.timezone: 'Nowhere/City' is not a time zone"),
         ("kapow", {"returnid": True}, "providers.p.options.returnid: unknown option (known: dlr, flash_prefix, "
-                                      "route, timezone)"),
-        ("kwtsms", {"lang": 3}, "providers.p.options.lang: unknown option (known: api, max_parts, test)"),
+                                      "receipt_url, route, timezone)"),
+        ("kwtsms", {"lang": 3}, "providers.p.options.lang: unknown option (known: api, max_parts, receipt_path, "
+                                "test)"),
     ],
 )
 def test_unknown_or_bad_options_name_the_key(kind: str, options: dict[str, object], problem: str) -> None:
