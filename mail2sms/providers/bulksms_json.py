@@ -339,7 +339,8 @@ class BulkSmsJsonProvider:
 
     async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
         """`GET messages/{id}` per item; one Receipt per item, in order. Never raises for BulkSMS trouble."""
-        return [await self._receipt(item) for item in items]
+        found = [await self._receipt(item) for item in items]
+        return receipts.masked(found, [s for i in items for s in account_for(self.config, i.account).secrets()])
 
     async def _receipt(self, item: ReceiptQuery) -> Receipt:
         creds = account_for(self.config, item.account)

@@ -16,6 +16,11 @@ Cellcast honours no idempotency key: after the request may have arrived, trouble
 `schedule_time` is `YYYY-MM-DD HH:MM:SS`; the page does not name its zone, so it is written in `options.timezone`
 (default Australia/Sydney, Cellcast's home; unconfirmed).
 
+Delivery receipts (providers/receipts.py): `GET get-sms?message_id=` per message (`data: [{…, "status"}]`), and the
+DLR callback's JSON array `[{message_id, status, recipient, custom_string}]`. Cellcast's statuses: `Delivered` is
+delivered; `Aborted`, `Rejected`, `Failed` and `Expired` are final failures; `Queued` and `Dispatched` are not final;
+`Unknown` ("no DLR received") and any other word stay PENDING, so the receipts window decides.
+
 Config `options`: auth ("appkey" | "basic"), timezone, source, custom_string.
 
 This module must never log, and never put the key or a request parameter into a Result or an exception.
@@ -34,8 +39,20 @@ import httpx
 
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ProviderError
-from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
-from mail2sms.providers import wire
+from mail2sms.model import (
+    Account,
+    Balance,
+    Batch,
+    DeliveryState,
+    Receipt,
+    ReceiptQuery,
+    Rejected,
+    Result,
+    Retry,
+    Sent,
+    Unknown,
+)
+from mail2sms.providers import receipts, wire
 from mail2sms.providers.base import Limits, account_for, http_status_result, retry_after
 from mail2sms.providers.explain import explain, explained
 from mail2sms.providers.quote import quote
@@ -77,6 +94,19 @@ _REFUSAL = re.compile(r"FAIL|ERROR|INVALID|INSUFFICIENT|DENIED|REJECT|FORBIDDEN|
 _NUMBER_KEYS = ("number", "to", "recipient", "mobile", "phone", "msisdn")
 _REASON_KEYS = ("reason", "error", "message", "msg", "description", "status")
 _DIGITS = re.compile(r"\D")
+
+RECEIPTS = receipts.ReceiptSupport(poll=True, push=True, max_ids=1)  # get-sms takes one message_id
+# Cellcast's delivery statuses (its DLR documentation), lower-cased, with what each means for the sender.
+DLR_STATES: Mapping[str, tuple[DeliveryState, str]] = {
+    "delivered": (DeliveryState.DELIVERED, "Cellcast reports the SMS delivered to the phone"),
+    "queued": (DeliveryState.PENDING, "Cellcast has the SMS queued, not yet sent to the network"),
+    "dispatched": (DeliveryState.PENDING, "Cellcast handed the SMS to the network; no delivery report yet"),
+    "aborted": (DeliveryState.UNDELIVERED, "Cellcast aborted the SMS before it reached the network"),
+    "rejected": (DeliveryState.UNDELIVERED, "the network rejected the SMS"),
+    "failed": (DeliveryState.UNDELIVERED, "Cellcast reports the SMS failed: the number may be wrong or unreachable"),
+    "expired": (DeliveryState.UNDELIVERED, "the SMS expired before it could be delivered (the phone may be off)"),
+    "unknown": (DeliveryState.PENDING, "Cellcast has no delivery report for the SMS (none came from the network)"),
+}
 
 OPTIONS: dict[str, wire.Check] = {
     "auth": wire.one_of("appkey", "basic"),
@@ -229,6 +259,40 @@ def reply_result(
     return [Rejected(code=code, why=explain(TYPE, code) + said)] * count
 
 
+def dlr_receipt(entry: Any, provider_id: str | None = None, number: str | None = None) -> Receipt | None:
+    """The Receipt one status object says (`message_id`, `status`, `recipient`/`to`); None without an id."""
+    if not isinstance(entry, Mapping):
+        return None
+    pid = receipts.text_id(entry.get("message_id")) or provider_id
+    if pid is None:
+        return None
+    word = str(entry.get("status") or "").strip()
+    to = receipts.digits(entry.get("recipient")) or receipts.digits(entry.get("to")) or number
+    state, why = DLR_STATES.get(word.lower(), (DeliveryState.PENDING, ""))
+    if not why:
+        why = "Cellcast's delivery status is not one it documents" + quote_said("Cellcast", word)
+    return Receipt(pid, to, state, quote(word)[:40] or "EMPTY", why)
+
+
+def receipt_push(method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
+    """The receipts in one DLR callback (a JSON array of status objects, or one); [] when unreadable or too big."""
+    found = [dlr_receipt(entry) for entry in receipts.push_json(body) or []]
+    return [r for r in found if r is not None]
+
+
+def get_sms_receipt(data: Any, item: ReceiptQuery) -> Receipt:
+    """The Receipt a `get-sms` answer (`data`: a list of records, or one) means for `item`."""
+    records = _get(data, "data")
+    entries = records if isinstance(records, list) else [records] if isinstance(records, Mapping) else []
+    mine = [e for e in entries if isinstance(e, Mapping) and str(e.get("message_id") or item.provider_id).strip()
+            == item.provider_id]
+    receipt = dlr_receipt(mine[0], item.provider_id, item.number) if len(mine) == 1 else None
+    if receipt is None:
+        return receipts.pending(item, "UNEXPECTED", "Cellcast's answer to the status request carried no status for "
+                                "this message; mail2sms asks again later")
+    return Receipt(item.provider_id, item.number, receipt.state, receipt.code, receipt.why)
+
+
 class CellcastProvider:
     """Cellcast over its REST API v3 (JSON)."""
 
@@ -245,6 +309,7 @@ class CellcastProvider:
             schedule_days=SCHEDULE_DAYS,
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        self.receipts = RECEIPTS
 
     def _auth(self, account: Account) -> tuple[dict[str, str], httpx.BasicAuth | None]:
         key = account.key or account.password  # a key given in a mail body arrives as its password
@@ -297,6 +362,40 @@ class CellcastProvider:
         secrets = account.secrets()
         return reply_result(response.status_code, body, numbers, retry_after(response), secrets)
 
+    async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
+        """`GET get-sms` per message id; one Receipt per item, in order. Never raises for Cellcast trouble."""
+        found = [await self._status(item) for item in items]
+        return receipts.masked(found, [s for i in items for s in account_for(self.config, i.account).secrets()])
+
+    async def _status(self, item: ReceiptQuery) -> Receipt:
+        headers, auth = self._auth(account_for(self.config, item.account))
+        response = await receipts.fetch(
+            "Cellcast",
+            self.client.get(
+                f"{self.config.base_url}get-sms",
+                params={"message_id": item.provider_id},
+                headers={**headers, "Accept": "application/json"},
+                auth=auth or httpx.USE_CLIENT_DEFAULT,
+                timeout=self._timeout,
+            ),
+        )
+        if not isinstance(response, httpx.Response):
+            return receipts.pending(item, *response)
+        try:
+            data: Any = json.loads(response.content.decode("utf-8", "replace"))
+        except ValueError:
+            data = None
+        word = status_word(data)
+        if not response.is_success or (word is not None and word != SUCCESS):
+            code = word if word is not None and word != SUCCESS else f"HTTP{response.status_code}"
+            return receipts.pending(item, code, f"Cellcast refused the delivery status request ({code}); mail2sms "
+                                    "asks again later")
+        return get_sms_receipt(data, item)
+
+    def parse_receipt_push(self, method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
+        """The receipts in one DLR callback (see `receipt_push`)."""
+        return receipt_push(method, query, body, content_type)
+
     async def balance(self, account: Account | None = None) -> Balance:
         """`data.sms_balance` from `GET account`; ProviderError in plain words when it cannot be read."""
         headers, auth = self._auth(account_for(self.config, account))
@@ -335,5 +434,6 @@ SPEC = register(
         urls={"": "https://cellcast.com.au/api/v3/"},
         required={"key": "cellcast needs an API key (key, key_env or key_file)"},
         explain=EXPLAIN,
+        receipts=RECEIPTS,
     )
 )

@@ -19,6 +19,12 @@ read first; only when it carries no word does the HTTP status decide.
 `sender` is required (KoboMobile answers `error_param` without `from`): building the adapter without one is a
 ConfigError naming `providers.<name>.sender`, so `check-config` reports it.
 
+Delivery receipts (providers/receipts.py): `report/` with `user, pass, msgid`, one id per request (sending carries
+`enable_msg_id=1` so the ids come back). Its answer's shape is unconfirmed, so every string in it is read: a
+KoboMobile `error_…` word is trouble with the request (PENDING); only a word that clearly says delivered (to the
+phone) is DELIVERED and only one that says failed/undelivered/expired/rejected is UNDELIVERED; both at once, or
+nothing recognisable, is PENDING. `options.enable_msg_id = false` leaves the ids out and so turns receipts off.
+
 Config `options`: max_chars (KoboMobile's 905 by default), enable_msg_id (default true).
 
 This module must never log, and never put a password or a request parameter into a Result or an exception.
@@ -36,13 +42,25 @@ import httpx
 
 from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError, ProviderError
-from mail2sms.model import Account, Balance, Batch, Rejected, Result, Retry, Sent, Unknown
+from mail2sms.model import (
+    Account,
+    Balance,
+    Batch,
+    DeliveryState,
+    Receipt,
+    ReceiptQuery,
+    Rejected,
+    Result,
+    Retry,
+    Sent,
+    Unknown,
+)
 from mail2sms.parse.text import is_gsm7
-from mail2sms.providers import wire
+from mail2sms.providers import receipts, wire
 from mail2sms.providers.base import Limits, account_for
 from mail2sms.providers.explain import GENERIC, explain, same_key_words
 from mail2sms.providers.idempotency import message_uuid
-from mail2sms.providers.quote import said
+from mail2sms.providers.quote import quote, said
 from mail2sms.providers.registry import ProviderSpec, register
 
 TYPE = "kobomobile"
@@ -93,6 +111,9 @@ CONFLICT, NO_ID, REFUSED = "CONFLICT", "NO_ID", "REFUSED"
 _PAIR = re.compile(r"^\s*\+?(\d{7,15})\s*,\s*([A-Za-z0-9][A-Za-z0-9-]*)\s*$")
 _CREDIT_KEYS = ("credit", "credits", "balance", "sms_balance", "units")
 _AMOUNT = re.compile(r"^\s*[^\d\-]{0,4}\s*(-?\d[\d,]*(?:\.\d+)?)\s*[A-Za-z]{0,8}\s*$")
+
+RECEIPTS = receipts.ReceiptSupport(poll=True, push=False, max_ids=1)  # report/ takes one msgid (unconfirmed)
+_STATUS_TEXT_MAX = 60  # longer strings are prose, not a status word
 
 OPTIONS: dict[str, wire.Check] = {
     "max_chars": wire.integer(1, 100_000),
@@ -213,6 +234,32 @@ def status_reply(body: str, numbers: list[str], status: int, secrets: Iterable[s
     return None
 
 
+def report_receipt(body: str, item: ReceiptQuery, secrets: Iterable[str] = ()) -> Receipt:
+    """The Receipt a `report/` answer means for `item` (any JSON shape, or plain text); PENDING unless a status
+    word clearly says delivered or failed, and never when the answer says both."""
+    reading = read_reply(body)
+    hidden = [s for s in secrets if s]
+    if reading.word is not None and reading.word != SENT:
+        return receipts.pending(item, reading.word, f"KoboMobile refused the delivery status request: "
+                                f"{explain(TYPE, reading.word)}")
+    words = [quote(t, hidden) for t in reading.texts if 0 < len(t.strip()) <= _STATUS_TEXT_MAX]
+    words = [w for w in words if w != item.provider_id and not w.isdigit()]
+    states = {w: receipts.classify(w) for w in words}
+    final = {s for s in states.values() if s is not DeliveryState.PENDING}
+    if len(final) == 1:
+        state = final.pop()
+        word = next(w for w, s in states.items() if s is state)
+        return Receipt(item.provider_id, item.number, state, word[:40], receipts.state_words("KoboMobile", state, word))
+    if final:
+        return receipts.pending(item, CONFLICT, "KoboMobile's delivery status says both delivered and failed"
+                                + _quoted(reading, hidden))
+    if words:
+        return receipts.pending(item, words[0][:40], receipts.state_words("KoboMobile", DeliveryState.PENDING,
+                                                                          words[0]))
+    return receipts.pending(item, "UNEXPECTED", "KoboMobile's answer to the delivery status request had no status "
+                            "mail2sms recognises; it asks again later" + _quoted(reading, hidden))
+
+
 def _amount(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -288,6 +335,8 @@ class KoboMobileProvider:
             flash_unicode=False,  # type is one value: 1 flash or 2 Unicode, never both
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
+        # Without enable_msg_id KoboMobile sends back no ids, and without ids there is nothing to ask about.
+        self.receipts = RECEIPTS if self.options.get("enable_msg_id", True) else receipts.ReceiptSupport(poll=False)
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `send/` request for the batch's valid numbers; one Result per job, in order."""
@@ -343,6 +392,31 @@ class KoboMobileProvider:
             return [status] * count
         return reply_result(body, numbers, secrets)
 
+    async def poll_receipts(self, items: list[ReceiptQuery]) -> list[Receipt]:
+        """One `report/` request per message id; one Receipt per item, in order. Never raises for KoboMobile
+        trouble."""
+        found = [await self._report(item) for item in items]
+        return receipts.masked(found, [s for i in items for s in account_for(self.config, i.account).secrets()])
+
+    async def _report(self, item: ReceiptQuery) -> Receipt:
+        creds = account_for(self.config, item.account)
+        params = [("user", creds.username), ("pass", creds.password), ("msgid", item.provider_id)]
+        response = await receipts.fetch(
+            "KoboMobile",
+            self.client.post(
+                f"{self.config.base_url}report/",
+                content=wire.form_body(params),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                timeout=self._timeout,
+            ),
+        )
+        if not isinstance(response, httpx.Response):
+            return receipts.pending(item, *response)
+        body = response.content.decode("utf-8", "replace")
+        if not response.is_success and read_reply(body).word is None:  # the body first, as for send/
+            return receipts.pending(item, *receipts.status_words("KoboMobile", response))
+        return report_receipt(body, item, creds.secrets())
+
     async def balance(self, account: Account | None = None) -> Balance:
         """Credit from `credit/`; ProviderError in plain words when it cannot be read."""
         creds = account_for(self.config, account)
@@ -369,5 +443,6 @@ SPEC = register(
         build=KoboMobileProvider,
         urls={"": "https://kobomobile.net/api/"},
         explain=EXPLAIN,
+        receipts=RECEIPTS,
     )
 )

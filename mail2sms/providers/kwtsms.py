@@ -260,7 +260,7 @@ class KwtSmsProvider:
         report = replies.delivery_report(body, msg_id)
         if report.error is not None and not response.is_success and replies.read(body) is None:
             return receipts.for_all(items, *receipts.status_words("KwtSMS", response))
-        return replies.receipts_for(report, items)
+        return receipts.masked(replies.receipts_for(report, items), creds.secrets())
 
     async def balance(self, account: Account | None = None) -> Balance:
         """Available credit from `balance/`, and the account's sender IDs from `senderid/` in the detail;

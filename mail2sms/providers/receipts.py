@@ -87,6 +87,20 @@ def pending(item: ReceiptQuery, code: str, why: str) -> Receipt:
     return Receipt(provider_id=item.provider_id, number=item.number, state=DeliveryState.PENDING, code=code, why=why)
 
 
+def masked(found: list[Receipt], secrets: Iterable[str]) -> list[Receipt]:
+    """`found` with every secret blanked from codes and words: a provider may echo what it was sent."""
+    hidden = [s for s in secrets if s]
+    if not hidden:
+        return found
+    out = []
+    for receipt in found:
+        code, why = receipt.code or "", receipt.why
+        for secret in hidden:
+            code, why = code.replace(secret, "***"), why.replace(secret, "***")
+        out.append(Receipt(receipt.provider_id, receipt.number, receipt.state, code or receipt.code, why, receipt.at))
+    return out
+
+
 def for_all(items: Iterable[ReceiptQuery], code: str, why: str) -> list[Receipt]:
     return [pending(item, code, why) for item in items]
 
@@ -118,9 +132,11 @@ def status_words(provider: str, response: httpx.Response) -> tuple[str, str]:
 # -- reading words ---------------------------------------------------------------------------------------------
 # Words providers use for a final failure and for delivery, matched as whole words in their answers (SMPP's
 # DELIVRD/UNDELIV/REJECTD/EXPIRED included). A negation ("not delivered") is a failure, never a delivery.
+# "error" and "invalid" are left out on purpose: they describe a failed *request* at least as often as a failed
+# delivery, and a request problem must stay PENDING, not become "undelivered".
 _FAILED = re.compile(
     r"\b(not[\s_-]*delivered|undeliv(?:ered|erable)?|fail(?:ed|ure)?|rejected|rejectd|expired|aborted|blocked|"
-    r"invalid|deleted|undelivrd|error)\b",
+    r"deleted|undelivrd)\b",
     re.IGNORECASE,
 )
 _DELIVERED = re.compile(r"\b(delivered|delivrd|delivered[\s_-]+to[\s_-]+(?:mobile|handset|phone))\b", re.IGNORECASE)
@@ -130,6 +146,7 @@ _UPSTREAM = re.compile(r"delivered[\s_-]+(?:to[\s_-]+)?(?:upstream|network|opera
 def classify(word: str) -> DeliveryState:
     """A provider's free-text status as a DeliveryState: failure words first, then a delivery to the phone, else
     PENDING ("sent", "queued", "delivered to network" and any word nobody documents)."""
+    word = word.replace("_", " ")  # DELIVERY_FAILED: an underscore would hide the word boundary
     if _FAILED.search(word):
         return DeliveryState.UNDELIVERED
     if _UPSTREAM.search(word):

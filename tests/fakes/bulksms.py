@@ -569,6 +569,12 @@ class FakeBulkSmsJson(FakeProvider):
                 "submission": {"id": m.submission_id, "date": datetime.now(UTC).isoformat()},
                 "status": {"id": f"{m.status}.{m.subtype}", "type": m.status, "subtype": m.subtype}}
 
+    def webhook_body(self, message_ids: list[str]) -> bytes:
+        """The body BulkSMS's status webhook posts for these messages: a JSON array of their message objects."""
+        with self._lock:
+            by_id = {m.id: m for m in self.sent}
+            return json.dumps([self._object(by_id[i]) for i in message_ids]).encode("utf-8")
+
     def set_status(self, message_id: str, kind: str, subtype: str | None = None) -> None:
         """Move a created message to another status (what `GET messages/{id}` then shows)."""
         with self._lock:

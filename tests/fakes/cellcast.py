@@ -17,6 +17,11 @@ The success reply is exactly the documented one. Error bodies are unconfirmed, s
 `{"error": {"code": "AUTH_FAILED", "description": …}}`). Running out of credit has no documented word; the fake
 answers 400 `INSUFFICIENT_BALANCE` (its own guess, so adapters must treat unknown words as refusals).
 
+Delivery status: `get-sms?message_id=` answers `{"meta": SUCCESS, "msg": "Record founded", "data": [{"to", "body",
+"sent_time", "message_id", "status"}]}`; a message is `Queued` after sending until `set_status(message_id, word)`
+(Cellcast's words: Dispatched, Delivered, Failed, Rejected, Expired, Aborted, Unknown). `dlr_body(ids)` is the DLR
+callback body Cellcast would post for those messages: `[{message_id, status, recipient, custom_string}]`.
+
 It must never accept a request Cellcast would refuse: a fake that accepts anything proves nothing.
 """
 
@@ -115,6 +120,21 @@ class FakeCellcast(FakeProvider):
         self.sent: list[CellcastSent] = []
         self.handled = 0
         self._calls: dict[str, deque[float]] = {}
+        self.dlr_status: dict[str, str] = {}  # message id → Cellcast's delivery status word
+
+    def set_status(self, message_id: str, word: str) -> None:
+        with self._lock:
+            self.dlr_status[message_id] = word
+
+    def dlr_body(self, message_ids: Iterable[str]) -> bytes:
+        """The DLR callback body Cellcast posts for these messages (their current status)."""
+        with self._lock:
+            by_id = {s.message_id: s for s in self.sent}
+            return json.dumps([
+                {"message_id": i, "status": self.dlr_status[i], "recipient": by_id[i].to.lstrip("+"),
+                 "custom_string": by_id[i].body.get("custom_string", "")}
+                for i in message_ids
+            ]).encode("utf-8")
 
     def balance_of(self, key: str) -> float:
         with self._lock:
@@ -204,6 +224,7 @@ class FakeCellcast(FakeProvider):
             message_id = str(uuid.uuid4()).upper()
             to = "+" + number.lstrip("+")
             self.sent.append(CellcastSent(message_id, key, to, text, sender, schedule, parts, body))
+            self.dlr_status[message_id] = "Queued"
             messages.append(
                 {
                     "message_id": message_id,
@@ -242,8 +263,9 @@ class FakeCellcast(FakeProvider):
         wanted = request.param("message_id") or ""
         for sent in self.sent:
             if sent.message_id == wanted and sent.key == key:
-                data = [{"to": sent.to, "body": sent.text, "status": "Delivered"}]
+                data = [{"to": sent.to, "body": sent.text, "sent_time": "", "message_id": sent.message_id,
+                         "status": self.dlr_status[sent.message_id], "subaccount_id": ""}]
                 return self._json(
-                    200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Record found", "data": data}
+                    200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Record founded", "data": data}
                 )
         return self._error(400, "FIELD_INVALID", "message_id not found")

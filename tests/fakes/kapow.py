@@ -10,6 +10,12 @@ several numbers gets back (`returnids`: "all", one per number in order, or "firs
 `garble_next()` makes the next accepted requests (sent, credits taken) answer with other bodies — an empty body,
 prose, an `OK` cut short — as a proxy or a Kapow fault might: what mail2sms must not read as success.
 
+Delivery reports: `chk_status.php` answers each returnid's letter (`S` after sending; `deliver(returnid, "D")`
+moves it). A send that carried `dlr=<address without http://>` is called back as Kapow does — an HTTP GET to
+`http://<address>` with `returnid, mobile, status, timesent` added to its query — when `deliver()` moves it to `D` or
+`X`, or at once when `auto_report` names a letter. Callbacks run in a thread, only to 127.0.0.1; `callbacks` records
+each (url, HTTP status or the error's name) and `wait_callbacks(n)` waits for them.
+
 It must never accept a request Kapow would refuse: a fake that accepts anything proves nothing.
 """
 
@@ -18,12 +24,16 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
 
 from tests.fakes.server import FakeProvider, RecordedRequest, Reply
 
@@ -88,6 +98,7 @@ class FakeKapow(FakeProvider):
         id_separator: str = " ",
         timezone: str = "Europe/London",
         returnids: Literal["all", "first"] = "all",
+        auto_report: str | None = None,
     ) -> None:
         super().__init__()
         given = accounts if accounts is not None else {"user": ("pass", 100)}
@@ -99,6 +110,9 @@ class FakeKapow(FakeProvider):
         self.status: dict[str, tuple[str, str]] = {}  # returnid → (username, D|B|S|X|N|R)
         self.returnids: Literal["all", "first"] = returnids
         self._garbled: deque[str] = deque()
+        self.auto_report = auto_report  # a letter (D or X): report every SMS sent with dlr at once
+        self.dlr_of: dict[str, str] = {}  # returnid → the dlr address its send carried
+        self.callbacks: list[tuple[str, int | str]] = []  # (url called, HTTP status or the error's name)
 
     def garble_next(self, *bodies: str) -> None:
         """Answer the next accepted `sendsms.php` requests with these bodies (the SMS are still sent)."""
@@ -113,6 +127,42 @@ class FakeKapow(FakeProvider):
         with self._lock:
             username, _ = self.status[returnid]
             self.status[returnid] = (username, letter)
+
+    def deliver(self, returnid: str, letter: str) -> None:
+        """Move an SMS to `letter`; a final one (D or X) of a send with dlr is called back, as Kapow does."""
+        with self._lock:
+            self.set_status(returnid, letter)
+            address = self.dlr_of.get(returnid)
+            sent = next(s for s in self.sent if s.returnid == returnid)
+        if address is not None and letter in ("D", "X"):
+            self._call_back(address, returnid, sent.number, letter)
+
+    def wait_callbacks(self, n: int, timeout: float = 10.0) -> list[tuple[str, int | str]]:
+        """Block until at least `n` callbacks have been made (answered or failed); TimeoutError otherwise."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.callbacks) >= n, timeout):
+                raise TimeoutError(f"{len(self.callbacks)} of {n} delivery report callbacks within {timeout} s")
+            return list(self.callbacks)
+
+    def _call_back(self, address: str, returnid: str, mobile: str, status: str) -> None:
+        timesent = datetime.now(self.zone).strftime("%Y-%m-%d %H:%M:%S")
+        query = urlencode({"returnid": returnid, "mobile": mobile, "status": status, "timesent": timesent})
+        url = f"http://{address}{'&' if '?' in address else '?'}{query}"
+
+        def call() -> None:
+            outcome: int | str
+            if urlsplit(url).hostname != "127.0.0.1":  # tests call loopback only
+                outcome = "NotLoopback"
+            else:
+                try:
+                    outcome = httpx.get(url, timeout=10.0).status_code
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+            with self._changed:
+                self.callbacks.append((url, outcome))
+                self._changed.notify_all()
+
+        threading.Thread(target=call, name="kapow-dlr", daemon=True).start()
 
     # -- the API ----------------------------------------------------------------------------------
     def handle(self, request: RecordedRequest) -> Reply:
@@ -164,6 +214,11 @@ class FakeKapow(FakeProvider):
             ids.append(returnid)
             self.status[returnid] = (username, "S")
             self.sent.append(KapowSent(returnid, username, number, text, flash, from_id, sendtime, parts))
+            if request.param("dlr"):
+                self.dlr_of[returnid] = str(request.param("dlr"))
+                if self.auto_report in ("D", "X"):
+                    self.status[returnid] = (username, self.auto_report)
+                    self._call_back(str(request.param("dlr")), returnid, number, self.auto_report)
         if self._garbled:
             return self._garbled.popleft()
         if (request.param("returnid") or "").upper() == "TRUE":

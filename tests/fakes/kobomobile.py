@@ -17,6 +17,11 @@ KoboMobile's JSON shapes are unconfirmed, so `shape` picks one:
 `{"status": "error", "message": "Message not sent"}`) and sends nothing; `force_reply(value, sent=True)` sends
 the SMS and still answers with the value (a reply mail2sms cannot read must not count as success).
 
+`report/` (`user, pass, msgid`) answers a message's delivery status word in the same `shape` (`"PENDING"`,
+`{"status": …, "msgid": …}`, `{"response": {"code": "ok", "data": {"status": …, "msgid": …}}}`); the word is
+`PENDING` after sending until `set_report(message_id, word)` (`DELIVERED`, `FAILED`, `EXPIRED`, …), since the real
+words are unconfirmed. An unknown id is `error_param`.
+
 It must never accept a request KoboMobile would refuse: a fake that accepts anything proves nothing.
 """
 
@@ -81,6 +86,11 @@ class FakeKoboMobile(FakeProvider):
         self._forced: deque[str] = deque()
         self._replies: deque[tuple[Any, bool, int]] = deque()
         self.error_status = 200
+        self.reports: dict[str, str] = {}  # message id → delivery status word
+
+    def set_report(self, message_id: str, word: str) -> None:
+        with self._lock:
+            self.reports[message_id] = word
 
     def force_reply(self, value: Any, sent: bool = False, status: int = 200) -> None:
         """Answer the next valid `send/` request with `value` (JSON) and `status`; send the SMS only if `sent`."""
@@ -100,7 +110,7 @@ class FakeKoboMobile(FakeProvider):
     def handle(self, request: RecordedRequest) -> Reply:
         self.handled += 1
         path = request.path.removeprefix(self.base_path)
-        endpoints = {"send/": self._send, "credit/": self._credit}
+        endpoints = {"send/": self._send, "credit/": self._credit, "report/": self._report}
         if not request.path.startswith(self.base_path) or path not in endpoints:
             return Reply(404, "Not Found")
         if request.method != "POST":
@@ -171,12 +181,28 @@ class FakeKoboMobile(FakeProvider):
             message_id = str(uuid.uuid4())
             pairs.append(f"{number},{message_id}")
             self.sent.append(KoboSent(message_id, p["user"], number, text, sender, int(kind), parts, key))
+            self.reports[message_id] = "PENDING"
         reply = self._word("sent", "~".join(pairs) if p.get("enable_msg_id") == "1" else None)
         if forced is not None:
             reply = Reply(forced[2], json.dumps(forced[0]), content_type="application/json")
         if key is not None:
             self.uuid_replies[key] = reply  # only successes are remembered
         return reply
+
+    def _report(self, request: RecordedRequest) -> Reply:
+        account = self._login(request)
+        if isinstance(account, str):
+            return self._word(account)
+        msg_id = request.param("msgid") or ""
+        owner = next((s.username for s in self.sent if s.message_id == msg_id), None)
+        if owner != request.param("user"):
+            return self._word("error_param")
+        word = self.reports[msg_id]
+        if self.shape == "string":
+            return self._json(word)
+        if self.shape == "object":
+            return self._json({"status": word, "msgid": msg_id})
+        return self._json({"response": {"code": "ok", "data": {"status": word, "msgid": msg_id}}})
 
     def _credit(self, request: RecordedRequest) -> Reply:
         account = self._login(request)

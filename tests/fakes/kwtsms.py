@@ -14,6 +14,13 @@ Field evidence it reproduces: numbers in `drop_prefixes` are dropped silently (t
 smaller than the numbers sent, and it does not say which); a message with emoji or invisible characters is
 accepted and charged but lands in `stuck`, never in `sent` (KwtSMS never delivers it).
 
+Delivery status: sources conflict on the path (`status/`, `dlr/`, `report/`), so `report_paths` picks the ones
+this fake serves (the others are 404). Each takes `username, password, msgid` and answers ERR003 (login), ERR020
+(no such msg-id) or ERR021 (no report yet, the state after sending) until `set_report(msg_id, word)` gives the
+msg-id a status word (`DELIVERED`, `FAILED`, …), or `set_report(msg_id, word, number)` one number's: JSON
+`{"result":"OK","msg-id":…,"status":…}` (with `delivered-at` once delivered; per-number words as `"report":
+[{"mobile", "status"}]`), text `<msgid>,<word>` (per number: `<number>,<word>` lines).
+
 It must never accept a request KwtSMS would refuse: a fake that accepts anything proves nothing.
 """
 
@@ -128,6 +135,7 @@ class FakeKwtSms(FakeProvider):
         balance_decimals: bool = False,
         drop_prefixes: tuple[str, ...] = (),
         json_error_status: dict[str, int] | None = None,
+        report_paths: tuple[str, ...] = ("status/", "dlr/"),
     ) -> None:
         super().__init__()
         given = accounts if accounts is not None else {"user": ("pass", 100.0)}
@@ -143,6 +151,17 @@ class FakeKwtSms(FakeProvider):
         self.tested: list[KwtSent] = []  # validated with test=1: not sent, not charged
         self._last_sent: dict[str, float] = {}
         self._forced: deque[str] = deque()
+        self.report_paths = report_paths
+        self.reports: dict[str, tuple[str, str | None, dict[str, str]]] = {}  # msg-id → (user, word, per number)
+
+    def set_report(self, msg_id: str, word: str, number: str | None = None) -> None:
+        """Give a msg-id (or one of its numbers) a delivery status word."""
+        with self._lock:
+            username, whole, numbers = self.reports[msg_id]
+            if number is None:
+                self.reports[msg_id] = (username, word, numbers)
+            else:
+                self.reports[msg_id] = (username, whole, {**numbers, number: word})
 
     def force_error(self, *codes: str) -> None:
         """Answer the next `send/` requests with these codes (after the parameter and login checks)."""
@@ -172,7 +191,8 @@ class FakeKwtSms(FakeProvider):
         return dataclasses.replace(request, params=params, charset="utf-8")
 
     def handle(self, request: RecordedRequest) -> Reply:
-        endpoints = {"send/": self._send, "balance/": self._balance, "senderid/": self._senderid}
+        endpoints = {"send/": self._send, "balance/": self._balance, "senderid/": self._senderid,
+                     **dict.fromkeys(self.report_paths, self._report)}
         path = request.path.removeprefix(self.base_path)
         if not request.path.startswith(self.base_path) or path not in endpoints:
             return Reply(404, "Not Found")
@@ -241,6 +261,8 @@ class FakeKwtSms(FakeProvider):
             return self._error("ERR011", request)
         account.balance -= points
         msg_id = uuid.uuid4().hex
+        if not test:
+            self.reports[msg_id] = (str(p["username"]), None, {})
         into = self.tested if test else self.stuck if _UNDELIVERABLE.search(message) else self.sent
         for number in taken:
             if not test:
@@ -254,6 +276,28 @@ class FakeKwtSms(FakeProvider):
             "unix-timestamp": int(now),
         }
         return self._ok(request, fields, f"OK:{msg_id}:{len(taken)}:{points}:{_num(account.balance)}:{int(now)}")
+
+    def _report(self, request: RecordedRequest) -> Reply:
+        if self._login(request) is None:
+            return self._error("ERR003", request)
+        msg_id = request.param("msgid") or ""
+        known = self.reports.get(msg_id)
+        if known is None or known[0] != request.param("username"):
+            return self._error("ERR020", request)
+        _, word, numbers = known
+        if word is None and not numbers:
+            return self._error("ERR021", request)
+        if _is_json(request) or self.style == "json":
+            fields: dict[str, Any] = {"msg-id": msg_id}
+            if numbers:
+                fields["report"] = [{"mobile": n, "status": w} for n, w in numbers.items()]
+            if word is not None:
+                fields["status"] = word
+                if word.upper().startswith("DELIVERED"):
+                    fields["delivered-at"] = int(time.time())
+            return Reply(200, json.dumps({"result": "OK", **fields}), content_type="application/json")
+        lines = [f"{n},{w}" for n, w in numbers.items()] or [f"{msg_id},{word}"]
+        return Reply(200, "\n".join(lines))
 
     def _balance(self, request: RecordedRequest) -> Reply:
         account = self._login(request)
