@@ -195,7 +195,7 @@ class Reporter:
             await self._done(sid, ReportState.DROPPED, 0.0)
 
     async def _done(self, report_id: str, state: ReportState, next_at: float) -> bool:
-        held = await self.spool.report_done(report_id, state.value, next_at, time.time(), owner=self.owner)
+        held = await self.spool.report_done(report_id, state, next_at, time.time(), owner=self.owner)
         if not held:
             # Our lease ran out and another process took the report: its delivery is the one that counts (the
             # maildir index and the fixed Message-ID keep the copies one).

@@ -2,7 +2,8 @@
 
 `commit()` returning is the promise behind `250`: when it returns, the submission survives a crash. Every
 state change a job goes through happens here, so crash recovery (`recover()`) can apply DESIGN.md's rules to
-whatever was in flight. Backends: `spool.sqlite` (one host) and `spool.postgres` (many hosts).
+whatever was in flight. Backends: `spool.sqlite` (one host) and `spool.postgres` (many hosts), both running
+`spool.core`'s transitions on `spool.schema`'s tables.
 
 A spool never logs credentials; body credentials are deleted when their submission is final.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mail2sms.errors import SpoolError
-from mail2sms.model import Job, JobState, Submission
+from mail2sms.model import Job, JobState, ReportState, Submission
 from mail2sms.spool.quotas import QuotaCharge
 
 
@@ -72,7 +73,7 @@ class QueueEntry:
     route: str
     total: int
     states: dict[str, int]
-    report_state: str
+    report_state: ReportState
 
 
 class Spool(Protocol):
@@ -126,22 +127,10 @@ class Spool(Protocol):
         """Waiting jobs past their lifetime become `expired`; returns submissions that became final."""
         ...
 
-    async def due_reports(self, now: float, limit: int) -> list[DueReport]: ...
-
-    async def due_delay_notices(self, older_than: float, limit: int) -> list[DueReport]:
-        """Unfinished submissions received before `older_than` whose sender was not told "still trying" yet."""
-        ...
-
-    async def mark_delay_notified(self, submission_id: str) -> None: ...
-
-    async def take_suppressed(self, report_to: str) -> list[DueReport]:
-        """Reports held back by the rate limit for this address; they are marked summarised."""
-        ...
-
     async def report_done(
-        self, submission_id: str, state: str, next_at: float, now: float, owner: str | None = None
+        self, submission_id: str, state: ReportState, next_at: float, now: float, owner: str | None = None
     ) -> bool:
-        """state: a `ReportState` ('pending' = retry at next_at). With `owner`, only while it holds the report
+        """`ReportState.PENDING` = retry at next_at. With `owner`, only while it holds the report
         (else nothing changes and False comes back); its lease ends."""
         ...
 

@@ -1,5 +1,8 @@
 """SQLite spool: one host, any number of processes, durable commits (WAL + synchronous=FULL).
 
+Only the connection handling lives here; every state transition is `spool.core`'s, in the `spool.dialect.SQLITE`
+spelling, and the tables are `spool.schema`'s (version kept in `PRAGMA user_version`).
+
 All SQL runs on one dedicated thread per process, so the event loop never waits on the disk and the single
 `sqlite3` connection is never shared between threads. Writers take `BEGIN IMMEDIATE` so that claims from several
 worker processes cannot overlap. The database file is created mode 0600 (it may hold body credentials until
@@ -13,24 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mail2sms.errors import SpoolError, SpoolFullError
-from mail2sms.model import FINAL_STATES, Job, JobState, Submission
 from mail2sms.observability import get_logger
-from mail2sms.spool import quotas
-from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
-from mail2sms.spool.ids import new_id
-from mail2sms.spool.rows import INTERRUPTED, job_from_row, job_rows, submission_from_row
+from mail2sms.spool import schema
+from mail2sms.spool.core import Q, Result, SpoolCore, Tx, drive
+from mail2sms.spool.dialect import SQLITE
 
 T = TypeVar("T")
 GROUP_MAX = 256  # writes per group-commit transaction
@@ -46,98 +46,31 @@ class _Failed:
 
 Outcome = Any  # a write's result, or _Failed
 PendingWrite = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
-SCHEMA_VERSION = 1
-_OPEN_SQL = ",".join(f"'{s.value}'" for s in JobState if s not in FINAL_STATES)
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the file to `schema.SCHEMA_VERSION` (inside the open lock and one transaction).
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS submissions (
-    id TEXT PRIMARY KEY,
-    received_at REAL NOT NULL,
-    envelope_from TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    route TEXT NOT NULL,
-    message_id TEXT,
-    subject TEXT NOT NULL DEFAULT '',
-    report_to TEXT,
-    report_suppressed TEXT,
-    dry_run INTEGER NOT NULL DEFAULT 0,
-    peer TEXT NOT NULL DEFAULT '',
-    user TEXT,
-    extra TEXT NOT NULL DEFAULT '{}',
-    report_state TEXT NOT NULL DEFAULT 'waiting',
-    report_attempts INTEGER NOT NULL DEFAULT 0,
-    report_next_at REAL NOT NULL DEFAULT 0,
-    delay_notified INTEGER NOT NULL DEFAULT 0,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS submissions_open ON submissions (report_state, delay_notified, received_at);
-CREATE INDEX IF NOT EXISTS submissions_report ON submissions (report_state, report_next_at);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    submission_id TEXT NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    number TEXT NOT NULL,
-    text TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    sender TEXT,
-    account TEXT,
-    options TEXT NOT NULL DEFAULT '{}',
-    row INTEGER,
-    idempotency_key TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    expires_at REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_until REAL,
-    provider_id TEXT,
-    code TEXT,
-    error TEXT,
-    parts INTEGER NOT NULL DEFAULT 1,
-    encoding TEXT NOT NULL DEFAULT 'gsm7',
-    notes TEXT NOT NULL DEFAULT '[]',
-    updated_at REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS jobs_submission_state ON jobs (submission_id, state);
-CREATE TABLE IF NOT EXISTS dedupe (
-    key TEXT PRIMARY KEY,
-    submission_id TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe (created_at);
-CREATE TABLE IF NOT EXISTS quota_charges (key TEXT NOT NULL, at REAL NOT NULL, count INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS quota_charges_key ON quota_charges (key, at);
-"""
-
-JOB_COLUMNS = (
-    "id, submission_id, number, text, provider, sender, account, options, row, idempotency_key, state, "
-    "attempts, next_attempt_at, expires_at, provider_id, code, error, parts, encoding, notes, detail, first_attempt_at"
-)
+    A file of the `ADDED_COLUMNS` era has user_version 0: every migration runs, and its idempotent steps add only
+    what the file lacks (its own `schema_version` table is left as it was)."""
+    have = conn.execute("PRAGMA user_version").fetchone()[0]
+    if have > schema.SCHEMA_VERSION:
+        raise SpoolError(schema.newer(have))
+    for migration in schema.MIGRATIONS:
+        if migration.version <= have:
+            continue
+        for step in schema.statements(migration, SQLITE):
+            if isinstance(step, str):
+                conn.execute(step)
+            elif step.column not in {r[1] for r in conn.execute(f"PRAGMA table_info({step.table})")}:
+                conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.declaration}")
+    if have < schema.SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
 
 
-# Columns added after a table was first released: a spool file made by an earlier mail2sms gets them at open
-# (ALTER TABLE ... ADD COLUMN with a default keeps every existing row valid, and older code never names them).
-ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "jobs": (("notes", "TEXT NOT NULL DEFAULT '[]'"), ("detail", "TEXT"), ("first_attempt_at", "REAL")),
-    "submissions": (("report_owner", "TEXT"), ("report_lease_until", "REAL")),
-}
-
-
-def _add_columns(conn: sqlite3.Connection) -> None:
-    for table, columns in ADDED_COLUMNS.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for name, decl in columns:
-            if name not in have:
-                try:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-                except sqlite3.OperationalError as exc:  # another worker process added it a moment ago
-                    if "duplicate column" not in str(exc).lower():
-                        raise
-    # Leased reports, found without a scan (the lease is cleared when a report is settled: the index stays small).
-    conn.execute("CREATE INDEX IF NOT EXISTS submissions_report_owner ON submissions (report_owner) "
-                 "WHERE report_owner IS NOT NULL")
+def _execute(conn: sqlite3.Connection, query: Q) -> Result:
+    if query.many:
+        return Result([], conn.executemany(query.sql, query.params).rowcount)
+    cur = conn.execute(query.sql, query.params)
+    return Result(cur.fetchall(), cur.rowcount)
 
 
 def sqlite_path(url: str) -> Path:
@@ -150,11 +83,6 @@ def sqlite_path(url: str) -> Path:
     return Path(rest)
 
 
-
-
-def _quota_used(conn: sqlite3.Connection, key: str, since: float) -> int:
-    row = conn.execute("SELECT COALESCE(SUM(count), 0) FROM quota_charges WHERE key = ? AND at > ?", (key, since))
-    return int(row.fetchone()[0])
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
@@ -175,8 +103,10 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc).lower()
 
 
-class SqliteSpool:
+class SqliteSpool(SpoolCore):
     """The `Spool` protocol on one SQLite file."""
+
+    dialect = SQLITE
 
     def __init__(
         self, url: str, busy_timeout: float = 30.0, max_size: int | None = None, lock_timeout: float = 60.0
@@ -235,7 +165,7 @@ class SqliteSpool:
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
 
-    def _write(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    def _in_transaction(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = body(conn)
@@ -312,18 +242,7 @@ class SqliteSpool:
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")  # while opening; then _retry_busy
         self._conn = conn
 
-        def migrate(c: sqlite3.Connection) -> None:
-            c.executescript(SCHEMA)  # executescript commits; it runs before BEGIN below
-            _add_columns(c)
-        migrate(conn)
-
-        def version(c: sqlite3.Connection) -> None:
-            row = c.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise SpoolError(f"spool schema {row[0]} is newer than this mail2sms ({SCHEMA_VERSION})")
-        self._write(conn, version)
+        self._in_transaction(conn, _migrate)
         conn.execute("PRAGMA busy_timeout=0")
 
     async def open(self) -> None:
@@ -348,16 +267,13 @@ class SqliteSpool:
         await loop.run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
 
-    # -- commit -----------------------------------------------------------------------------------------
+    # -- transactions ----------------------------------------------------------------------------------
 
-    async def commit(self, submission: Submission, dedupe_keys: list[str], window: float,
-                     quota: Sequence[quotas.QuotaCharge] = ()) -> CommitResult:
-        if len(dedupe_keys) != len(submission.jobs):
-            raise ValueError("one dedupe key per job")
-        return await self._grouped(lambda c: self._commit(c, submission, dedupe_keys, window, quota))
+    async def _write(self, tx: Callable[[], Tx[T]]) -> T:
+        return await self._grouped(lambda conn: drive(tx(), lambda q: _execute(conn, q)))
 
-    async def quota_used(self, key: str, since: float) -> int:
-        return await self._run(lambda c: _quota_used(c, key, since))
+    async def _read(self, tx: Callable[[], Tx[T]]) -> T:
+        return await self._run(lambda conn: drive(tx(), lambda q: _execute(conn, q)))
 
     async def _grouped(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write in the next group transaction (group commit) and return once that transaction is durable.
@@ -389,7 +305,7 @@ class SqliteSpool:
             group, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
 
             def write(conn: sqlite3.Connection, g: list[PendingWrite] = group) -> list[Outcome]:
-                return self._write(conn, lambda c: self._run_group(c, g))
+                return self._in_transaction(conn, lambda c: self._run_group(c, g))
             try:
                 outcomes: list[Outcome] = await self._run(write)
             except Exception as exc:  # the whole transaction failed: none of the group's writes happened
@@ -421,392 +337,4 @@ class SqliteSpool:
                 outcomes.append(_Failed(exc))
             conn.execute("RELEASE one")
         return outcomes
-
-    def _commit(
-        self, conn: sqlite3.Connection, sub: Submission, keys: list[str], window: float,
-        quota: Sequence[quotas.QuotaCharge] = (),
-    ) -> CommitResult:
-        now = sub.received_at
-        conn.execute("DELETE FROM dedupe WHERE created_at < ?", (now - window,))
-        fresh: list[tuple[Job, str]] = []
-        duplicate_of: str | None = None
-        for job, key in zip(sub.jobs, keys, strict=True):
-            row = conn.execute("SELECT submission_id FROM dedupe WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                fresh.append((job, key))
-            elif duplicate_of is None:
-                duplicate_of = row[0]
-        if not fresh and duplicate_of is not None:
-            return CommitResult(duplicate_of, duplicate=True)
-        if quota:  # checked and charged in this transaction: the write lock serialises every process
-            quotas.check(quota, lambda key, since: _quota_used(conn, key, since), now)
-            for charge in quota:
-                conn.execute("DELETE FROM quota_charges WHERE key = ? AND at <= ?", (charge.key, now - quotas.HORIZON))
-            conn.executemany("INSERT INTO quota_charges (key, at, count) VALUES (?,?,?)",
-                             [(c.key, now, c.count) for c in quota])
-        sub.id = sub.id or new_id()
-        sub.jobs = [job for job, _ in fresh]
-        conn.execute(
-            "INSERT INTO submissions (id, received_at, envelope_from, recipients, route, message_id, subject, "
-            "report_to, report_suppressed, dry_run, peer, user, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (sub.id, sub.received_at, sub.envelope_from, json.dumps(sub.recipients), sub.route, sub.message_id,
-             sub.subject, sub.report_to, sub.report_suppressed, int(sub.dry_run), sub.peer, sub.user,
-             json.dumps(sub.extra)),
-        )
-        rows = job_rows(sub, now)
-        conn.executemany(
-            "INSERT INTO jobs (id, submission_id, seq, number, text, provider, sender, account, options, row, "
-            "idempotency_key, state, attempts, next_attempt_at, expires_at, provider_id, code, error, parts, "
-            "encoding, notes, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO dedupe (key, submission_id, created_at) VALUES (?,?,?)",
-            [(key, sub.id, now) for _, key in fresh],
-        )
-        self._finish_if_final(conn, [sub.id], now)
-        return CommitResult(sub.id)
-
-    def _finish_if_final(self, conn: sqlite3.Connection, submission_ids: Iterable[str], now: float) -> list[str]:
-        done = []
-        for sid in submission_ids:
-            # IN the open states, not NOT IN the final ones: the (submission_id, state) index then finds an open
-            # job at once instead of scanning every finished job of a 100,000-row submission on each record().
-            open_jobs = conn.execute(
-                f"SELECT 1 FROM jobs WHERE submission_id = ? AND state IN ({_OPEN_SQL}) LIMIT 1", (sid,)
-            ).fetchone()
-            if open_jobs is not None:
-                continue
-            cur = conn.execute(
-                "UPDATE submissions SET report_state = CASE WHEN report_to IS NULL THEN 'none' ELSE 'pending' END, "
-                "finished_at = ?, report_next_at = ? WHERE id = ? AND report_state = 'waiting'",
-                (now, now, sid),
-            )
-            if cur.rowcount:
-                # Body credentials are kept only until the submission is final (DESIGN.md "Storage").
-                conn.execute("UPDATE jobs SET account = NULL WHERE submission_id = ?", (sid,))
-                done.append(sid)
-        return done
-
-    # -- dispatch ---------------------------------------------------------------------------------------
-
-    async def claim(
-        self, owner: str, now: float, limit: int, lease: float, skip_providers: Collection[str] = ()
-    ) -> list[Job]:
-        skip = sorted(skip_providers)
-        not_in = f"AND provider NOT IN ({','.join('?' * len(skip))}) " if skip else ""
-
-        def body(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'scheduled') AND next_attempt_at <= ? "
-                f"AND (lease_until IS NULL OR lease_until < ?) {not_in}ORDER BY next_attempt_at LIMIT ?",
-                (now, now, *skip, limit),
-            ).fetchall()
-            jobs = [job_from_row(r) for r in rows]
-            conn.executemany(
-                "UPDATE jobs SET lease_owner = ?, lease_until = ?, state = 'queued' WHERE id = ?",
-                [(owner, now + lease, j.id) for j in jobs],
-            )
-            return jobs
-        return await self._grouped(body)
-
-    async def mark_sending(self, job_ids: list[str], now: float, owner: str | None = None) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            if owner is None:
-                conn.executemany(
-                    "UPDATE jobs SET state = 'sending', updated_at = ?, "
-                    "first_attempt_at = COALESCE(first_attempt_at, ?) WHERE id = ?", [(now, now, j) for j in job_ids]
-                )
-                return
-            before = conn.total_changes
-            conn.executemany(
-                "UPDATE jobs SET state = 'sending', updated_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?) "
-                "WHERE id = ? AND state = 'queued' AND lease_owner = ?",
-                [(now, now, job_id, owner) for job_id in job_ids])
-            marked = conn.total_changes - before
-            if marked != len(job_ids):
-                raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back
-        await self._grouped(body)
-
-    async def record(self, updates: list[JobUpdate], now: float, owner: str | None = None) -> list[str]:
-        def body(conn: sqlite3.Connection) -> list[str]:
-            if owner is not None:
-                self._check_owner(conn, [u.job_id for u in updates], owner)
-            conn.executemany(
-                "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, provider_id = ?, code = ?, "
-                "error = ?, detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, u.detail, now,
-                  u.job_id) for u in updates],
-            )
-            sids = {u.job_id.rpartition(".")[0] for u in updates if u.state.final}
-            return self._finish_if_final(conn, sorted(sids), now)
-        return await self._grouped(body)
-
-    @staticmethod
-    def _check_owner(conn: sqlite3.Connection, job_ids: list[str], owner: str) -> None:
-        """LeaseLost unless `owner` holds every one of these jobs (inside the caller's write transaction)."""
-        ids = sorted(set(job_ids))
-        held = 0
-        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-            chunk = ids[i:i + 500]
-            held += conn.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE lease_owner = ? AND id IN ({','.join('?' * len(chunk))})",
-                (owner, *chunk)).fetchone()[0]
-        if held != len(ids):
-            raise LeaseLost("these jobs are no longer leased to this owner; its results are refused")
-
-    async def recover(
-        self, idempotent_providers: set[str], now: float, owner_dead: Callable[[str], bool] | None = None
-    ) -> tuple[int, int]:
-        def body(conn: sqlite3.Connection) -> tuple[int, int]:
-            rows = conn.execute(
-                "SELECT id, provider, state, lease_owner, lease_until FROM jobs "
-                "WHERE lease_owner IS NOT NULL AND state IN ('queued', 'sending')"
-            ).fetchall()
-            requeued, unknown, released = [], [], []
-            for r in rows:
-                expired = r["lease_until"] is None or r["lease_until"] < now
-                if r["state"] == "sending" and owner_dead is not None:
-                    # One host: whether the owner lives is known, and a live one holds the provider's answer
-                    # and records it as soon as the spool can write again (disk full, lock held). Declaring its
-                    # request interrupted when the lease ends would turn an accepted SMS into "may have been sent".
-                    dead = owner_dead(r["lease_owner"])
-                else:
-                    dead = expired or (owner_dead is not None and owner_dead(r["lease_owner"]))
-                if not dead:
-                    continue
-                if r["state"] == "queued":
-                    released.append(r["id"])
-                elif r["provider"] in idempotent_providers:
-                    requeued.append(r["id"])
-                else:
-                    unknown.append(r["id"])
-            conn.executemany(
-                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'queued' WHERE id = ?",
-                [(i,) for i in released + requeued],
-            )
-            conn.executemany(
-                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, state = 'unknown', code = 'INTERRUPTED', "
-                "error = ?, updated_at = ? WHERE id = ?",
-                [(INTERRUPTED, now, i) for i in unknown],
-            )
-            sids = sorted({i.rpartition(".")[0] for i in unknown})
-            self._finish_if_final(conn, sids, now)
-            return len(requeued), len(unknown)
-        return await self._grouped(body)
-
-    async def expire(self, now: float) -> list[str]:
-        def body(conn: sqlite3.Connection) -> list[str]:
-            where = ("state IN ('queued', 'scheduled') AND expires_at > 0 AND expires_at < ? "
-                     "AND (lease_until IS NULL OR lease_until < ?)")
-            sids = [r[0] for r in conn.execute(f"SELECT DISTINCT submission_id FROM jobs WHERE {where}", (now, now))]
-            if not sids:
-                return []
-            conn.execute(
-                "UPDATE jobs SET state = 'expired', updated_at = ?, error = 'not sent within its lifetime' || "
-                f"CASE WHEN error IS NULL THEN '' ELSE '; the last problem was: ' || error END WHERE {where}",
-                (now, now, now),
-            )
-            return self._finish_if_final(conn, sids, now)
-        return await self._grouped(body)
-
-    # -- reports ----------------------------------------------------------------------------------------
-
-    def _jobs_of(self, conn: sqlite3.Connection, sid: str) -> list[Job]:
-        rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE submission_id = ? ORDER BY seq", (sid,))
-        return [job_from_row(r) for r in rows]
-
-    async def due_reports(self, now: float, limit: int) -> list[DueReport]:
-        def body(conn: sqlite3.Connection) -> list[DueReport]:
-            rows = conn.execute(
-                "SELECT * FROM submissions WHERE report_state = 'pending' AND report_next_at <= ? "
-                "ORDER BY report_next_at LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), r["report_attempts"])
-                    for r in rows]
-        return await self._run(body)
-
-    async def due_delay_notices(self, older_than: float, limit: int) -> list[DueReport]:
-        def body(conn: sqlite3.Connection) -> list[DueReport]:
-            rows = conn.execute(
-                "SELECT * FROM submissions WHERE report_state = 'waiting' AND delay_notified = 0 "
-                "AND report_to IS NOT NULL AND received_at <= ? ORDER BY received_at LIMIT ?",
-                (older_than, limit),
-            ).fetchall()
-            return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
-        return await self._run(body)
-
-    async def mark_delay_notified(self, submission_id: str) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE submissions SET delay_notified = 1 WHERE id = ?", (submission_id,))
-        await self._grouped(body)
-
-    async def take_suppressed(self, report_to: str) -> list[DueReport]:
-        def body(conn: sqlite3.Connection) -> list[DueReport]:
-            rows = conn.execute(
-                "SELECT * FROM submissions WHERE report_state = 'suppressed' AND report_to = ? ORDER BY received_at",
-                (report_to,),
-            ).fetchall()
-            conn.executemany("UPDATE submissions SET report_state = 'summarised' WHERE id = ?",
-                             [(r["id"],) for r in rows])
-            return [DueReport(submission_from_row(r), self._jobs_of(conn, r["id"]), 0) for r in rows]
-        return await self._grouped(body)
-
-    async def report_done(
-        self, submission_id: str, state: str, next_at: float, now: float, owner: str | None = None
-    ) -> bool:
-        def body(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE submissions SET report_state = ?, report_attempts = report_attempts + 1, "
-                "report_next_at = ?, report_owner = NULL, report_lease_until = NULL "
-                "WHERE id = ? AND (? IS NULL OR report_owner = ?)",
-                (state, next_at, submission_id, owner, owner),
-            )
-            return cur.rowcount == 1
-        return await self._grouped(body)
-
-    async def claim_reports(self, owner: str, now: float, limit: int, lease: float) -> list[str]:
-        def body(conn: sqlite3.Connection) -> list[str]:
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM submissions WHERE report_state = 'pending' AND report_next_at <= ? "
-                "AND (report_lease_until IS NULL OR report_lease_until < ?) ORDER BY report_next_at LIMIT ?",
-                (now, now, limit))]
-            conn.executemany("UPDATE submissions SET report_owner = ?, report_lease_until = ? WHERE id = ?",
-                             [(owner, now + lease, i) for i in ids])
-            return ids
-        return await self._grouped(body)
-
-    async def claim_delay_notices(
-        self, owner: str, older_than: float, now: float, limit: int, lease: float
-    ) -> list[str]:
-        def body(conn: sqlite3.Connection) -> list[str]:
-            # report_next_at is free while a submission is `waiting`: it holds the notice's next try.
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM submissions WHERE report_state = 'waiting' AND delay_notified = 0 "
-                "AND report_to IS NOT NULL AND received_at <= ? AND report_next_at <= ? "
-                "AND (report_lease_until IS NULL OR report_lease_until < ?) ORDER BY received_at LIMIT ?",
-                (older_than, now, now, limit))]
-            conn.executemany("UPDATE submissions SET report_owner = ?, report_lease_until = ? WHERE id = ?",
-                             [(owner, now + lease, i) for i in ids])
-            return ids
-        return await self._grouped(body)
-
-    async def load_report(self, submission_id: str) -> DueReport | None:
-        def body(conn: sqlite3.Connection) -> DueReport | None:
-            row = conn.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)).fetchone()
-            if row is None:
-                return None
-            return DueReport(submission_from_row(row), self._jobs_of(conn, submission_id), row["report_attempts"])
-        return await self._run(body)
-
-    async def release_dead_reports(self, owner_dead: Callable[[str], bool]) -> int:
-        def body(conn: sqlite3.Connection) -> int:
-            owners = [r[0] for r in conn.execute(
-                "SELECT DISTINCT report_owner FROM submissions WHERE report_owner IS NOT NULL")]
-            dead = [(o,) for o in owners if owner_dead(o)]
-            before = conn.total_changes
-            conn.executemany("UPDATE submissions SET report_owner = NULL, report_lease_until = NULL "
-                             "WHERE report_owner = ?", dead)
-            return conn.total_changes - before
-        return await self._grouped(body)
-
-    async def release_reports(self, submission_ids: list[str], owner: str) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE submissions SET report_owner = NULL, report_lease_until = NULL "
-                "WHERE id = ? AND report_owner = ?",
-                [(i, owner) for i in submission_ids])
-        await self._grouped(body)
-
-    async def delay_notice_done(self, submission_id: str, owner: str, notified: bool, next_at: float) -> None:
-        def body(conn: sqlite3.Connection) -> None:
-            # A submission that became final meanwhile got its report_next_at from _finish_if_final: keep it.
-            conn.execute(
-                "UPDATE submissions SET delay_notified = ?, report_next_at = CASE WHEN report_state = 'waiting' "
-                "THEN ? ELSE report_next_at END, report_owner = NULL, report_lease_until = NULL "
-                "WHERE id = ? AND report_owner = ?",
-                (int(notified), next_at, submission_id, owner))
-        await self._grouped(body)
-
-    async def take_held(self, report_to: str, owner: str, now: float, lease: float) -> list[HeldReport]:
-        # Asked for nearly every report and nearly always empty: a read first spares a write transaction (an fsync).
-        held = await self._run(lambda c: c.execute(
-            "SELECT 1 FROM submissions WHERE report_state = 'suppressed' AND report_to = ? LIMIT 1", (report_to,)
-        ).fetchone())
-        if held is None:
-            return []
-
-        def body(conn: sqlite3.Connection) -> list[HeldReport]:
-            rows = conn.execute(
-                "SELECT s.id, (SELECT COUNT(*) FROM jobs j WHERE j.submission_id = s.id AND j.state = 'sent'), "
-                "(SELECT COUNT(*) FROM jobs j WHERE j.submission_id = s.id) FROM submissions s "
-                "WHERE s.report_state = 'suppressed' AND s.report_to = ? "
-                "AND (s.report_lease_until IS NULL OR s.report_lease_until < ?) ORDER BY s.received_at, s.id",
-                (report_to, now)).fetchall()
-            conn.executemany("UPDATE submissions SET report_owner = ?, report_lease_until = ? WHERE id = ?",
-                             [(owner, now + lease, r[0]) for r in rows])
-            return [HeldReport(r[0], r[1], r[2]) for r in rows]
-        return await self._grouped(body)
-
-    async def settle_held(self, submission_ids: list[str], owner: str, summarised: bool) -> None:
-        state = "summarised" if summarised else "suppressed"
-
-        def body(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE submissions SET report_state = ?, report_owner = NULL, report_lease_until = NULL "
-                "WHERE id = ? AND report_owner = ? AND report_state = 'suppressed'",
-                [(state, i, owner) for i in submission_ids])
-        await self._grouped(body)
-
-    # -- operator ---------------------------------------------------------------------------------------
-
-    async def queue_list(self, limit: int) -> list[QueueEntry]:
-        def body(conn: sqlite3.Connection) -> list[QueueEntry]:
-            subs = conn.execute(
-                "SELECT id, received_at, envelope_from, route, report_state FROM submissions "
-                "WHERE report_state IN ('waiting', 'pending') ORDER BY received_at LIMIT ?",
-                (limit,),
-            ).fetchall()
-            out = []
-            for s in subs:
-                states = {r[0]: r[1] for r in conn.execute(
-                    "SELECT state, COUNT(*) FROM jobs WHERE submission_id = ? GROUP BY state", (s["id"],))}
-                out.append(QueueEntry(s["id"], s["received_at"], s["envelope_from"], s["route"],
-                                      sum(states.values()), states, s["report_state"]))
-            return out
-        return await self._run(body)
-
-    async def get(self, submission_id: str) -> tuple[Submission, list[Job]] | None:
-        def body(conn: sqlite3.Connection) -> tuple[Submission, list[Job]] | None:
-            row = conn.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)).fetchone()
-            if row is None:
-                return None
-            return submission_from_row(row), self._jobs_of(conn, submission_id)
-        return await self._run(body)
-
-    async def retry_now(self, submission_id: str, now: float) -> int:
-        def body(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "UPDATE jobs SET next_attempt_at = ? WHERE submission_id = ? AND state IN ('queued', 'scheduled')",
-                (now, submission_id),
-            )
-            return cur.rowcount
-        return await self._grouped(body)
-
-    async def cancel(self, submission_id: str, now: float) -> int:
-        def body(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "UPDATE jobs SET state = 'cancelled', error = 'cancelled by the operator', lease_owner = NULL, "
-                "lease_until = NULL, updated_at = ? WHERE submission_id = ? AND state IN ('queued', 'scheduled')",
-                (now, submission_id),
-            )
-            self._finish_if_final(conn, [submission_id], now)
-            return cur.rowcount
-        return await self._grouped(body)
-
-    async def counts(self) -> dict[str, int]:
-        def body(conn: sqlite3.Connection) -> dict[str, int]:
-            return {r[0]: r[1] for r in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
-        return await self._run(body)
 

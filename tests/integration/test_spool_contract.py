@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mail2sms.model import Account, Job, JobState, Submission
+from mail2sms.model import Account, Job, JobState, ReportState, Submission
 from mail2sms.spool import open_spool
-from mail2sms.spool.base import JobUpdate, LeaseLost, Spool
+from mail2sms.spool.base import DueReport, JobUpdate, LeaseLost, Spool
+from mail2sms.spool.quotas import QuotaCharge, QuotaExceeded, QuotaLimit
 
 NOW = 1_800_000_000.0
 WINDOW = 86400.0
@@ -54,6 +55,14 @@ async def commit(spool: Spool, numbers: list[str], tag: str = "k", **kw: object)
     result = await spool.commit(sub, keys(sub, tag), WINDOW)
     assert not result.duplicate
     return sub
+
+
+async def due_reports(spool: Spool, now: float, limit: int = 10) -> list[DueReport]:
+    """The reports due at `now`, as a reporter sees them: claimed, loaded, then given back untried."""
+    ids = await spool.claim_reports("peek", now, limit, 60.0)
+    loaded = [await spool.load_report(i) for i in ids]
+    await spool.release_reports(ids, "peek")
+    return [r for r in loaded if r is not None]
 
 
 def done(job: Job, state: JobState = JobState.SENT, attempts: int = 1) -> JobUpdate:
@@ -166,7 +175,7 @@ async def test_record_finishes_the_submission_and_forgets_credentials(spool: Spo
     assert found is not None
     assert [j.state for j in found[1]] == [JobState.SENT, JobState.REJECTED]
     assert all(j.account is None for j in found[1])
-    due = await spool.due_reports(NOW + 3, 10)
+    due = await due_reports(spool, NOW + 3)
     assert [(d.submission.id, d.attempts) for d in due] == [(sub.id, 0)]
 
 
@@ -225,15 +234,15 @@ async def test_commit_of_final_jobs_finishes_at_once(spool: Spool) -> None:
     sub = submission(["96550000001"])
     sub.jobs[0].state = JobState.REJECTED
     await spool.commit(sub, keys(sub), WINDOW)
-    assert [d.submission.id for d in await spool.due_reports(NOW, 10)] == [sub.id]
+    assert [d.submission.id for d in await due_reports(spool, NOW)] == [sub.id]
 
 
-async def test_report_states_delay_notices_and_suppressed_reports(spool: Spool) -> None:
-    """report_done moves a report along; delay notices come once; suppressed reports are taken once, in order."""
+async def test_report_states_delay_notices_and_held_reports(spool: Spool) -> None:
+    """report_done moves a report along; a delivered delay notice comes once; held reports are summarised once."""
     slow = await commit(spool, ["96550000001"], tag="slow", at=NOW - 100)
-    assert [d.submission.id for d in await spool.due_delay_notices(NOW, 10)] == [slow.id]
-    await spool.mark_delay_notified(slow.id)
-    assert await spool.due_delay_notices(NOW, 10) == []
+    assert await spool.claim_delay_notices("n", NOW, NOW, 10, 60.0) == [slow.id]
+    await spool.delay_notice_done(slow.id, "n", True, NOW)
+    assert await spool.claim_delay_notices("n", NOW, NOW + 61, 10, 60.0) == []
 
     subs = []
     for i in range(3):
@@ -241,16 +250,88 @@ async def test_report_states_delay_notices_and_suppressed_reports(spool: Spool) 
         s.jobs[0].state = JobState.SENT
         await spool.commit(s, keys(s), WINDOW)
         subs.append(s)
-    await spool.report_done(subs[0].id, "pending", NOW + 60, NOW)
-    assert [d.submission.id for d in await spool.due_reports(NOW + 10, 10)] == [subs[1].id, subs[2].id]
-    retry = {d.submission.id: d.attempts for d in await spool.due_reports(NOW + 61, 10)}
+    await spool.report_done(subs[0].id, ReportState.PENDING, NOW + 60, NOW)
+    assert [d.submission.id for d in await due_reports(spool, NOW + 10)] == [subs[1].id, subs[2].id]
+    retry = {d.submission.id: d.attempts for d in await due_reports(spool, NOW + 61)}
     assert retry == {subs[0].id: 1, subs[1].id: 0, subs[2].id: 0}
-    await spool.report_done(subs[1].id, "suppressed", 0.0, NOW)
-    await spool.report_done(subs[2].id, "suppressed", 0.0, NOW)
-    taken = await spool.take_suppressed("a@b.c")
-    assert [d.submission.id for d in taken] == [subs[1].id, subs[2].id]
-    assert all(len(d.jobs) == 1 for d in taken)
-    assert await spool.take_suppressed("a@b.c") == []
+    await spool.report_done(subs[1].id, ReportState.SUPPRESSED, 0.0, NOW)
+    await spool.report_done(subs[2].id, ReportState.SUPPRESSED, 0.0, NOW)
+    held = await spool.take_held("a@b.c", "r", NOW, 60.0)
+    assert [(h.submission_id, h.sent, h.total) for h in held] == [(subs[1].id, 1, 1), (subs[2].id, 1, 1)]
+    assert await spool.take_held("a@b.c", "other", NOW + 1, 60.0) == []  # leased to "r"
+    await spool.settle_held([h.submission_id for h in held], "r", summarised=True)
+    assert await spool.take_held("a@b.c", "r", NOW + 120, 60.0) == []
+
+
+async def test_report_claims_are_held_by_one_owner(spool: Spool) -> None:
+    """A claimed report is leased: others skip it until the lease ends, and only the holder's report_done counts."""
+    sub = submission(["96550000001"])
+    sub.jobs[0].state = JobState.SENT
+    await spool.commit(sub, keys(sub), WINDOW)
+    assert await spool.claim_reports("a", NOW, 10, 60.0) == [sub.id]
+    assert await spool.claim_reports("b", NOW + 1, 10, 60.0) == []
+    assert not await spool.report_done(sub.id, ReportState.SENT, 0.0, NOW + 2, owner="b")
+    assert await spool.claim_reports("b", NOW + 61, 10, 60.0) == [sub.id]  # a's lease ran out
+    assert not await spool.report_done(sub.id, ReportState.SENT, 0.0, NOW + 62, owner="a")
+    assert await spool.report_done(sub.id, ReportState.SENT, 0.0, NOW + 62, owner="b")
+    assert await spool.claim_reports("c", NOW + 200, 10, 60.0) == []
+    assert await spool.queue_list(10) == []
+
+
+async def test_released_reports_are_due_again_without_an_attempt(spool: Spool) -> None:
+    """release_reports gives claims back untried; release_dead_reports frees only the dead owners' reports."""
+    first, second = submission(["96550000001"]), submission(["96550000002"], at=NOW + 1)
+    for s in (first, second):
+        s.jobs[0].state = JobState.SENT
+        await spool.commit(s, keys(s), WINDOW)
+    assert await spool.claim_reports("live", NOW + 1, 1, 60.0) == [first.id]
+    assert await spool.claim_reports("dead", NOW + 1, 1, 60.0) == [second.id]
+    assert await spool.release_dead_reports(lambda owner: owner == "dead") == 1
+    assert await spool.claim_reports("x", NOW + 2, 10, 60.0) == [second.id]
+    await spool.release_reports([first.id], "live")
+    report = await spool.load_report(first.id)
+    assert report is not None
+    assert report.attempts == 0
+    assert await spool.claim_reports("y", NOW + 2, 10, 60.0) == [first.id]
+    assert await spool.load_report("nope") is None
+
+
+async def test_a_delay_notice_not_delivered_waits_for_its_next_try(spool: Spool) -> None:
+    """A "still trying" notice given back undelivered is due again at next_at, not before."""
+    slow = await commit(spool, ["96550000001"], at=NOW - 100)
+    assert await spool.claim_delay_notices("n", NOW, NOW, 10, 60.0) == [slow.id]
+    assert await spool.claim_delay_notices("m", NOW, NOW + 1, 10, 60.0) == []  # leased
+    await spool.delay_notice_done(slow.id, "n", False, NOW + 300)
+    assert await spool.claim_delay_notices("n", NOW, NOW + 299, 10, 60.0) == []
+    assert await spool.claim_delay_notices("n", NOW, NOW + 300, 10, 60.0) == [slow.id]
+
+
+async def test_quota_charges_are_counted_and_a_refused_commit_stores_nothing(spool: Spool) -> None:
+    """commit charges route quotas in its transaction; over the limit it raises QuotaExceeded and stores nothing."""
+    limit = (QuotaLimit(3, 3600.0, "hour"),)
+    first = submission(["96550000001", "96550000002"])
+    await spool.commit(first, keys(first), WINDOW, quota=[QuotaCharge("route:a", 2, limit)])
+    assert await spool.quota_used("route:a", NOW - 3600) == 2
+    again = submission(["96550000001", "96550000002"])
+    assert (await spool.commit(again, keys(again), WINDOW, quota=[QuotaCharge("route:a", 2, limit)])).duplicate
+    more = submission(["96550000003", "96550000004"])
+    with pytest.raises(QuotaExceeded):
+        await spool.commit(more, keys(more), WINDOW, quota=[QuotaCharge("route:a", 2, limit)])
+    assert await spool.counts() == {"queued": 2}
+    assert await spool.quota_used("route:a", NOW - 3600) == 2
+    later = submission(["96550000003"], at=NOW + 3601)
+    await spool.commit(later, keys(later), WINDOW, quota=[QuotaCharge("route:a", 1, limit)])
+    assert await spool.quota_used("route:a", NOW) == 1
+
+
+async def test_submission_id_is_stored_with_each_job(spool: Spool) -> None:
+    """Jobs name their submission from the stored column: record and recover finish the right submission."""
+    sub = await commit(spool, ["96550000001"], provider="plain")
+    job = (await spool.claim("gone", NOW, 10, 5.0))[0]
+    assert job.submission_id == sub.id
+    await spool.mark_sending([job.id], NOW, "gone")
+    assert await spool.recover(set(), NOW + 6) == (0, 1)
+    assert [d.submission.id for d in await due_reports(spool, NOW + 6)] == [sub.id]
 
 
 async def test_queue_operations(spool: Spool) -> None:
@@ -267,7 +348,7 @@ async def test_queue_operations(spool: Spool) -> None:
     other = await commit(spool, ["96550000003"], tag="o")
     assert await spool.cancel(other.id, NOW) == 1
     assert (await spool.counts()).get("cancelled") == 1
-    assert other.id in [d.submission.id for d in await spool.due_reports(NOW, 10)]
+    assert other.id in [d.submission.id for d in await due_reports(spool, NOW)]
     assert await spool.get("nope") is None
 
 
@@ -340,7 +421,7 @@ async def test_postgres_migrations_are_recorded_and_a_newer_schema_is_refused(pg
     import psycopg
 
     from mail2sms.errors import SpoolError
-    from mail2sms.spool.postgres import SCHEMA_VERSION
+    from mail2sms.spool.schema import SCHEMA_VERSION
 
     for _ in range(2):
         s = open_spool(pg_url)
