@@ -114,6 +114,7 @@ _AMOUNT = re.compile(r"^\s*[^\d\-]{0,4}\s*(-?\d[\d,]*(?:\.\d+)?)\s*[A-Za-z]{0,8}
 
 RECEIPTS = receipts.ReceiptSupport(poll=True, push=False, max_ids=1)  # report/ takes one msgid (unconfirmed)
 _STATUS_TEXT_MAX = 60  # longer strings are prose, not a status word
+_ENVELOPE_WORDS = frozenset({"ok", "success", "successful", "true", "false", "null"})
 
 OPTIONS: dict[str, wire.Check] = {
     "max_chars": wire.integer(1, 100_000),
@@ -243,7 +244,8 @@ def report_receipt(body: str, item: ReceiptQuery, secrets: Iterable[str] = ()) -
         return receipts.pending(item, reading.word, f"KoboMobile refused the delivery status request: "
                                 f"{explain(TYPE, reading.word)}")
     words = [quote(t, hidden) for t in reading.texts if 0 < len(t.strip()) <= _STATUS_TEXT_MAX]
-    words = [w for w in words if w != item.provider_id and not w.isdigit()]
+    # The message's own id, numbers and generic envelope words ("ok") are not its status.
+    words = [w for w in words if w != item.provider_id and not w.isdigit() and w.lower() not in _ENVELOPE_WORDS]
     states = {w: receipts.classify(w) for w in words}
     final = {s for s in states.values() if s is not DeliveryState.PENDING}
     if len(final) == 1:
