@@ -62,19 +62,13 @@ async def migrate(conn: Conn) -> int:
         cur = await conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
         row = await cur.fetchone()
         have = int(row["v"]) if row else 0
-        if have > schema.SCHEMA_VERSION:
-            raise SpoolError(schema.newer(have))
-        for migration in schema.MIGRATIONS:
-            if migration.version <= have:
-                continue
-            for step in schema.statements(migration, POSTGRESQL):
-                if isinstance(step, str):
-                    await conn.execute(step.encode())  # no parameters
-                else:
-                    await conn.execute(
-                        f"ALTER TABLE {step.table} ADD COLUMN IF NOT EXISTS {step.column} {step.declaration}".encode())
-            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (migration.version,))
-            have = migration.version
+        for version, steps in schema.pending(have, POSTGRESQL):
+            for step in steps:
+                if not isinstance(step, str):
+                    step = f"ALTER TABLE {step.table} ADD COLUMN IF NOT EXISTS {step.column} {step.declaration}"
+                await conn.execute(step.encode())  # no parameters
+            await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+            have = version
     return have
 
 

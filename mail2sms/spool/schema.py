@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from string import Template
 
+from mail2sms.errors import SpoolError
 from mail2sms.spool.dialect import Dialect
 
 
@@ -153,6 +154,11 @@ def statements(migration: Migration, dialect: Dialect) -> list[str | AddColumn]:
     return out
 
 
-def newer(found: int) -> str:
-    """The refusal for a spool migrated by a newer mail2sms (its columns may mean things this one does not know)."""
-    return f"spool schema {found} is newer than this mail2sms ({SCHEMA_VERSION})"
+def pending(have: int, dialect: Dialect) -> list[tuple[int, list[str | AddColumn]]]:
+    """The migrations a spool at version `have` lacks, in order, as this dialect's steps.
+
+    A spool migrated by a newer mail2sms is refused (SpoolError): its columns may mean things this one does not know.
+    """
+    if have > SCHEMA_VERSION:
+        raise SpoolError(f"spool schema {have} is newer than this mail2sms ({SCHEMA_VERSION})")
+    return [(m.version, statements(m, dialect)) for m in MIGRATIONS if m.version > have]

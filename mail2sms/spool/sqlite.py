@@ -51,19 +51,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
     A file of the `ADDED_COLUMNS` era has user_version 0: every migration runs, and its idempotent steps add only
     what the file lacks (its own `schema_version` table is left as it was)."""
-    have = conn.execute("PRAGMA user_version").fetchone()[0]
-    if have > schema.SCHEMA_VERSION:
-        raise SpoolError(schema.newer(have))
-    for migration in schema.MIGRATIONS:
-        if migration.version <= have:
-            continue
-        for step in schema.statements(migration, SQLITE):
+    missing = schema.pending(conn.execute("PRAGMA user_version").fetchone()[0], SQLITE)
+    for _, steps in missing:
+        for step in steps:
             if isinstance(step, str):
                 conn.execute(step)
             elif step.column not in {r[1] for r in conn.execute(f"PRAGMA table_info({step.table})")}:
                 conn.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.declaration}")
-    if have < schema.SCHEMA_VERSION:
-        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+    if missing:
+        conn.execute(f"PRAGMA user_version = {missing[-1][0]}")
 
 
 def _execute(conn: sqlite3.Connection, query: Q) -> Result:
