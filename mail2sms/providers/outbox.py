@@ -3,6 +3,7 @@
 Each batch is appended, flushed and fsynced before `send` returns, so a `Sent` from the outbox means the line
 is on disk. File I/O runs in a worker thread, off the event loop. A line holds the time, provider name,
 number, text, sender, an id and the options; it must never hold a password, a key or any other credential.
+The outbox offers no delivery receipts: nothing it writes ever reaches a phone, so nothing may be called delivered.
 """
 
 from __future__ import annotations
