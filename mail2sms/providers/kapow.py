@@ -196,8 +196,9 @@ def receipt_push(method: str, query: str, body: bytes, content_type: str, zone: 
 
 
 def dlr_address(url: str) -> str:
-    """Kapow's `dlr` value for a receipt URL: the address without its scheme, as the seed asks."""
-    return url.split("://", 1)[1] if "://" in url else url
+    """Kapow's `dlr` value for a receipt URL: the address without its scheme, as the seed asks, ending in `?` as
+    the seed's examples do, so Kapow's variables form the query whether it appends `&returnid=…` or `returnid=…`."""
+    return (url.split("://", 1)[1] if "://" in url else url) + "?"
 
 
 def _zone(name: str) -> tzinfo:

@@ -137,7 +137,7 @@ class FakeKapow(FakeProvider):
         if address is not None and letter in ("D", "X"):
             self._call_back(address, returnid, sent.number, letter)
 
-    def wait_callbacks(self, n: int, timeout: float = 10.0) -> list[tuple[str, int | str]]:
+    def wait_callbacks(self, n: int, timeout: float = 30.0) -> list[tuple[str, int | str]]:
         """Block until at least `n` callbacks have been made (answered or failed); TimeoutError otherwise."""
         with self._changed:
             if not self._changed.wait_for(lambda: len(self.callbacks) >= n, timeout):
@@ -147,7 +147,7 @@ class FakeKapow(FakeProvider):
     def _call_back(self, address: str, returnid: str, mobile: str, status: str) -> None:
         timesent = datetime.now(self.zone).strftime("%Y-%m-%d %H:%M:%S")
         query = urlencode({"returnid": returnid, "mobile": mobile, "status": status, "timesent": timesent})
-        url = f"http://{address}{'&' if '?' in address else '?'}{query}"
+        url = f"http://{address}{'' if address.endswith(('?', '&')) else '&' if '?' in address else '?'}{query}"
 
         def call() -> None:
             outcome: int | str

@@ -92,7 +92,7 @@ async def test_kapow_calls_the_dlr_url_and_the_push_parser_reads_it(
         url = f"{receiver.url}kapow/t0k3n"
         provider = adapter("kapow", fake, client, options={"receipt_url": url})
         items = await send(provider, "447700900001", "447700900002")
-        assert fake.requests[0].param("dlr") == url.removeprefix("http://")
+        assert fake.requests[0].param("dlr") == url.removeprefix("http://") + "?"
         fake.deliver(items[0].provider_id, "D")
         fake.deliver(items[1].provider_id, "X")
         assert [status for _, status in fake.wait_callbacks(2)] == [200, 200]

@@ -150,7 +150,7 @@ async def test_kapow_send_carries_the_receipt_url_without_its_scheme() -> None:
     assert isinstance(provider, KapowProvider)
     job = Job(number="447700900001", text="hi", provider="kapow")
     await provider.send(Batch("kapow", None, None, "hi", SmsOptions(), (job,)))
-    assert parse_qs(seen[0].content.decode())["dlr"] == ["sms.example.org/receipts/kapow/t0k3n"]
+    assert parse_qs(seen[0].content.decode())["dlr"] == ["sms.example.org/receipts/kapow/t0k3n?"]
 
 
 def test_kapow_dlr_and_receipt_url_together_are_a_config_error() -> None:
