@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
@@ -31,8 +31,6 @@ from mail2sms.providers.quote import quote
 
 MAX_PUSH_BYTES = 256 * 1024  # a provider's callback carries a few receipts; BulkSMS batches stay far below this
 MAX_PUSH_RECEIPTS = 1000  # receipts read from one push body at most
-
-PushParser = Callable[[str, str, bytes, str], list[Receipt]]
 
 
 @dataclass(frozen=True)
