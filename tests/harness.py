@@ -151,10 +151,11 @@ def message(to: str | list[str], body: str, *, sender: str = "alice@example.org"
 
 
 def send(port: int, msg: EmailMessage, *, sender: str = "alice@example.org",
-         rcpts: list[str] | None = None) -> tuple[int, bytes]:
-    """Send with smtplib; return the DATA reply (code, text). Refused recipients raise as smtplib does."""
+         rcpts: list[str] | None = None, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Send with smtplib; return the DATA reply (code, text). Refused recipients raise as smtplib does.
+    `timeout` bounds each socket wait: a big mail's DATA reply on a busy machine needs more than the default."""
     to = rcpts or [a.strip() for a in str(msg["To"]).split(",")]
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
         client.ehlo("client.example.org")
         code, text = client.mail(sender)
         assert code == 250, text
@@ -165,7 +166,9 @@ def send(port: int, msg: EmailMessage, *, sender: str = "alice@example.org",
         return client.data(msg.as_bytes(policy=email.policy.SMTP))
 
 
-def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something true, and return that. `timeout` is a bound against a hang, never
+    a timing assertion: generous, because the suite runs on shared, busy CI machines (a pass returns at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

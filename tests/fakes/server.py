@@ -165,14 +165,15 @@ class FakeProvider:
         with self._lock:
             return list(self._requests)
 
-    def wait_for(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        """Block until at least `n` requests have been recorded; TimeoutError if they do not come in time."""
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[RecordedRequest]:
+        """Block until at least `n` requests have been recorded; TimeoutError if they do not come in time (a bound
+        against a hang on a busy machine, not a timing assertion)."""
         with self._changed:
             if not self._changed.wait_for(lambda: len(self._requests) >= n, timeout):
                 raise TimeoutError(f"{len(self._requests)} of {n} requests arrived within {timeout} s")
             return list(self._requests)
 
-    def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
+    def wait_until(self, predicate: Any, timeout: float = 30.0) -> None:
         """Block until `predicate()` (evaluated under the fake's lock) is true; TimeoutError otherwise."""
         with self._changed:
             if not self._changed.wait_for(predicate, timeout):

@@ -255,7 +255,7 @@ def test_canaries_never_leak_through_auth_policy_and_http(tmp_path: Path) -> Non
                 seen.append(str(client.login("alarm", AUTH_CANARY)))
                 # success on the user's own account; a provider failure on the config account (via trust)
                 seen.append(str(client.send_message(message("96550000501@sms.test", "on my account"))))
-            kwt.wait_for(1, timeout=15)
+            kwt.wait_for(1, timeout=60)
             kwt.fail_next(500, f"internal error for {CONFIG_CANARY}")
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
                 seen.append(str(client.send_message(message("96550000502@sms.test", "five hundred"))))

@@ -271,7 +271,7 @@ def test_json_timeout_is_retried_with_the_same_deduplication_id_and_sent_once(wo
     data, _, _ = report_for(world, submit(world, f"{number}@json.test", "slow one"))
     assert data["jobs"][0]["status"] == "sent"
     # Whichever of the late first request and the retry BulkSMS handles second is answered from its memory.
-    wait_until(lambda: world.json.duplicates == duplicates + 1, timeout=10)
+    wait_until(lambda: world.json.duplicates == duplicates + 1, timeout=60)
     assert [m.number for m in world.json.sent].count(number) == 1
     posts = [r for r in world.json.requests if r.method == "POST" and f'"+{number}"'.encode() in r.body]
     assert len({r.param("deduplication-id") for r in posts}) == 1
@@ -316,7 +316,7 @@ def test_an_ambiguous_attempt_past_the_key_window_may_have_been_sent(world: Worl
     assert (job["status"], job["code"]) == ("unknown", "KEY_EXPIRED")
     assert "may have been sent" in text
     assert len(fake.requests) - before == 1  # asked once, never again with a key BulkSMS may have forgotten
-    wait_until(lambda: number in [m.number for m in fake.sent], timeout=10)  # the late request did send it
+    wait_until(lambda: number in [m.number for m in fake.sent], timeout=60)  # the late request did send it
 
 
 # -- EAPI: configuration errors -----------------------------------------------------------------------

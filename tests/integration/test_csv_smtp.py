@@ -270,7 +270,7 @@ def test_small_mail_is_accepted_while_a_100k_row_csv_is_parsed(server: ThreadSer
     big_reply: list[tuple[int, bytes]] = []
 
     def send_big() -> None:
-        big_reply.append(send(server.port, big))
+        big_reply.append(send(server.port, big, timeout=600))  # parsing 100,000 rows on a busy machine: minutes
         order.append("big")
 
     sender = threading.Thread(target=send_big)

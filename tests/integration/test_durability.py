@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import sqlite3
 from pathlib import Path
 
+from mail2sms.model import FINAL_STATES
 from mail2sms.smtp import replies
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.harness import ProcessServer, message, reports, send, wait_until, write_config
@@ -26,6 +27,12 @@ region = "KW"
 """
 
 
+def job_rows(db: Path) -> list[tuple[str, str, int]]:
+    """(number, state, attempts) of every job in the SQLite spool."""
+    with sqlite3.connect(db) as conn:
+        return [(str(n), str(s), int(a)) for n, s, a in conn.execute("SELECT number, state, attempts FROM jobs")]
+
+
 def test_sigkill_right_after_250_sends_once_after_restart(tmp_path: Path) -> None:
     """SIGKILL right after each 250, then a restart: every accepted SMS reaches the provider once, none twice."""
     with FakeKwtSms(accounts={"user": ("pass", 1000.0)}, same_number_interval=0) as kwt:
@@ -40,10 +47,11 @@ def test_sigkill_right_after_250_sends_once_after_restart(tmp_path: Path) -> Non
             accepted.append(f"9655000010{i}")
         server.start()
         try:
-            wait_until(lambda: len(reports(tmp_path / "reports")) == len(accepted), timeout=30)
-            time.sleep(0.5)  # anything sent twice would show up now
+            wait_until(lambda: len(reports(tmp_path / "reports")) == len(accepted), timeout=120)
         finally:
             assert server.terminate() == 0
+        # Every job is final and the server has stopped: nothing is left that could still be sent (a second time).
+        assert {state for _, state, _ in job_rows(tmp_path / "spool.db")} <= {s.value for s in FINAL_STATES}
         counts = {n: sum(1 for s in kwt.sent if s.number == n) for n in accepted}
         assert all(c <= 1 for c in counts.values()), counts
         # A kill after the request's first bytes left and before the reply was recorded leaves the job `unknown`
@@ -64,11 +72,12 @@ def test_sigterm_stops_cleanly_and_restart_resumes(tmp_path: Path) -> None:
         server = ProcessServer(path, port, tmp_path / "server.log").start()
         code, text = send(port, message("96550000200@sms.test", "queued while down"))
         assert replies.QUEUED.matches(code, text)
-        time.sleep(0.5)
+        # The dispatcher has tried (connection refused: surely not sent) and put the job back for later.
+        wait_until(lambda: [(s, a >= 1) for _, s, a in job_rows(tmp_path / "spool.db")] == [("queued", True)])
         assert server.terminate() == 0
         kwt.start()
         server.start()
-        wait_until(lambda: kwt.sent, timeout=30)
+        wait_until(lambda: kwt.sent, timeout=60)
         assert server.terminate() == 0
         assert [s.number for s in kwt.sent] == ["96550000200"]
     finally:

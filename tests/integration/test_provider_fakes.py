@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -402,13 +401,15 @@ async def test_read_timeout_after_the_request_was_sent_is_unknown(
 ) -> None:
     """A provider that takes the request but answers too late gives Unknown, and it did send the SMS."""
     kind, fake = setup
-    fake.delay_next(1.0)
-    started = time.monotonic()
+    # The answer comes 3 s after the request (the fake changes its state then), ten times the 0.3 s timeout: the
+    # client gives up first even on a busy machine. That the SMS is not yet counted when the result is back proves
+    # the client did not wait for the answer (no wall-clock measure needed).
+    fake.delay_next(3.0)
     [result] = await provider_for(kind, fake, client, timeout=0.3).send(make_batch((NUMBER[kind],)))
-    assert time.monotonic() - started < 1.0
+    assert sent_count(fake) == 0
     assert isinstance(result, Unknown)
     assert result.code == "ReadTimeout"
-    fake.wait_until(lambda: sent_count(fake) == 1, timeout=5)  # why Unknown is right: it was sent
+    fake.wait_until(lambda: sent_count(fake) == 1, timeout=60)  # why Unknown is right: it was sent
 
 
 async def test_reset_after_read_is_unknown(
@@ -443,4 +444,4 @@ async def test_faults_apply_to_the_next_requests_in_order(kwt: FakeKwtSms, clien
     kwt.inject(("status", 503, "busy", {}), ("status", 429, "", {"Retry-After": "1"}))
     codes = [(await provider.send(make_batch((f"9655000000{i}",))))[0] for i in range(3)]
     assert [type(r).__name__ for r in codes] == ["Retry", "Retry", "Sent"]
-    assert len(kwt.wait_for(3, timeout=1)) == 3
+    assert len(kwt.wait_for(3, timeout=30)) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -71,6 +72,19 @@ def config(tmp: Path, kwt: FakeKwtSms, kapow: FakeKapow, lifetime: str = "24h", 
     return path
 
 
+def due_again(db: Path, number: str) -> bool:
+    """True when the job for `number` waits for its next attempt and that moment has passed."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT state, next_attempt_at FROM jobs WHERE number = ?", (number,)).fetchone()
+    return row is not None and row[0] == "queued" and row[1] is not None and float(row[1]) <= time.time()
+
+
+def report_states(db: Path) -> list[str]:
+    """Every submission's report state, sorted."""
+    with sqlite3.connect(db) as conn:
+        return sorted(str(r[0]) for r in conn.execute("SELECT report_state FROM submissions"))
+
+
 def test_failing_provider_is_paused_while_others_carry_on(tmp_path: Path) -> None:
     """KwtSMS answering 503 trips the breaker after 3 requests; Kapow mail keeps flowing meanwhile."""
     with FakeKwtSms(accounts={"user": ("pass", 1000.0)}, same_number_interval=0) as kwt, \
@@ -80,7 +94,9 @@ def test_failing_provider_is_paused_while_others_carry_on(tmp_path: Path) -> Non
         with thread_server(config(tmp_path, kwt, kapow, breaker_failures=3)) as server:
             assert send(server.port, message("96550000700@kwt.test", "to a failing provider"))[0] == 250
             wait_until(lambda: len(kwt.requests) >= 3)
-            time.sleep(1.0)  # several retry periods: a paused provider gets no more requests
+            # The KwtSMS job is due again (retry_cap is 0.5 s) while the breaker pauses its provider; then mail to
+            # Kapow is claimed and sent, so the dispatcher has run past the moment a retry would have gone out.
+            wait_until(lambda: due_again(tmp_path / "spool.db", "96550000700"))
             assert len(kwt.requests) == 3
             for i in range(3):
                 assert send(server.port, message(f"0777712345{i}@kapow.test", f"others carry on {i}"))[0] == 250
@@ -94,7 +110,7 @@ def test_job_expires_after_the_route_lifetime_and_is_reported(tmp_path: Path) ->
         kwt.refuse()
         with thread_server(config(tmp_path, kwt, kapow, lifetime="1s")) as server:
             assert send(server.port, message("96550000701@kwt.test", "never arrives"))[0] == 250
-            report = wait_until(lambda: reports(tmp_path / "reports"), timeout=20)[0]
+            report = wait_until(lambda: reports(tmp_path / "reports"), timeout=60)[0]
     assert report["Subject"].startswith("SMS failed")
     assert report_json(report)["jobs"][0]["status"] == "expired"
     assert "expired" in report_text(report)
@@ -109,10 +125,10 @@ def test_still_trying_notice_then_final_report(tmp_path: Path) -> None:
                                                  'from = "mail2sms@sms.test"\nstill_trying_after = "1s"'))
         with thread_server(path) as server:
             assert send(server.port, message("96550000702@kwt.test", "slow one"))[0] == 250
-            notice = wait_until(lambda: reports(tmp_path / "reports"), timeout=20)[0]
+            notice = wait_until(lambda: reports(tmp_path / "reports"), timeout=60)[0]
             assert notice["Subject"] == "SMS delayed: still trying (1 of 1 not sent yet)"
             kwt.start()
-            wait_until(lambda: len(reports(tmp_path / "reports")) == 2, timeout=20)
+            wait_until(lambda: len(reports(tmp_path / "reports")) == 2, timeout=60)
     subjects = sorted(str(r["Subject"]) for r in reports(tmp_path / "reports"))
     assert subjects == ["SMS delayed: still trying (1 of 1 not sent yet)", "SMS sent to +96550000702: sms"]
 
@@ -127,14 +143,11 @@ def test_report_rate_limit_holds_reports_for_a_summary(tmp_path: Path) -> None:
             for i in range(4):
                 assert send(server.port, message(f"9655000071{i}@kwt.test", f"burst {i}"))[0] == 250
                 wait_until(lambda n=i: len(kwt.sent) == n + 1)
-            time.sleep(0.5)
+            # Every submission's report is decided (two written, two held): only then are the written ones counted.
+            wait_until(lambda: report_states(tmp_path / "spool.db") == ["sent", "sent", "suppressed", "suppressed"])
             assert len(reports(tmp_path / "reports")) == 2
     # The two held reports are not lost: they sit in the spool as "suppressed" for the next summary.
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / "spool.db") as conn:
-        states = sorted(r[0] for r in conn.execute("SELECT report_state FROM submissions"))
-    assert states == ["sent", "sent", "suppressed", "suppressed"]
+    assert report_states(tmp_path / "spool.db") == ["sent", "sent", "suppressed", "suppressed"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -160,6 +173,6 @@ def test_queue_commands(tmp_path: Path) -> None:
             deleted = run_cli("queue", "delete", sid, "--config", str(path))
             assert deleted.returncode == 0
             assert "1 SMS cancelled" in deleted.stdout
-            report = wait_until(lambda: reports(tmp_path / "reports"), timeout=20)[0]
+            report = wait_until(lambda: reports(tmp_path / "reports"), timeout=60)[0]
             assert report_json(report)["jobs"][0]["status"] == "cancelled"
             assert "the queue is empty" in run_cli("queue", "list", "--config", str(path)).stdout

@@ -50,7 +50,7 @@ def test_canaries_never_leak(tmp_path: Path) -> None:
             # 2. body credentials the provider refuses (ERR003)
             body = f"username:body\npassword:{BODY_CANARY}\nmobile:96550000302\ntext:hi\n"
             replies_seen.append(send(port, message("sms@sms.test", body))[1])
-            kwt.wait_for(2, timeout=15)
+            kwt.wait_for(2, timeout=60)
             # 3. a content error in a body that carries a password
             bad = f"username:body\npassword:{BODY_CANARY}\nmobil:96550000303\ntext:hi\n"
             replies_seen.append(send(port, message("sms@sms.test", bad))[1])
@@ -59,7 +59,7 @@ def test_canaries_never_leak(tmp_path: Path) -> None:
             # 4. the provider fails with 500, then resets the connection after reading the request
             kwt.fail_next(500, f"internal error for password {CONFIG_CANARY}")
             replies_seen.append(send(port, message("96550000304@sms.test", "five hundred"))[1])
-            kwt.wait_for(3, timeout=15)
+            kwt.wait_for(3, timeout=60)
             kwt.reset_next()
             replies_seen.append(send(port, message("96550000305@sms.test", "reset"))[1])
             wait_until(lambda: len(reports(tmp_path / "reports")) >= 4, timeout=30)
