@@ -217,6 +217,9 @@ class ReportsConfig(_Model):
     smarthost_verify: Bool = True  # check the smarthost's certificate (off only for a self-signed relay you run)
     smarthost_username: str = ""
     smarthost_password: SecretStr = SecretStr("")
+    # Delivery receipts (issue 15): a follow-up mail when every accepted SMS is final; "failures" only when one
+    # was not delivered or got no receipt (report/followup.py).
+    receipts: Literal["failures", "always", "never"] = "failures"
 
     @field_validator("from_")
     @classmethod
@@ -236,6 +239,23 @@ class ReportsConfig(_Model):
 
 class HttpConfig(_Model):
     listen: str = "127.0.0.1:8026"
+
+
+class ReceiptsConfig(_Model):
+    """Delivery receipts (issue 15): where providers call back, with which secret, and how long to wait."""
+
+    # The address providers reach `[http] listen` by (a proxy in front of it); with it, providers that take the
+    # receipt address per request (Kapow's dlr) get `<public_url>/receipts/<name>/<token>`.
+    public_url: str = ""
+    token: SecretStr = SecretStr("")  # the push URL's secret; `providers.<name>.receipt_token` overrides it
+    window: Duration = Field(default=48 * 3600.0, gt=0)  # no final receipt by then: "no receipt"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. https://sms.example.org")
+        return value.rstrip("/")
 
 
 class DispatchConfig(_Model):
@@ -265,6 +285,7 @@ class ProviderConfig(_Model):
     timeout: Duration = 30.0
     max_recipients: int | None = Field(default=None, ge=1)
     path: str = ""  # outbox only
+    receipt_token: SecretStr = SecretStr("")  # this provider's push URL secret (else `receipts.token`)
     options: dict[str, Any] = {}  # adapter-specific extras (e.g. kapow route, bulksms routing_group)
 
     @field_validator("type")
@@ -378,6 +399,7 @@ class Config(_Model):
     spool: SpoolConfig = SpoolConfig()
     reports: ReportsConfig = ReportsConfig()
     http: HttpConfig = HttpConfig()
+    receipts: ReceiptsConfig = ReceiptsConfig()
     dispatch: DispatchConfig = DispatchConfig()
     providers: dict[str, ProviderConfig] = {}
     routes: list[RouteConfig] = []
@@ -391,7 +413,13 @@ class Config(_Model):
         values += [u.provider_password.get_secret_value() for u in self.users]
         values.append(urllib.parse.urlsplit(self.spool.url).password or "")  # postgresql://user:PASSWORD@host/db
         values.append(self.reports.smarthost_password.get_secret_value())
+        values += [self.receipt_token(name) for name in self.providers]  # push URL tokens, never logged
         return [v for v in values if v]
+
+    def receipt_token(self, provider: str) -> str:
+        """The secret in `provider`'s receipt push URL: its own `receipt_token`, else `receipts.token`; "" = none."""
+        own = self.providers[provider].receipt_token.get_secret_value() if provider in self.providers else ""
+        return own or self.receipts.token.get_secret_value()
 
 
 def _resolve_tls_paths(raw: dict[str, Any], base: Path) -> None:
@@ -423,13 +451,17 @@ def _resolve_secrets(raw: dict[str, Any], base: Path, problems: list[str]) -> No
     sections: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []
     providers = raw.get("providers")
     if isinstance(providers, dict):
-        sections += [(f"providers.{n}", p, SECRET_FIELDS) for n, p in providers.items() if isinstance(p, dict)]
+        sections += [(f"providers.{n}", p, (*SECRET_FIELDS, "receipt_token")) for n, p in providers.items()
+                     if isinstance(p, dict)]
     users = raw.get("users")
     if isinstance(users, list):
         sections += [(f"users[{i}]", u, ("provider_password",)) for i, u in enumerate(users) if isinstance(u, dict)]
     reports = raw.get("reports")
     if isinstance(reports, dict):
         sections.append(("reports", reports, ("smarthost_password",)))
+    receipts = raw.get("receipts")
+    if isinstance(receipts, dict):
+        sections.append(("receipts", receipts, ("token",)))
     for where, section, fields in sections:
         for name in fields:
             given = [k for k in (name, f"{name}_env", f"{name}_file") if k in section]
@@ -454,6 +486,35 @@ def _resolve_secrets(raw: dict[str, Any], base: Path, problems: list[str]) -> No
                     section[name] = path.read_text(encoding="utf-8").strip()
                 except OSError as exc:
                     problems.append(f"{where}.{name}_file: cannot read {path}: {exc.strerror}")
+
+
+# Provider types that take the receipt address with every request (Kapow's `dlr`, as `options.receipt_url`);
+# the others' webhooks are set in the provider's own dashboard to the URL the README names.
+RECEIPT_URL_TYPES = frozenset({"kapow"})
+
+
+def receipt_url(public_url: str, provider: str, token: str) -> str:
+    """`<public_url>/receipts/<provider>/<token>`: where `provider` pushes receipts (web.py serves it)."""
+    quoted = urllib.parse.quote(provider, safe="")
+    return f"{public_url.rstrip('/')}/receipts/{quoted}/{urllib.parse.quote(token, safe='')}"
+
+
+def _receipt_urls(raw: dict[str, Any]) -> None:
+    """With `receipts.public_url` and a token, give each provider that takes the address per request its
+    `options.receipt_url`, unless its options already name one (`receipt_url` or Kapow's own `dlr`)."""
+    receipts, providers = raw.get("receipts"), raw.get("providers")
+    if not isinstance(receipts, dict) or not isinstance(providers, dict):
+        return
+    public = receipts.get("public_url")
+    if not isinstance(public, str) or not re.fullmatch(r"https?://[^\s?#]+", public):
+        return  # a wrong value is reported by validation
+    for name, section in providers.items():
+        if not isinstance(section, dict) or section.get("type") not in RECEIPT_URL_TYPES:
+            continue
+        token = section.get("receipt_token") or receipts.get("token")
+        options = section.get("options", {})
+        if isinstance(token, str) and token and isinstance(options, dict) and not {"receipt_url", "dlr"} & set(options):
+            section["options"] = {**options, "receipt_url": receipt_url(public, str(name), token)}
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -540,6 +601,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Conf
     problems: list[str] = []
     _resolve_secrets(raw, base or Path.cwd(), problems)
     _resolve_tls_paths(raw, base or Path.cwd())
+    _receipt_urls(raw)
     raw["source"] = source
     try:
         config = Config.model_validate(raw)
@@ -606,6 +668,8 @@ def show(config: Config) -> str:
             return f'"{v}"'
         if isinstance(v, str):
             text = _mask_url_password(v) if key == "url" else v
+            if key == "receipt_url" and "/receipts/" in text:  # its last segment is the push token
+                text = text.rsplit("/", 1)[0] + "/***"
             return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -624,7 +688,7 @@ def show(config: Config) -> str:
                 continue
             lines.append(f"{k} = {value(v, k)}")
 
-    for section in ("server", "spool", "reports", "http", "dispatch"):
+    for section in ("server", "spool", "reports", "http", "receipts", "dispatch"):
         table(section, data[section])
     for name, provider in data["providers"].items():
         table(f"providers.{name}", provider)

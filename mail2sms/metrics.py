@@ -34,6 +34,12 @@ SMTP_REFUSED = Counter("mail2sms_smtp_refused", "SMTP commands refused, by comma
 AUTH = Counter("mail2sms_smtp_auth", "SMTP AUTH attempts by result", ["result"], registry=REGISTRY)
 SMS = Counter("mail2sms_sms", "Provider results recorded for SMS, by provider and the job's new state",
               ["provider", "state"], registry=REGISTRY)
+# Receipt pushes refused for a bad or missing token (web.py), by configured provider name ("" for a name no
+# provider has, so a scanner's guesses cannot grow the label set).
+RECEIPT_PUSH_REFUSED = Counter("mail2sms_receipt_push_refused", "Receipt pushes refused: unknown provider or bad token",
+                               ["provider"], registry=REGISTRY)
+RECEIPT_PUSHES = Counter("mail2sms_receipt_pushes", "Receipt pushes accepted, by provider",
+                         ["provider"], registry=REGISTRY)
 PROVIDER_LATENCY = Histogram("mail2sms_provider_request_seconds", "Time of one provider send() call",
                              ["provider"], registry=REGISTRY,
                              buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
