@@ -248,6 +248,9 @@ def reload_from(app: App, path: str | None) -> None:
     except ConfigError as exc:
         log.error("reload refused; the running config stays", config=path, problems=exc.problems)
         return
+    except Mail2SmsError as exc:  # e.g. an adapter that refuses its options when it is built
+        log.error("reload refused; the running config stays", config=path, problems=[SECRETS.scrub(str(exc))])
+        return
     log.info("config reloaded", config=path, routes=len(new.routes), users=len(new.users),
              providers=sorted(new.providers), sessions=app.gate.total)
     if kept:
@@ -257,6 +260,10 @@ def reload_from(app: App, path: str | None) -> None:
 async def serve(config: Config, hint: str | None = None, *, config_path: str | None = None) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads `config_path` (App.reload)."""
     app = App(config)
+    loop = asyncio.get_running_loop()
+    # Before start: a reload that arrives while the spool opens or recovers is applied, not lost (cli.cmd_serve
+    # ignores SIGHUP until here, so an early one cannot kill the process).
+    loop.add_signal_handler(signal.SIGHUP, reload_from, app, config_path)
     try:
         await app.start()
     except BaseException:
@@ -265,10 +272,8 @@ async def serve(config: Config, hint: str | None = None, *, config_path: str | N
     if hint:
         log.info(hint)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_from, app, config_path)
     notifier = sdnotify.Notifier.from_environ()  # systemd Type=notify: listeners and spool are up now
     notifier.ready(status=f"listening on {len(app.servers)} SMTP listener(s)")
     interval = sdnotify.watchdog_interval()

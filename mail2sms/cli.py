@@ -17,6 +17,7 @@ import asyncio
 import datetime
 import getpass
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -76,6 +77,8 @@ def with_listen(config: configmod.Config, listen: str) -> configmod.Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mail2sms.app import serve
 
+    # SIGHUP means "reload" (systemd's ExecReload); its default action would kill a process still starting up.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = _load(args.config)
     if args.listen:
         config = with_listen(config, args.listen)

@@ -118,3 +118,25 @@ def test_sighup_reloads_routes_provider_and_certificate_while_a_session_stays_op
         finally:
             assert server.terminate() == 0
     assert "other-pass" not in log.read_text(encoding="utf-8")
+
+
+def test_sighup_to_the_supervisor_reloads_every_worker(tmp_path: Path) -> None:
+    """With `server.workers = 2`, SIGHUP to the supervisor reloads both workers: each logs the reload, and a
+    route added to the file works on every new connection, whichever worker takes it."""
+    with FakeKwtSms(accounts={"user": ("pass", 100.0)}, same_number_interval=0) as kwt:
+        path, port = write_config(tmp_path, CONFIG.format(url=kwt.url, username="user", password="pass"))
+        text = path.read_text(encoding="utf-8").replace('hostname = "sms.test"', 'hostname = "sms.test"\nworkers = 2')
+        path.write_text(text, encoding="utf-8")
+        log = tmp_path / "server.log"
+        server = ProcessServer(path, port, log).start()
+        try:
+            wait_until(lambda: len(events(log, "listening")) >= 2, timeout=30)
+            path.write_text(text + NEW_ROUTE, encoding="utf-8")
+            hang_up_and_reload(server, log, "config reloaded", 2)
+            for _ in range(6):
+                with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                    client.ehlo("client.example.org")
+                    assert client.mail("alice@example.org")[0] == 250
+                    assert client.rcpt("96550000001@new.test")[0] == 250
+        finally:
+            assert server.terminate() == 0
