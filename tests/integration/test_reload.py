@@ -54,7 +54,7 @@ def events(log: Path, event: str) -> list[dict[str, Any]]:
     return found
 
 
-def hang_up_and_reload(server: ProcessServer, log: Path, event: str, count: int) -> dict[str, Any]:
+def sighup_and_wait(server: ProcessServer, log: Path, event: str, count: int) -> dict[str, Any]:
     assert server.proc is not None
     server.proc.send_signal(signal.SIGHUP)
     return wait_until(lambda: len(events(log, event)) >= count and events(log, event)[-1], timeout=30)
@@ -88,7 +88,7 @@ def test_sighup_reloads_routes_provider_and_certificate_while_a_session_stays_op
                 path.write_text(text.split("\n[providers.kwt]")[0] + new, encoding="utf-8")
                 for name in ("cert.pem", "key.pem"):
                     (tmp_path / name).write_bytes((new_tls.cert if name == "cert.pem" else new_tls.key).read_bytes())
-                reloaded = hang_up_and_reload(server, log, "config reloaded", 1)
+                reloaded = sighup_and_wait(server, log, "config reloaded", 1)
                 assert reloaded["routes"] == 2
                 assert reloaded["sessions"] == 1
 
@@ -107,10 +107,10 @@ def test_sighup_reloads_routes_provider_and_certificate_while_a_session_stays_op
 
             # A provider added, then a broken file: both refused, the running config stays.
             path.write_text(path.read_text(encoding="utf-8") + '\n[providers.more]\ntype = "outbox"\npath = "x"\n')
-            refused = hang_up_and_reload(server, log, "reload refused; the running config stays", 1)
+            refused = sighup_and_wait(server, log, "reload refused; the running config stays", 1)
             assert any("needs a restart" in p for p in refused["problems"])
             path.write_text("[server\n", encoding="utf-8")
-            hang_up_and_reload(server, log, "reload refused; the running config stays", 2)
+            sighup_and_wait(server, log, "reload refused; the running config stays", 2)
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as after:
                 after.ehlo("client.example.org")
                 assert after.mail("alice@example.org")[0] == 250
@@ -132,7 +132,7 @@ def test_sighup_to_the_supervisor_reloads_every_worker(tmp_path: Path) -> None:
         try:
             wait_until(lambda: len(events(log, "listening")) >= 2, timeout=30)
             path.write_text(text + NEW_ROUTE, encoding="utf-8")
-            hang_up_and_reload(server, log, "config reloaded", 2)
+            sighup_and_wait(server, log, "config reloaded", 2)
             for _ in range(6):
                 with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
                     client.ehlo("client.example.org")
