@@ -35,8 +35,7 @@ IDLE = 5.0  # seconds between rounds when nothing was due
 def no_receipt_words(provider: str, window: float) -> str:
     hours = window / 3600
     span = f"{hours:g} hours" if hours >= 1 else f"{window / 60:g} minutes"
-    return (f"no delivery receipt came from {provider} within {span}; the SMS may or may not have reached the "
-            "phone")
+    return f"no delivery receipt came from {provider} within {span}; the SMS may or may not have reached the phone"
 
 
 class ReceiptPoller:
@@ -112,5 +111,6 @@ class ReceiptPoller:
                 await self.store.settle(item.job_id, Settled(ReceiptState.NO_RECEIPT, None, why, now, "window"))
             else:
                 polls = item.polls + 1
-                await self.store.poll_later(item.job_id, polls,
-                                            schedule.next_poll_at(item.accepted_at, polls, now, self.window))
+                await self.store.poll_later(
+                    item.job_id, polls, schedule.next_poll_at(item.accepted_at, polls, now, self.window)
+                )

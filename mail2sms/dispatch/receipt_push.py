@@ -77,8 +77,9 @@ class ReceiptDoor:
             return TOO_BIG
         found = self.receivers[provider].parse_receipt_push(method, query, body, content_type)
         if not found:
-            log.warning("receipt push carried no receipt mail2sms could read", provider=provider, method=method,
-                        size=len(body))
+            log.warning(
+                "receipt push carried no receipt mail2sms could read", provider=provider, method=method, size=len(body)
+            )
             return OK
         try:
             settled = await self.sink(provider, found)

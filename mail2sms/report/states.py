@@ -2,8 +2,9 @@
 
 Every part of the outcome mail (subject, text part, HTML table, results files) looks a status up here, so a new
 state (delivery receipts will add `delivered`, `undelivered`, `no receipt`) is one new row, not a hunt through
-`if`s. The key is the machine-readable status that results.json carries: a `JobState` value, or `dry_run` for a
-job of a dry run that passed its checks.
+`if`s. The key is the machine-readable status that results.json carries: a `JobState` value, `dry_run` for a
+job of a dry run that passed its checks, or, for an accepted (`sent`) job whose delivery is tracked, its receipt
+state (`accepted` while none came, then `delivered`, `undelivered` or `no_receipt`; report/followup.py).
 
 This module must never word a status better than the evidence: only a status whose tone is `good` may say
 "sent", and a state the table does not know is shown under its own name, never as a success.
@@ -14,9 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mail2sms.model import Job, JobState, Submission
+from mail2sms.report.receipted import ReceiptedJob
 
 DRY_RUN = "dry_run"  # the status of a dry-run job that passed its checks ("would be sent")
 DRY_RUN_CODE = "DRYRUN"  # the code parse.submission gives jobs of a dry run
+# Receipt states of an accepted job (the values of dispatch.receipt_store.ReceiptState, plus "accepted").
+ACCEPTED = "accepted"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
+NO_RECEIPT = "no_receipt"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,40 @@ class Look:
 LOOKS: dict[str, Look] = {  # in the order the counts are told: "5 SMS: 1 sent, 1 may have been sent, 1 refused"
     JobState.SENT.value: Look(
         "sent", "sent", GOOD, "SMS sent to", "The SMS to {number} was sent: {provider} accepted it."
+    ),
+    # Delivery receipts (issue 15): the states of an accepted SMS. Only a provider's clear "delivered" is good;
+    # "accepted" says no more than "sent" did; "no receipt" is as undecided as "may have been sent".
+    ACCEPTED: Look(
+        "accepted",
+        "accepted by the provider, no delivery receipt yet",
+        GOOD,
+        "SMS accepted for",
+        "The SMS to {number} was accepted by {provider}; whether it reached the phone is not known yet.",
+    ),
+    DELIVERED: Look(
+        "delivered",
+        "delivered to the phone",
+        GOOD,
+        "SMS delivered to",
+        "The SMS to {number} was delivered: {provider} reports it reached the phone.",
+    ),
+    UNDELIVERED: Look(
+        "not delivered",
+        "not delivered",
+        BAD,
+        "SMS not delivered to",
+        "The SMS to {number} was not delivered: {provider} reports it did not reach the phone.",
+        "Check the number, and that the phone is on and can receive SMS, then send it again if still needed.",
+        failed=True,
+    ),
+    NO_RECEIPT: Look(
+        "no receipt",
+        "accepted, but no delivery receipt came in time",
+        MAYBE,
+        "SMS delivery not confirmed to",
+        "{provider} accepted the SMS to {number} but sent no delivery receipt in time: nobody can tell whether "
+        "it reached the phone.",
+        "Ask the recipient whether it arrived before sending it again, or they may get it twice.",
     ),
     DRY_RUN: Look(
         "would be sent",
@@ -123,8 +164,13 @@ def would_send(submission: Submission, job: Job) -> bool:
 
 
 def status(submission: Submission, job: Job) -> str:
-    """The machine-readable status of a job, as results.json and results.csv carry it."""
-    return DRY_RUN if would_send(submission, job) else job.state.value
+    """The machine-readable status of a job, as results.json and results.csv carry it: an accepted job whose
+    delivery is tracked (a ReceiptedJob) shows its receipt state instead of `sent`."""
+    if would_send(submission, job):
+        return DRY_RUN
+    if isinstance(job, ReceiptedJob) and job.state is JobState.SENT and job.receipt:
+        return job.receipt
+    return job.state.value
 
 
 def look(status_value: str) -> Look:
