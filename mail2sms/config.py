@@ -413,7 +413,8 @@ class Config(_Model):
         values += [u.provider_password.get_secret_value() for u in self.users]
         values.append(urllib.parse.urlsplit(self.spool.url).password or "")  # postgresql://user:PASSWORD@host/db
         values.append(self.reports.smarthost_password.get_secret_value())
-        values += [self.receipt_token(name) for name in self.providers]  # push URL tokens, never logged
+        values.append(self.receipts.token.get_secret_value())  # push URL tokens, never logged
+        values += [self.receipt_token(name) for name in self.providers]
         return [v for v in values if v]
 
     def receipt_token(self, provider: str) -> str:
