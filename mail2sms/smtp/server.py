@@ -413,6 +413,9 @@ class ConnectionGate:
             return str(replies.TOO_BUSY)
         self.open[key] += 1
         self.sessions.add(session)
+        # Kept current here, not only when /metrics is scraped: with workers the scrape sums every worker's last
+        # value, and a worker that is never scraped would otherwise report its sessions from long ago.
+        metrics.SESSIONS.set(len(self.sessions))
         self._idle.clear()
         return None
 
@@ -421,6 +424,7 @@ class ConnectionGate:
         if self.open[key] <= 0:
             del self.open[key]
         self.sessions.discard(session)
+        metrics.SESSIONS.set(len(self.sessions))
         if not self.sessions:
             self._idle.set()
 

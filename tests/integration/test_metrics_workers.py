@@ -33,7 +33,8 @@ def test_every_scrape_sums_every_worker(tmp_path: Path) -> None:
 
             def summed() -> bool:
                 text = http_get(http, "/metrics")[1].decode()
-                return metric(text, 'mail2sms_sms_total{provider="kwt",state="sent"}') == MAILS
+                sent = metric(text, 'mail2sms_sms_total{provider="kwt",state="sent"}') == MAILS
+                return sent and metric(text, "mail2sms_smtp_sessions") == 0  # the last QUIT may still be in hand
 
             wait_until(summed, timeout=30)  # the last result is recorded a moment after the fake answered
             scrapes = [http_get(http, "/metrics")[1].decode() for _ in range(8)]
