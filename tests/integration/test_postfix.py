@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import os
 import re
 import shutil
 import smtplib
@@ -27,10 +28,13 @@ from aiosmtpd.controller import Controller
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.harness import ROOT, free_port, message, thread_server, wait_until, write_config
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("postfix") is None or shutil.which("postconf") is None,
-    reason="Debian's postfix is not installed (.ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("postfix") is None or shutil.which("postconf") is None,
+        reason="Debian's postfix is not installed (.ci/run installs it)",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="postfix start needs root (its daemons drop to the postfix user)"),
+]
 
 SMS_DOMAIN = "sms.test"
 SENDER = "alice@sender.test"
