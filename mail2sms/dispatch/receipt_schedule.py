@@ -7,6 +7,9 @@ about 50 requests per SMS over 48 hours instead of 2,880 at one a minute.
 
 Batching: one status request carries the SMS of one provider and one account, and at most the provider's
 `max_ids` distinct message ids (every number sent under one id rides along: KwtSMS answers per id).
+
+These rules must never schedule an ask after the window's end, nor put two accounts' SMS in one request (a status
+request is made with the login that sent the SMS).
 """
 
 from __future__ import annotations

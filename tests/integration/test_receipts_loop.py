@@ -22,7 +22,7 @@ from mail2sms.dispatch.ratelimit import LocalRateLimiter
 from mail2sms.dispatch.receipt_poller import ReceiptPoller
 from mail2sms.dispatch.receipt_push import ReceiptDoor
 from mail2sms.dispatch.receipt_store import Awaiting, ReceiptState, StoreSink
-from mail2sms.model import Batch, Job, Sent, SmsOptions
+from mail2sms.model import Batch, DeliveryState, Job, Receipt, Sent, SmsOptions
 from mail2sms.providers.http import build_client
 from mail2sms.providers.receipts import push_receiver, receipt_source
 from mail2sms.providers.registry import build_provider
@@ -313,3 +313,38 @@ async def test_a_forged_token_is_refused_before_the_size_is_looked_at(pushed: Pu
     head = b"POST /receipts/kapow1/wrong HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n"
     reply = await asyncio.to_thread(raw_request, pushed.web.port, head)
     assert reply.startswith(b"HTTP/1.1 404 ")
+
+
+class PushDuringPoll(MemoryReceiptStore):
+    """A store where a push settles the claimed SMS while the poller's request is on its way."""
+
+    sink: StoreSink | None = None
+
+    async def claim_due(self, now: float, limit: int, lease: float) -> list[Awaiting]:
+        due = await super().claim_due(now, limit, lease)
+        assert self.sink is not None
+        for item in due:
+            receipt = Receipt(item.provider_id, item.number, DeliveryState.DELIVERED, "D", "Kapow reports delivered")
+            await self.sink(item.provider, [receipt])
+        return due
+
+
+async def test_push_and_poll_for_one_sms_settle_it_once(client: httpx.AsyncClient) -> None:
+    """A push that settles an SMS while its poll is in flight wins; the poll's later answer changes nothing."""
+    with FakeKapow(accounts={"user": (PASSWORD, 100)}) as fake:
+        provider = adapter(
+            "kapow1", {"type": "kapow", "url": fake.url, "username": "user", "password": PASSWORD}, client
+        )
+        store = PushDuringPoll()
+        store.sink = StoreSink(store, lambda: T0 + 61)
+        [item] = await send(provider, "447700900001")
+        store.add(item)
+        fake.deliver(item.provider_id, "X")  # the poll will hear "failed"; the push already said delivered
+        source = receipt_source(provider)
+        assert source is not None
+        poller = ReceiptPoller(store, {"kapow1": source}, CountingLimiter({}), clock=Clock(T0 + 61))
+        assert await poller.run_once() == 1
+        final = store.final[item.job_id]
+        assert (final.state, final.via) == (ReceiptState.DELIVERED, "push")
+        assert store.settle_calls == 2  # the poll's settle was refused: no second follow-up
+        assert status_requests(fake, "chk_status.php") == 1
