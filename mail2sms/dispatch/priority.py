@@ -50,10 +50,11 @@ class SendingFirst:
 
     async def acquire_for_poll(self, provider: str) -> None:
         """Return when one status request to `provider` may go: after every send waiting now."""
-        while True:
+        # Event.wait() returns once the event was set, even if a send cleared it again before this task ran (a
+        # sender that asks for its next turn at once): look again, so a steady stream of sends keeps priority.
+        while self._sending.get(provider, 0):
             await self._event(provider).wait()
-            await self.inner.acquire(provider)
-            return
+        await self.inner.acquire(provider)
 
 
 class _Polling:

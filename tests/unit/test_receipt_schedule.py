@@ -153,3 +153,36 @@ async def test_polling_of_another_provider_does_not_wait() -> None:
     turns.release()
     turns.release()
     await asyncio.gather(sending, polling)
+
+
+async def test_a_sender_asking_again_at_once_keeps_priority() -> None:
+    """A send that asks for its next turn right after its last one is still first: the poll looks again."""
+    turns = Turns()
+    shared = SendingFirst(turns)
+    order: list[str] = []
+
+    async def two_sends() -> None:
+        await shared.acquire("kapow")
+        order.append("send-1")
+        await shared.acquire("kapow")  # at once: no other task runs between the two
+        order.append("send-2")
+
+    async def poll() -> None:
+        await shared.polling.acquire("kapow")
+        order.append("poll")
+
+    sending = asyncio.create_task(two_sends())
+    await _until(lambda: turns.waiting == 1)
+    polling = asyncio.create_task(poll())
+    await _until(lambda: shared.waiting("kapow") == 1 and turns.waiting == 1)
+    turns.release()
+    await _until(lambda: order == ["send-1"] and turns.waiting == 1)
+    for _ in range(100):  # let the poll run: it must find the second send waiting and not ask the limiter
+        await asyncio.sleep(0)
+    assert turns.waiting == 1
+    turns.release()
+    await sending
+    await _until(lambda: turns.waiting == 1)
+    turns.release()
+    await polling
+    assert order == ["send-1", "send-2", "poll"]
