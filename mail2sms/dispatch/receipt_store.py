@@ -6,7 +6,9 @@ An accepted SMS (job state `sent`, with the provider's message id) awaits a rece
 `delivered`, `undelivered` (with the provider's reason) or `no_receipt` (none came within `receipts.window`).
 Push and poll may both answer for one SMS; `settle` records only the first, so a submission never gets two
 follow-up mails. When the last accepted SMS of a submission is settled, the store makes its follow-up due (the
-reporter composes it with `report.followup`).
+reporter composes it with `report.followup`). Only SMS whose provider offers receipts
+(`providers.receipts.receipt_source(adapter)` is not None; not the outbox) should await one; the others stay
+`accepted` in the follow-up.
 
 This module does no I/O and must never settle an SMS on a receipt that does not clearly name it: a pushed receipt
 without a number matches only when exactly one SMS awaits that message id.
