@@ -26,7 +26,8 @@ def test_every_scrape_sums_every_worker(tmp_path: Path) -> None:
         assert http is not None
         server = ProcessServer(path, port, tmp_path / "server.log").start()
         try:
-            wait_until(lambda: http_get(http, "/healthz")[0] == 200, timeout=30)
+            log = tmp_path / "server.log"
+            wait_until(lambda: log.read_text(encoding="utf-8").count('"event": "listening"') == 2, timeout=60)
             for i in range(MAILS):
                 assert send(port, message(f"965500001{i:02d}@sms.test", f"mail {i}"))[0] == 250
             wait_until(lambda: len(kwt.sent) == MAILS, timeout=60)
