@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -17,6 +18,21 @@ settings.register_profile(
 )
 settings.register_profile("dev")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+# Tests here start real servers, processes, PostgreSQL or floods: each takes from a fraction of a second to minutes,
+# and together they are most of the suite's time. They count as `slow`, so `python3 -m pytest -m "not slow"` is the
+# quick inner loop (the pure parts, the quality gate); `python3 -m pytest` still runs everything.
+SERVER_DIRS = ("integration", "security")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration and tests/security `slow` (others carry the mark themselves)."""
+    for item in items:
+        relative = item.path.resolve().relative_to(TESTS) if item.path.resolve().is_relative_to(TESTS) else None
+        if relative is not None and relative.parts[0] in SERVER_DIRS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -364,6 +364,7 @@ def test_no_account_secret_appears_anywhere() -> None:
     assert "***" in text_of(message)
 
 
+@pytest.mark.slow
 def test_large_submission_text_is_bounded() -> None:
     """100,000 jobs: the text gives counts and reasons with a few example rows; results.json has every job."""
     jobs = [job(R if i % 1000 == 999 else S, number=f"9655{i:07d}", row=i + 2) for i in range(100_000)]

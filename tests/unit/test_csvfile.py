@@ -181,6 +181,7 @@ def test_empty_file_is_refused() -> None:
         read_csv("\r\n;;\r\n", region="KW")
 
 
+@pytest.mark.slow
 def test_rows_stream_within_bounded_memory() -> None:
     """Reading 20,000 rows one at a time allocates a small multiple of one row, not of the file."""
     text = "".join(f"9655{i:07d},Message number {i % 7}\n" for i in range(20_000))

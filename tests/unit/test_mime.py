@@ -348,6 +348,7 @@ def test_digest_children_default_to_message_rfc822() -> None:
         read_message(raw, max_depth=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [30, 1000])
 def test_nesting_the_prescan_cannot_see_is_still_refused(depth: int) -> None:
     """RFC 2231 continued boundaries evade the line scan; the exact walk or the recursion guard refuses."""
@@ -465,6 +466,7 @@ def _stdlib_shape(raw: bytes) -> tuple[int, int]:
     return parts, depth
 
 
+@pytest.mark.slow
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_STRUCTURE_LINES, max_size=60), st.sampled_from([b"\r\n", b"\n"]))
 def test_limits_never_refuse_a_message_within_them(lines: list[bytes], newline: bytes) -> None:

@@ -11,6 +11,7 @@ import base64
 import quopri
 from email.header import Header
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -202,6 +203,7 @@ def simple_mail(draw: st.DrawFn) -> bytes:
     return (nl.join(lines) + nl + nl).encode("ascii") + body
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(simple_mail())
 def test_fast_path_reads_what_the_full_path_reads(raw: bytes) -> None:
@@ -241,6 +243,7 @@ FRAGMENTS = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=14))
 def test_fast_path_on_byte_soup(fragments: list[bytes]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from aiosmtpd.smtp import SMTP
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,6 +63,7 @@ def path(draw: st.DrawFn) -> str:
     return f"{head}{part()}@{part()}{draw(st.sampled_from(['>', '>', '']))}{tail}"
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(path(), st.sampled_from([0, 0, 3, 64]))
 def test_simple_path_is_aiosmtpd_getaddr(arg: str, limit: int) -> None:
