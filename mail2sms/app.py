@@ -38,7 +38,7 @@ from mail2sms.smtp.auth import Authenticator
 from mail2sms.smtp.handler import Handler
 from mail2sms.smtp.policy import Router
 from mail2sms.smtp.server import ConnectionGate, start_listeners, tls_context
-from mail2sms.spool import open_spool
+from mail2sms.spool import open_spool, retention
 from mail2sms.spool.base import Spool
 from mail2sms.web import WebServer
 
@@ -142,6 +142,9 @@ class App:
         self._tasks = [
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.reporter.run(), name="reporter"),
+            # Off the hot path: small batches, yielding between them (spool.retention).
+            asyncio.create_task(retention.run(self.spool, self.config.spool.retention,
+                                              self.config.server.dedupe_window), name="retention"),
         ]
         try:
             self.servers = await start_listeners(self.config, self.handler, self.gate,

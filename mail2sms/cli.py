@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import getpass
 import os
 import signal
@@ -141,53 +140,11 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 async def _queue(args: argparse.Namespace) -> int:
-    from mail2sms.spool import open_spool
+    from mail2sms import queuecli
 
     _require_config(args)
-    config = _load(args.config)
-    spool = open_spool(config.spool.url)
-    await spool.open()
-    try:
-        import time
-
-        if args.action == "list":
-            entries = await spool.queue_list(1000)
-            if not entries:
-                print("the queue is empty")
-            for e in entries:
-                states = ", ".join(f"{k} {v}" for k, v in sorted(e.states.items()))
-                print(f"{e.submission_id}  {_when(e.received_at)}  {e.envelope_from or '<>'}  {e.route}  "
-                      f"{e.total} SMS: {states}  report {e.report_state}")
-            return 0
-        if not args.id:
-            print(f"queue {args.action} needs a submission id", file=sys.stderr)
-            return 2
-        if args.action == "show":
-            found = await spool.get(args.id)
-            if found is None:
-                print(f"no submission {args.id}", file=sys.stderr)
-                return 1
-            sub, jobs = found
-            print(f"submission {sub.id} from {sub.envelope_from or '<>'} at {_when(sub.received_at)} "
-                  f"route {sub.route}")
-            for j in jobs:
-                print(f"  +{j.number}  {j.state.value}  attempts {j.attempts}  {j.provider}  "
-                      f"{j.provider_id or ''}  {j.error or ''}")
-            return 0
-        if args.action == "retry":
-            n = await spool.retry_now(args.id, time.time())
-            print(f"{n} SMS will be retried now")
-            return 0 if n else 1
-        n = await spool.cancel(args.id, time.time())
-        print(f"{n} SMS cancelled")
-        return 0 if n else 1
-    finally:
-        await spool.close()
+    return await queuecli.run(args, _load(args.config))
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -253,9 +210,10 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check_config)
     with_config(sub.add_parser("show-config", help="print the effective config, secrets as ***")
                 ).set_defaults(func=cmd_show_config)
-    q = with_config(sub.add_parser("queue", help="list, show, retry or delete queued submissions"))
-    q.add_argument("action", choices=["list", "show", "retry", "delete"])
-    q.add_argument("id", nargs="?")
+    from mail2sms.queuecli import add_commands
+
+    q = with_config(sub.add_parser("queue", help="list, show, retry, cancel, delete or purge submissions"))
+    add_commands(q, with_config)
     q.set_defaults(func=cmd_queue)
     b = with_config(sub.add_parser("balance", help="show each provider account's credit"))
     b.add_argument("provider", nargs="?")

@@ -197,6 +197,8 @@ class SpoolConfig(_Model):
     url: str = "sqlite:///var/lib/mail2sms/spool.db"
     max_size: Size | None = None  # cap on the SQLite file; when reached, new mail gets 452 4.3.1 (spool full)
     lock_timeout: Duration = Field(default=60.0, gt=0)  # SQLite: give up starting when another process holds the lock
+    # Settled submissions (final, report delivered or not wanted) are purged this long after they became final.
+    retention: Duration = Field(default=30 * 86400.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -155,7 +155,7 @@ class WebServer:
 
     async def _health(self) -> tuple[int, str, bytes]:
         try:
-            counts = await asyncio.wait_for(self.spool.counts(), 5.0)
+            counts = await asyncio.wait_for(self.spool.live_counts(), 5.0)  # live work only, read by index
         except Exception:
             failed = {"status": "error", "spool": "not answering"}
             return 503, "application/json", json.dumps(failed).encode() + b"\n"

@@ -173,18 +173,48 @@ class Spool(Protocol):
         """Held reports named in a delivered summary become `summarised`; otherwise they wait for the next one."""
         ...
 
-    async def queue_list(self, limit: int) -> list[QueueEntry]: ...
+    async def queue_list(self, limit: int, job_states: Collection[str] | None = None) -> list[QueueEntry]:
+        """Submissions oldest first: still sending or owing a report, or (`job_states`) having an SMS in one of
+        those states (empty: all)."""
+        ...
 
     async def get(self, submission_id: str) -> tuple[Submission, list[Job]] | None: ...
 
     async def retry_now(self, submission_id: str, now: float) -> int: ...
 
+    async def retry(self, submission_id: str, now: float, force: bool = False) -> int:
+        """Retries waiting for their next attempt become due now; scheduled SMS keep their sendtime unless `force`.
+        How many SMS were moved."""
+        ...
+
     async def cancel(self, submission_id: str, now: float) -> int: ...
+
+    async def delete_final(self, submission_id: str) -> int | None:
+        """Remove a final submission with its jobs (how many); None when it has open SMS (or does not exist)."""
+        ...
+
+    async def purge(self, before: float, limit: int = 500) -> tuple[int, int]:
+        """One retention batch: up to `limit` jobs of submissions settled before `before`, and the submissions
+        left empty; (submissions, jobs) removed, (0, 0) when done."""
+        ...
+
+    async def purge_counts(self, before: float) -> tuple[int, int]:
+        """(submissions, jobs) `purge` would remove."""
+        ...
+
+    async def purge_memory(self, dedupe_before: float, quota_before: float, limit: int = 500) -> int:
+        """One batch of dedupe keys older than `dedupe_before` and quota charges older than `quota_before`."""
+        ...
 
     def problem(self) -> str | None:
         """Why the spool must be called unhealthy although it answers (a damaged file), or None."""
         ...
 
     async def counts(self) -> dict[str, int]:
-        """Jobs per state, for metrics and health."""
+        """Jobs per state, for metrics."""
+        ...
+
+    async def live_counts(self) -> dict[str, int]:
+        """Jobs not final yet per state (scheduled, queued, sending), for `/healthz`: read by index, whatever the
+        number of finished jobs kept."""
         ...

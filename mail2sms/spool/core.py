@@ -376,11 +376,18 @@ def settle_held(d: Dialect, submission_ids: list[str], owner: str, summarised: b
 # -- operator -------------------------------------------------------------------------------------------
 
 
-def queue_list(d: Dialect, limit: int) -> Tx[list[QueueEntry]]:
-    subs = yield Q(
-        "SELECT id, received_at, envelope_from, route, report_state FROM submissions "
-        f"WHERE report_state IN {_states(ReportState.WAITING, ReportState.PENDING)} ORDER BY received_at LIMIT ?",
-        (limit,))
+def queue_list(d: Dialect, limit: int, job_states: Collection[str] | None = None) -> Tx[list[QueueEntry]]:
+    """Submissions oldest first: by default those still sending or owing a report; with `job_states`, those having
+    an SMS in one of them (empty: every submission the spool holds)."""
+    columns = "SELECT id, received_at, envelope_from, route, report_state FROM submissions"
+    if job_states is None:
+        subs = yield Q(f"{columns} WHERE report_state IN {_states(ReportState.WAITING, ReportState.PENDING)} "
+                       "ORDER BY received_at LIMIT ?", (limit,))
+    elif not job_states:
+        subs = yield Q(f"{columns} ORDER BY received_at LIMIT ?", (limit,))
+    else:
+        subs = yield Q(f"{columns} WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.submission_id = submissions.id AND "
+                       f"j.state IN {_states(*sorted(job_states))}) ORDER BY received_at LIMIT ?", (limit,))
     states: dict[str, dict[str, int]] = {s["id"]: {} for s in subs.rows}
     if states:
         counted = yield Q(f"SELECT submission_id, state, COUNT(*) AS n FROM jobs WHERE {d.in_list('submission_id')} "
@@ -416,6 +423,78 @@ def cancel(d: Dialect, submission_id: str, now: float) -> Tx[int]:
 def counts() -> Tx[dict[str, int]]:
     found = yield Q("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
     return {r["state"]: int(r["n"]) for r in found.rows}
+
+
+def live_counts() -> Tx[dict[str, int]]:
+    # Through the partial index jobs_open: a spool holding a million finished jobs answers as fast as an empty one.
+    found = yield Q(f"SELECT state, COUNT(*) AS n FROM jobs WHERE state IN {OPEN} GROUP BY state")
+    return {r["state"]: int(r["n"]) for r in found.rows}
+
+
+# -- retention --------------------------------------------------------------------------------------------
+
+# A submission may go once it is final and its report settled (delivered, skipped, summarised, dropped, or none
+# wanted): `waiting` still has open SMS, `pending` and `suppressed` still owe a report or a summary line. The terms
+# repeat the partial index submissions_settled's (spool.schema), so the oldest are found without a scan.
+SETTLED = _states(ReportState.NONE, ReportState.SENT, ReportState.SKIPPED, ReportState.SUMMARISED,
+                  ReportState.DROPPED)
+_PURGEABLE = f"report_state IN {SETTLED} AND finished_at < ? AND report_owner IS NULL"
+
+
+def purge_counts(before: float) -> Tx[tuple[int, int]]:
+    """What `purge` would remove: (submissions, jobs) settled before `before`."""
+    subs = yield Q(f"SELECT COUNT(*) AS n FROM submissions WHERE {_PURGEABLE}", (before,))
+    jobs = yield Q(f"SELECT COUNT(*) AS n FROM jobs j JOIN submissions s ON s.id = j.submission_id "
+                   f"WHERE s.{_PURGEABLE.replace(' AND ', ' AND s.')}", (before,))
+    return int(subs.rows[0]["n"]), int(jobs.rows[0]["n"])
+
+
+def purge(d: Dialect, before: float, limit: int) -> Tx[tuple[int, int]]:
+    """One small batch of retention: at most `limit` jobs of the oldest settled submissions, then those submissions
+    left without jobs. Returns (submissions, jobs) removed; (0, 0) when nothing is left to do.
+
+    Jobs go first and in bounded numbers (a CSV submission has 100,000): a batch never holds the write lock long."""
+    picked = yield Q(f"SELECT id FROM submissions WHERE {_PURGEABLE} ORDER BY finished_at LIMIT ?{d.row_lock}",
+                     (before, max(1, limit // 10)))
+    ids = [r["id"] for r in picked.rows]
+    if not ids:
+        return 0, 0
+    jobs = yield Q(f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE {d.in_list('submission_id')} LIMIT ?)",
+                   (d.listed(ids), limit))
+    subs = yield Q(f"DELETE FROM submissions WHERE {d.in_list('id')} AND NOT EXISTS "
+                   "(SELECT 1 FROM jobs j WHERE j.submission_id = submissions.id)", (d.listed(ids),))
+    return subs.rowcount, jobs.rowcount
+
+
+def purge_memory(dedupe_before: float, quota_before: float, limit: int) -> Tx[int]:
+    """One batch of dedupe keys past `server.dedupe_window` and quota charges past every quota's window."""
+    keys = yield Q("DELETE FROM dedupe WHERE key IN (SELECT key FROM dedupe WHERE created_at < ? LIMIT ?)",
+                   (dedupe_before, limit))
+    charges = yield Q("DELETE FROM quota_charges WHERE (key, at) IN "
+                      "(SELECT key, at FROM quota_charges WHERE at <= ? LIMIT ?)", (quota_before, limit))
+    return keys.rowcount + charges.rowcount
+
+
+def delete_final(submission_id: str) -> Tx[int | None]:
+    """Remove one final submission (`queue delete`): its jobs count, or None when it is not final (it has open SMS:
+    `cancel` it first). Its dedupe keys stay until their window ends, so the same mail is still a duplicate."""
+    found = yield Q("SELECT report_state FROM submissions WHERE id = ?", (submission_id,))
+    if not found.rows or found.rows[0]["report_state"] == ReportState.WAITING:
+        return None
+    jobs = yield Q("DELETE FROM jobs WHERE submission_id = ?", (submission_id,))
+    yield Q("DELETE FROM submissions WHERE id = ?", (submission_id,))
+    return jobs.rowcount
+
+
+def retry(submission_id: str, now: float, force: bool) -> Tx[int]:
+    """Make waiting SMS due now: retries only, unless `force`, which also sends scheduled ones before their
+    sendtime. A job held by a sender's lease is left to it."""
+    states = READY if force else _states(JobState.QUEUED)
+    moved = yield Q(f"UPDATE jobs SET next_attempt_at = ?, state = CASE WHEN state = '{JobState.SCHEDULED}' "
+                    f"THEN '{JobState.QUEUED}' ELSE state END WHERE submission_id = ? AND state IN {states} "
+                    "AND next_attempt_at > ? AND (lease_until IS NULL OR lease_until < ?)",
+                    (now, submission_id, now, now))
+    return moved.rowcount
 
 
 class SpoolCore:
@@ -504,8 +583,8 @@ class SpoolCore:
     async def settle_held(self, submission_ids: list[str], owner: str, summarised: bool) -> None:
         await self._write(lambda: settle_held(self.dialect, submission_ids, owner, summarised))
 
-    async def queue_list(self, limit: int) -> list[QueueEntry]:
-        return await self._read(lambda: queue_list(self.dialect, limit))
+    async def queue_list(self, limit: int, job_states: Collection[str] | None = None) -> list[QueueEntry]:
+        return await self._read(lambda: queue_list(self.dialect, limit, job_states))
 
     async def get(self, submission_id: str) -> tuple[Submission, list[Job]] | None:
         return await self._read(lambda: get(submission_id))
@@ -518,3 +597,21 @@ class SpoolCore:
 
     async def counts(self) -> dict[str, int]:
         return await self._read(counts)
+
+    async def live_counts(self) -> dict[str, int]:
+        return await self._read(live_counts)
+
+    async def purge(self, before: float, limit: int = 500) -> tuple[int, int]:
+        return await self._write(lambda: purge(self.dialect, before, limit))
+
+    async def purge_counts(self, before: float) -> tuple[int, int]:
+        return await self._read(lambda: purge_counts(before))
+
+    async def purge_memory(self, dedupe_before: float, quota_before: float, limit: int = 500) -> int:
+        return await self._write(lambda: purge_memory(dedupe_before, quota_before, limit))
+
+    async def delete_final(self, submission_id: str) -> int | None:
+        return await self._write(lambda: delete_final(submission_id))
+
+    async def retry(self, submission_id: str, now: float, force: bool = False) -> int:
+        return await self._write(lambda: retry(submission_id, now, force))

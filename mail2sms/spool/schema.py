@@ -135,6 +135,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "jobs per submission and state", (
         "CREATE INDEX IF NOT EXISTS jobs_submission_state ON jobs (submission_id, state)",
     )),
+    # Retention (spool.core.purge) finds the oldest settled submissions without scanning the rest.
+    Migration(8, "settled submissions by age", (
+        "CREATE INDEX IF NOT EXISTS submissions_settled ON submissions (finished_at) "
+        "WHERE report_state IN ('none', 'sent', 'skipped', 'summarised', 'dropped')",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
