@@ -7,8 +7,9 @@ SIGHUP (`App.reload()`) re-reads the config file and applies what can change und
 (AUTH, `users[].email`, provider accounts), the settings of the configured providers (URL, credentials, sender,
 options), and the TLS certificate and key (new handshakes use them). It never closes a listener or a session, and
 keeps everything else as it started: listen addresses, the spool, workers, `[server]` limits, `[reports]`,
-`[dispatch]`, `[http]`, and which providers exist (adding or removing one needs a restart; a config that needs it
-is refused whole and the running one stays). A config that does not load is refused the same way.
+`[dispatch]`, `[http]`, `[receipts]` (with the push door's tokens), and which providers exist (adding or removing
+one needs a restart; a config that needs it is refused whole and the running one stays). A config that does not
+load is refused the same way.
 """
 
 from __future__ import annotations
@@ -18,20 +19,27 @@ import contextlib
 import os
 import signal
 import ssl
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from mail2sms import sdnotify
 from mail2sms.config import Config, load
+from mail2sms.dispatch import receipt_schedule
 from mail2sms.dispatch.dispatcher import CURRENT_OWNER, Dispatcher, owner_is_dead
+from mail2sms.dispatch.priority import SendingFirst
 from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter, SharesRateLimits
+from mail2sms.dispatch.receipt_poller import ReceiptPoller, SourcesOf, idle_for
+from mail2sms.dispatch.receipt_push import ReceiptDoor
+from mail2sms.dispatch.receipt_store import StoreSink
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.errors import ConfigError, Mail2SmsError
 from mail2sms.model import Account
 from mail2sms.observability import SECRETS, get_logger
 from mail2sms.providers.base import Provider
 from mail2sms.providers.http import build_client
+from mail2sms.providers.receipts import push_receiver, receipt_source
 from mail2sms.providers.registry import build_provider
 from mail2sms.report.reporter import Reporter
 from mail2sms.smtp.auth import Authenticator
@@ -45,7 +53,7 @@ from mail2sms.web import WebServer
 log = get_logger("mail2sms.app")
 
 # Sections a reload leaves as they started: they hold sockets, the spool, processes or running components.
-FIXED_SECTIONS = ("server", "spool", "http", "dispatch", "reports")
+FIXED_SECTIONS = ("server", "spool", "http", "dispatch", "reports", "receipts")
 
 
 class ListenError(Mail2SmsError):
@@ -85,6 +93,17 @@ class App:
         # Read through the handler, so a reloaded route table counts at once.
         self.reporter.sender.is_sms_address = self._is_sms_address
         d = config.dispatch
+        limiter = build_rate_limiter(self.spool, self.providers, config.server.workers)
+        # Delivery receipts (issue 15): polled where a provider has a status call, through the same provider rate
+        # as sending, sending first; accepted SMS of those providers await a receipt in the spool.
+        polled = [name for name, p in self.providers.items() if receipt_source(p) is not None]
+        self.receipt_poller: ReceiptPoller | None = None
+        if polled:
+            limiter = shared = SendingFirst(limiter)
+            window = config.receipts.window
+            self.spool.track_receipts(polled, receipt_schedule.first_poll_at(0.0, window), owner=CURRENT_OWNER)
+            self.receipt_poller = ReceiptPoller(self.spool, SourcesOf(self.providers), shared.polling, window=window)
+        self._stop_polling = asyncio.Event()
         self.dispatcher = Dispatcher(
             self.spool,
             self.providers,
@@ -97,7 +116,7 @@ class App:
             breaker_failures=d.breaker_failures,
             breaker_pause=d.breaker_pause,
             lease=d.lease,
-            rate_limiter=build_rate_limiter(self.spool, self.providers, config.server.workers),
+            rate_limiter=limiter,
         )
         user_accounts = {
             u.name: Account(u.provider_username, u.provider_password.get_secret_value())
@@ -119,8 +138,11 @@ class App:
         users = {u.name: u.password_hash.get_secret_value() for u in config.users}
         self.authenticator = Authenticator(users) if users else None
         self._retired_clients: list[httpx.AsyncClient] = []  # replaced by a reload; closed at stop
+        receivers = {name: r for name, p in self.providers.items() if (r := push_receiver(p)) is not None}
+        door = ReceiptDoor(receivers, {name: config.receipt_token(name) for name in receivers},
+                           StoreSink(self.spool, time.time)) if receivers else None
         self.web = WebServer(config.http.listen, self.spool, sessions=lambda: self.gate.total,
-                             draining=lambda: self.gate.draining,
+                             draining=lambda: self.gate.draining, receipts=door,
                              reuse_port=config.server.workers > 1) if config.http.listen else None
 
     def _final(self, submissions: list[str]) -> None:
@@ -142,6 +164,8 @@ class App:
         self._tasks = [
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.reporter.run(), name="reporter"),
+            *([asyncio.create_task(self.receipt_poller.run(self._stop_polling, idle_for(self.receipt_poller.window)),
+                                   name="receipts")] if self.receipt_poller is not None else []),
             # Off the hot path: small batches, yielding between them (spool.retention).
             asyncio.create_task(retention.run(self.spool, self.config.spool.retention,
                                               self.config.server.dedupe_window), name="retention"),
@@ -170,6 +194,7 @@ class App:
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         self.gate.draining = True
+        self._stop_polling.set()  # a status request in flight finishes; its SMS is asked about again after a lapse
         await asyncio.gather(
             self.gate.drain(deadline),
             self.dispatcher.stop(deadline),

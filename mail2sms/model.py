@@ -222,6 +222,47 @@ class Receipt:
     at: float | None = None  # when the provider says the state was reached (epoch seconds), if it says
 
 
+# The receipt types the spool stores and the receipt poller and push door use (dispatch/receipt_store.py says how):
+# here, at the bottom of the flow, so the spool can build them without importing a stage above it.
+
+
+class ReceiptState(enum.StrEnum):
+    """How an accepted SMS ended, as the follow-up mail and results files name it."""
+
+    DELIVERED = "delivered"  # the provider says the phone has it
+    UNDELIVERED = "undelivered"  # the provider says it failed for good
+    NO_RECEIPT = "no_receipt"  # nothing final came within receipts.window: nobody can tell
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """One accepted SMS waiting for its receipt, as the store hands it to the poller."""
+
+    job_id: str
+    submission_id: str
+    provider: str  # the configured provider name that accepted it
+    provider_id: str  # the provider's message id from `Sent`
+    number: str  # E.164 digits without "+"
+    accepted_at: float  # epoch seconds
+    polls: int = 0  # status requests answered so far
+    next_poll_at: float = 0.0
+    account: Account | None = None  # the account that sent it, when it came inside the mail body
+
+    def query(self) -> ReceiptQuery:
+        return ReceiptQuery(provider_id=self.provider_id, number=self.number, account=self.account)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The final state of one accepted SMS: what the store keeps and the follow-up mail shows."""
+
+    state: ReceiptState
+    code: str | None  # the provider's own status word or code; None for no_receipt
+    why: str  # plain words for the sender, never a secret
+    at: float  # when it became final (the provider's time when it gave one)
+    via: str  # "poll", "push" or "window": how mail2sms learnt it, for the operator
+
+
 @dataclass(frozen=True)
 class Balance:
     """A provider account's credit, as the provider states it."""

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from mail2sms import metrics
 from mail2sms.dispatch import receipt_schedule as schedule
 from mail2sms.dispatch.ratelimit import RateLimiter
 from mail2sms.dispatch.receipt_store import Awaiting, ReceiptState, ReceiptStore, Settled, final_state, settled
 from mail2sms.model import Receipt
 from mail2sms.observability import get_logger
-from mail2sms.providers.receipts import ReceiptSource
+from mail2sms.providers.receipts import ReceiptSource, receipt_source
 
 log = get_logger("mail2sms.receipts")
 
@@ -36,6 +37,31 @@ def no_receipt_words(provider: str, window: float) -> str:
     hours = window / 3600
     span = f"{hours:g} hours" if hours >= 1 else f"{window / 60:g} minutes"
     return f"no delivery receipt came from {provider} within {span}; the SMS may or may not have reached the phone"
+
+
+class SourcesOf(Mapping[str, ReceiptSource]):
+    """The receipt sources among `providers`, read at each look: a reload that replaces an adapter in that dict
+    (same name, new settings) is used by the next status request."""
+
+    def __init__(self, providers: Mapping[str, object]) -> None:
+        self.providers = providers
+
+    def __getitem__(self, name: str) -> ReceiptSource:
+        source = receipt_source(self.providers[name])
+        if source is None:
+            raise KeyError(name)
+        return source
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, p in list(self.providers.items()) if receipt_source(p) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def idle_for(window: float) -> float:
+    """Seconds between rounds when nothing is due: IDLE, shorter for a short receipts window (a test's)."""
+    return min(IDLE, max(0.05, window / 20))
 
 
 class ReceiptPoller:
@@ -105,10 +131,12 @@ class ReceiptPoller:
             receipt = found[i] if i < len(found) and found[i].provider_id == item.provider_id else None
             state = final_state(receipt) if receipt is not None else None
             if receipt is not None and state is not None:
-                await self.store.settle(item.job_id, settled(receipt, state, now, "poll"))
+                if await self.store.settle(item.job_id, settled(receipt, state, now, "poll")):
+                    metrics.SMS.labels(provider, state.value).inc()
             elif schedule.window_over(item.accepted_at, now, self.window):
                 why = no_receipt_words(provider, self.window)
-                await self.store.settle(item.job_id, Settled(ReceiptState.NO_RECEIPT, None, why, now, "window"))
+                if await self.store.settle(item.job_id, Settled(ReceiptState.NO_RECEIPT, None, why, now, "window")):
+                    metrics.SMS.labels(provider, ReceiptState.NO_RECEIPT.value).inc()
             else:
                 polls = item.polls + 1
                 await self.store.poll_later(

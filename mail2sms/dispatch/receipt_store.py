@@ -16,49 +16,25 @@ without a number matches only when exactly one SMS awaits that message id.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from mail2sms.model import Account, DeliveryState, Receipt, ReceiptQuery
+from mail2sms import metrics
 
+# The stored types live in model.py (the spool builds them); named here too, where the poller and door look.
+from mail2sms.model import Awaiting, DeliveryState, Receipt, ReceiptState, Settled
 
-class ReceiptState(enum.StrEnum):
-    """How an accepted SMS ended, as the follow-up mail and results files name it."""
-
-    DELIVERED = "delivered"  # the provider says the phone has it
-    UNDELIVERED = "undelivered"  # the provider says it failed for good
-    NO_RECEIPT = "no_receipt"  # nothing final came within receipts.window: nobody can tell
-
-
-@dataclass(frozen=True)
-class Awaiting:
-    """One accepted SMS waiting for its receipt, as the store hands it to the poller."""
-
-    job_id: str
-    submission_id: str
-    provider: str  # the configured provider name that accepted it
-    provider_id: str  # the provider's message id from `Sent`
-    number: str  # E.164 digits without "+"
-    accepted_at: float  # epoch seconds
-    polls: int = 0  # status requests answered so far
-    next_poll_at: float = 0.0
-    account: Account | None = None  # the account that sent it, when it came inside the mail body
-
-    def query(self) -> ReceiptQuery:
-        return ReceiptQuery(provider_id=self.provider_id, number=self.number, account=self.account)
-
-
-@dataclass(frozen=True)
-class Settled:
-    """The final state of one accepted SMS: what the store keeps and the follow-up mail shows."""
-
-    state: ReceiptState
-    code: str | None  # the provider's own status word or code; None for no_receipt
-    why: str  # plain words for the sender, never a secret
-    at: float  # when it became final (the provider's time when it gave one)
-    via: str  # "poll", "push" or "window": how mail2sms learnt it, for the operator
+__all__ = [
+    "Awaiting",
+    "PushSink",
+    "ReceiptState",
+    "ReceiptStore",
+    "Settled",
+    "StoreSink",
+    "final_state",
+    "matching",
+    "settled",
+]
 
 
 class ReceiptStore(Protocol):
@@ -124,5 +100,7 @@ class StoreSink:
             if state is None:
                 continue  # "not yet" from a push changes nothing: the poller's schedule stands
             for item in matching(await self.store.awaiting(provider, receipt.provider_id), receipt):
-                count += await self.store.settle(item.job_id, settled(receipt, state, self.clock(), "push"))
+                if await self.store.settle(item.job_id, settled(receipt, state, self.clock(), "push")):
+                    metrics.SMS.labels(provider, state.value).inc()
+                    count += 1
         return count

@@ -10,6 +10,11 @@ To keep up with a steady inflow, claimed reports are delivered in groups (one sm
 directory fsync, per group) by several groups at once, each report loaded and composed one at a time (a
 100,000-row CSV submission is one big report, not fifty of them held together).
 
+Follow-up mails (issue 15) go the same way: once every accepted SMS of a submission has its receipt settled and
+its outcome report is settled, the spool makes the follow-up due and the reporter claims, composes
+(`report.followup`, under `reports.receipts`) and delivers it once, threaded under the outcome mail, whose fixed
+Message-ID (`<submission.report@hostname>`) it derives.
+
 It must never deliver a report it does not hold, never mark held-back reports as summarised before the summary
 was delivered, and never log a report's content.
 """
@@ -29,8 +34,9 @@ from mail2sms.model import JobState, ReportState
 from mail2sms.observability import get_logger
 from mail2sms.report.backscatter import SenderRateLimit
 from mail2sms.report.compose import compose
+from mail2sms.report.followup import compose_followup, receipted, wanted
 from mail2sms.report.send import DeliveryOutcome, Outgoing, ReportSender
-from mail2sms.spool.base import DueReport, HeldReport, Spool
+from mail2sms.spool.base import DueFollowup, DueReport, HeldReport, Spool
 
 log = get_logger("mail2sms.report")
 
@@ -103,6 +109,16 @@ class Reporter:
         if ids:
             lanes = [ids[i::self.concurrency] for i in range(self.concurrency)]
             await asyncio.gather(*(self._lane(lane) for lane in lanes if lane))
+        followups = await self.spool.claim_followups(self.owner, time.time(), GROUP, self.lease)
+        for i, report_id in enumerate(followups):
+            if self._stopping:
+                await self.spool.release_followups(followups[i:], self.owner)
+                break
+            try:
+                await self._followup(report_id)
+            except Exception:
+                log.exception("follow-up could not be composed; kept for a later try", submission=report_id)
+                await self.spool.followup_done(report_id, "pending", time.time() + self.retry.delay(1), self.owner)
         notices = 0
         if self.config.still_trying_after > 0 and not self._stopping:
             now = time.time()
@@ -114,7 +130,7 @@ class Reporter:
                     break
                 await self._still_trying(report_id)
             notices = len(due)
-        return len(ids) + notices
+        return len(ids) + len(followups) + notices
 
     async def _lane(self, ids: list[str]) -> None:
         """Load, compose and deliver these reports, in groups bounded by count and size."""
@@ -214,7 +230,68 @@ class Reporter:
         )
         # A fixed Message-ID lets the receiving side recognise a report repeated after a crash (smarthost path).
         del message["Message-ID"]
-        message["Message-ID"] = f"<{sub.id}.{kind}@{self.hostname}>"
+        message["Message-ID"] = self.outcome_message_id(sub.id, kind)
+        return message
+
+    def outcome_message_id(self, submission_id: str, kind: str = "report") -> str:
+        """The fixed Message-ID of a submission's outcome mail (or of its `kind` of mail)."""
+        return f"<{submission_id}.{kind}@{self.hostname}>"
+
+    async def _followup(self, submission_id: str) -> None:
+        """Deliver one claimed follow-up, or settle it without one (unwanted, nowhere to send it)."""
+        due = await self.spool.load_followup(submission_id)
+        if due is None:
+            return
+        sub = due.submission
+        reason = self._no_followup(due)
+        if reason:
+            log.info("no follow-up mail", submission=sub.id, why=reason)
+            await self.spool.followup_done(sub.id, "skipped", 0.0, self.owner)
+            return
+        assert sub.report_to is not None  # _no_followup said so
+        message = await asyncio.to_thread(self._compose_followup, due)
+        key = f"{sub.id}-followup"
+        outcome = await self.sender.deliver(message, sub.report_to, key=key)
+        if outcome == DeliveryOutcome.DELIVERED:
+            if await self.spool.followup_done(sub.id, "sent", 0.0, self.owner):
+                await self.sender.forget([key])
+        elif outcome == DeliveryOutcome.RETRY and due.attempts + 1 < self.retry.max_attempts:
+            delay = self.retry.delay(due.attempts + 1)
+            log.warning("follow-up delivery deferred", submission=sub.id, retry_in=round(delay, 1))
+            await self.spool.followup_done(sub.id, "pending", time.time() + delay, self.owner)
+        else:
+            log.error("follow-up delivery failed permanently; dropped", submission=sub.id)
+            await self.spool.followup_done(sub.id, "dropped", 0.0, self.owner)
+
+    def _no_followup(self, due: DueFollowup) -> str:
+        """Why this follow-up is not sent ("" when it is): the backscatter rules and `reports.receipts`."""
+        sub = due.submission
+        if sub.report_to is None or sub.dry_run:
+            return "no report address" if sub.report_to is None else "dry run"
+        if due.report_state is ReportState.DROPPED:
+            return "the outcome mail could not be delivered to this address"
+        if not wanted(self.config.receipts, receipted(due.jobs, due.receipts)):
+            return f"reports.receipts = {self.config.receipts}"
+        if due.report_state in (ReportState.SUPPRESSED, ReportState.SUMMARISED) and not self.rate.allow(
+                sub.report_to, time.time()):
+            return "the per-sender report rate limit is reached"
+        return ""
+
+    def _compose_followup(self, due: DueFollowup) -> EmailMessage:
+        sub = due.submission
+        message = compose_followup(
+            sub,
+            due.jobs,
+            due.receipts,
+            from_addr=self.config.from_,
+            hostname=self.hostname,
+            # Threaded under the outcome mail only when it was delivered; else under the original alone.
+            outcome_message_id=self.outcome_message_id(sub.id) if due.report_state is ReportState.SENT else None,
+            original_message_id=sub.message_id,
+            references=sub.extra.get("references"),
+        )
+        del message["Message-ID"]
+        message["Message-ID"] = self.outcome_message_id(sub.id, "followup")  # a repeat after a crash is recognised
         return message
 
     async def _still_trying(self, report_id: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mail2sms.errors import SpoolError
-from mail2sms.model import Job, JobState, ReportState, Submission
+from mail2sms.model import Awaiting, Job, JobState, ReportState, Settled, Submission
 from mail2sms.spool.quotas import QuotaCharge
 
 
@@ -52,6 +52,19 @@ class DueReport:
     submission: Submission
     jobs: list[Job]
     attempts: int
+
+
+@dataclass(frozen=True)
+class DueFollowup:
+    """A submission whose accepted SMS are all settled, for its follow-up mail (report.followup): the jobs, each
+    settled receipt by job id, the follow-up's attempts so far, and how its outcome report ended (the follow-up
+    threads under it only when it was sent)."""
+
+    submission: Submission
+    jobs: list[Job]
+    receipts: dict[str, Settled]
+    attempts: int
+    report_state: ReportState
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,38 @@ class Spool(Protocol):
 
     async def purge_memory(self, dedupe_before: float, quota_before: float, limit: int = 500) -> int:
         """One batch of dedupe keys older than `dedupe_before` and quota charges older than `quota_before`."""
+        ...
+
+    # Delivery receipts (issue 15): the ReceiptStore the receipt poller and push door use
+    # (dispatch.receipt_store), and the follow-up mails' claims, like the reports'.
+
+    def track_receipts(self, providers: Collection[str], first_poll: float, owner: str = "") -> None:
+        """From now on, jobs of `providers` that `record` stores as accepted await a receipt, first asked about
+        `first_poll` seconds later."""
+        ...
+
+    async def claim_due(self, now: float, limit: int, lease: float) -> list[Awaiting]: ...
+
+    async def poll_later(self, job_id: str, polls: int, next_poll_at: float) -> None: ...
+
+    async def awaiting(self, provider: str, provider_id: str) -> list[Awaiting]: ...
+
+    async def settle(self, job_id: str, final: Settled) -> bool: ...
+
+    async def claim_followups(self, owner: str, now: float, limit: int, lease: float) -> list[str]:
+        """Lease up to `limit` due follow-ups (every accepted SMS settled, the outcome report settled)."""
+        ...
+
+    async def load_followup(self, submission_id: str) -> DueFollowup | None: ...
+
+    async def followup_done(self, submission_id: str, state: str, next_at: float, owner: str) -> bool:
+        """`pending` = retry at `next_at`; `sent`, `skipped`, `dropped` settle it. Only while `owner` holds it."""
+        ...
+
+    async def release_followups(self, submission_ids: list[str], owner: str) -> None: ...
+
+    async def receipt_counts(self) -> dict[str, int]:
+        """Jobs per receipt state (pending, delivered, undelivered, no_receipt), for metrics."""
         ...
 
     def problem(self) -> str | None:

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Collection, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
-from mail2sms.model import Job, JobState, ReportState, Submission
+from mail2sms.model import Account, Awaiting, Job, JobState, ReceiptState, ReportState, Settled, Submission
 from mail2sms.spool import quotas
-from mail2sms.spool.base import CommitResult, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
+from mail2sms.spool.base import CommitResult, DueFollowup, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
 from mail2sms.spool.dialect import Dialect
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, Row, job_from_row, job_rows, submission_from_row
@@ -177,6 +177,7 @@ def finish_if_final(d: Dialect, submission_ids: Iterable[str], now: float) -> Tx
         (ReportState.NONE.value, ReportState.PENDING.value, now, now, d.listed(sids)))
     done = sorted(r["id"] for r in finished.rows)
     if done:
+        yield from followup_if_settled(d, done, now)
         # Body credentials are kept only until the submission is final (DESIGN.md "Storage").
         yield Q(f"UPDATE jobs SET account = NULL WHERE {d.in_list('submission_id')} AND account IS NOT NULL",
                 (d.listed(done),))
@@ -209,7 +210,8 @@ def mark_sending(d: Dialect, job_ids: list[str], now: float, owner: str | None) 
         raise LeaseLost("the lease on these jobs was lost; another process sends them")  # rolls back
 
 
-def record(d: Dialect, updates: list[JobUpdate], now: float, owner: str | None) -> Tx[list[str]]:
+def record(d: Dialect, updates: list[JobUpdate], now: float, owner: str | None,
+           receipts: ReceiptTracking | None = None) -> Tx[list[str]]:
     if owner is not None:
         # Rows locked where others write at once: a node's recover() or claim() cannot take them meanwhile.
         ids = sorted({u.job_id for u in updates})
@@ -221,6 +223,8 @@ def record(d: Dialect, updates: list[JobUpdate], now: float, owner: str | None) 
             "detail = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
             [(u.state.value, u.attempts, u.next_attempt_at, u.provider_id, u.code, u.error, u.detail, now, u.job_id)
              for u in updates], many=True)
+    if receipts is not None:
+        yield from await_receipts(d, receipts, [u.job_id for u in updates if u.state is JobState.SENT], now)
     final = sorted({u.job_id for u in updates if u.state.final})
     if not final:
         return []
@@ -438,7 +442,8 @@ def live_counts() -> Tx[dict[str, int]]:
 # repeat the partial index submissions_settled's (spool.schema), so the oldest are found without a scan.
 SETTLED = _states(ReportState.NONE, ReportState.SENT, ReportState.SKIPPED, ReportState.SUMMARISED,
                   ReportState.DROPPED)
-_PURGEABLE = f"report_state IN {SETTLED} AND finished_at < ? AND report_owner IS NULL"
+_PURGEABLE = (f"report_state IN {SETTLED} AND finished_at < ? AND report_owner IS NULL "
+              "AND (followup_state IS NULL OR followup_state NOT IN ('waiting', 'pending'))")  # no follow-up owed
 
 
 def purge_counts(before: float) -> Tx[tuple[int, int]]:
@@ -497,11 +502,155 @@ def retry(submission_id: str, now: float, force: bool) -> Tx[int]:
     return moved.rowcount
 
 
+# -- delivery receipts ----------------------------------------------------------------------------------
+# An accepted job of a provider that offers receipts awaits one (`receipt_state` 'pending') until it is settled
+# once; its submission's follow-up mail is `waiting` meanwhile and becomes `pending` (due) when the submission is
+# final and none of its jobs awaits a receipt any more. Follow-ups are claimed like reports (owner + lease), and
+# only after the outcome report is settled, so the follow-up never arrives before the mail it answers.
+
+_AWAITING = "receipt_state = 'pending'"  # repeats the partial indexes jobs_receipt_due and jobs_receipt_id
+_AWAITING_COLUMNS = ("id, submission_id, provider, provider_id, number, account, accepted_at, receipt_polls, "
+                     "receipt_next_at")
+_UNLEASE_FOLLOWUP = "followup_owner = NULL, followup_lease_until = NULL"
+FOLLOWUP_OPEN = ("waiting", "pending")  # a follow-up still owed: retention keeps the submission
+
+
+@dataclass(frozen=True)
+class ReceiptTracking:
+    """Which accepted jobs await a receipt: those of `providers` (they offer one), first asked about `first_poll`
+    seconds after acceptance; `owner` names the poller's claims for the operator."""
+
+    providers: frozenset[str]
+    first_poll: float
+    owner: str = ""
+
+
+def await_receipts(d: Dialect, tracking: ReceiptTracking, job_ids: list[str], now: float) -> Tx[None]:
+    """Accepted jobs start awaiting their receipt. Not a job sent with credentials from the mail body: those are
+    deleted when the submission is final (DESIGN.md "Storage"), and a status request needs them."""
+    if not job_ids or not tracking.providers:
+        return
+    marked = yield Q(
+        f"UPDATE jobs SET receipt_state = 'pending', accepted_at = ?, receipt_next_at = ?, receipt_polls = 0 "
+        f"WHERE {d.in_list('id')} AND state = '{JobState.SENT}' AND provider_id IS NOT NULL AND account IS NULL "
+        f"AND {d.in_list('provider')} AND receipt_state IS NULL RETURNING submission_id",
+        (now, now + tracking.first_poll, d.listed(job_ids), d.listed(sorted(tracking.providers))))
+    sids = sorted({r["submission_id"] for r in marked.rows})
+    if sids:
+        yield Q(f"UPDATE submissions SET followup_state = 'waiting' WHERE {d.in_list('id')} "
+                "AND followup_state IS NULL", (d.listed(sids),))
+
+
+def followup_if_settled(d: Dialect, submission_ids: list[str], now: float) -> Tx[None]:
+    """Final submissions whose jobs await no receipt any more owe their follow-up now (the caller holds their rows'
+    locks where nodes write at once, so two last settles cannot both miss it)."""
+    yield Q(f"UPDATE submissions SET followup_state = 'pending', followup_next_at = ? WHERE {d.in_list('id')} "
+            f"AND followup_state = 'waiting' AND report_state <> '{ReportState.WAITING}' AND NOT EXISTS "
+            f"(SELECT 1 FROM jobs j WHERE j.submission_id = submissions.id AND j.{_AWAITING})",
+            (now, d.listed(submission_ids)))
+
+
+def _awaiting_from_row(r: Row) -> Awaiting:
+    account = json.loads(r["account"]) if r["account"] else None
+    return Awaiting(job_id=r["id"], submission_id=r["submission_id"], provider=r["provider"],
+                    provider_id=r["provider_id"], number=r["number"], accepted_at=r["accepted_at"] or 0.0,
+                    polls=r["receipt_polls"], next_poll_at=r["receipt_next_at"] or 0.0,
+                    account=Account.from_dict(account))
+
+
+def claim_due(d: Dialect, owner: str, now: float, limit: int, lease: float) -> Tx[list[Awaiting]]:
+    picked = yield Q(
+        f"SELECT {_AWAITING_COLUMNS} FROM jobs WHERE {_AWAITING} AND receipt_next_at <= ? "
+        f"AND (receipt_lease_until IS NULL OR receipt_lease_until < ?) ORDER BY receipt_next_at LIMIT ?"
+        f"{d.skip_locked}", (now, now, limit))
+    due = sorted((_awaiting_from_row(r) for r in picked.rows), key=lambda a: (a.next_poll_at, a.job_id))
+    if due:
+        yield Q(f"UPDATE jobs SET receipt_owner = ?, receipt_lease_until = ? WHERE {d.in_list('id')}",
+                (owner, now + lease, d.listed(a.job_id for a in due)))
+    return due
+
+
+def poll_later(job_id: str, polls: int, next_poll_at: float) -> Tx[None]:
+    yield Q("UPDATE jobs SET receipt_polls = ?, receipt_next_at = ?, receipt_owner = NULL, receipt_lease_until = NULL "
+            f"WHERE id = ? AND {_AWAITING}", (polls, next_poll_at, job_id))
+
+
+def awaiting(provider: str, provider_id: str) -> Tx[list[Awaiting]]:
+    found = yield Q(f"SELECT {_AWAITING_COLUMNS} FROM jobs WHERE provider = ? AND provider_id = ? AND {_AWAITING}",
+                    (provider, provider_id))
+    return [_awaiting_from_row(r) for r in found.rows]
+
+
+def settle(d: Dialect, job_id: str, final: Settled, now: float) -> Tx[bool]:
+    """The first final answer for a job wins; the second (push after poll, another node) changes nothing."""
+    done = yield Q(
+        "UPDATE jobs SET receipt_state = ?, receipt_code = ?, receipt_why = ?, receipt_at = ?, receipt_via = ?, "
+        f"receipt_owner = NULL, receipt_lease_until = NULL WHERE id = ? AND {_AWAITING} RETURNING submission_id",
+        (ReceiptState(final.state).value, final.code, final.why, final.at, final.via, job_id))
+    if not done.rows:
+        return False
+    sid = done.rows[0]["submission_id"]
+    if d.row_lock:  # the submission's last two receipts settled at once on two nodes: one of them sees the other
+        yield Q(f"SELECT id FROM submissions WHERE id = ?{d.row_lock}", (sid,))
+    yield from followup_if_settled(d, [sid], now)
+    return True
+
+
+def claim_followups(d: Dialect, owner: str, now: float, limit: int, lease: float) -> Tx[list[str]]:
+    """Due follow-ups whose outcome report is settled (delivered, skipped, held or dropped: not still owed)."""
+    picked = yield Q(
+        "SELECT id, followup_next_at FROM submissions WHERE followup_state = 'pending' AND followup_next_at <= ? "
+        f"AND report_state NOT IN {_states(ReportState.WAITING, ReportState.PENDING)} "
+        "AND (followup_lease_until IS NULL OR followup_lease_until < ?) ORDER BY followup_next_at LIMIT ?"
+        f"{d.skip_locked}", (now, now, limit))
+    ids = [r["id"] for r in sorted(picked.rows, key=lambda r: (r["followup_next_at"], r["id"]))]
+    if ids:
+        yield Q(f"UPDATE submissions SET followup_owner = ?, followup_lease_until = ? WHERE {d.in_list('id')}",
+                (owner, now + lease, d.listed(ids)))
+    return ids
+
+
+def load_followup(submission_id: str) -> Tx[DueFollowup | None]:
+    found = yield Q("SELECT * FROM submissions WHERE id = ?", (submission_id,))
+    if not found.rows:
+        return None
+    row = found.rows[0]
+    jobs = yield from jobs_of(submission_id)
+    settled = yield Q("SELECT id, receipt_state, receipt_code, receipt_why, receipt_at, receipt_via FROM jobs "
+                      "WHERE submission_id = ? AND receipt_state IS NOT NULL AND receipt_state <> 'pending'",
+                      (submission_id,))
+    receipts = {r["id"]: Settled(ReceiptState(r["receipt_state"]), r["receipt_code"], r["receipt_why"] or "",
+                                 r["receipt_at"] or 0.0, r["receipt_via"] or "") for r in settled.rows}
+    return DueFollowup(submission_from_row(row), jobs, receipts, row["followup_attempts"],
+                       ReportState(row["report_state"]))
+
+
+def followup_done(submission_id: str, state: str, next_at: float, owner: str) -> Tx[bool]:
+    """`pending` = try again at next_at; `sent`, `skipped` or `dropped` settle it. Only the holder's call counts."""
+    done = yield Q(
+        "UPDATE submissions SET followup_state = ?, followup_attempts = followup_attempts + 1, followup_next_at = ?, "
+        f"{_UNLEASE_FOLLOWUP} WHERE id = ? AND followup_owner = ? AND followup_state = 'pending'",
+        (state, next_at, submission_id, owner))
+    return done.rowcount == 1
+
+
+def release_followups(d: Dialect, submission_ids: list[str], owner: str) -> Tx[None]:
+    yield Q(f"UPDATE submissions SET {_UNLEASE_FOLLOWUP} WHERE {d.in_list('id')} AND followup_owner = ?",
+            (d.listed(submission_ids), owner))
+
+
+def receipt_counts() -> Tx[dict[str, int]]:
+    found = yield Q("SELECT receipt_state, COUNT(*) AS n FROM jobs WHERE receipt_state IS NOT NULL "
+                    "GROUP BY receipt_state")
+    return {r["receipt_state"]: int(r["n"]) for r in found.rows}
+
+
 class SpoolCore:
     """The `Spool` protocol's transitions; a backend adds connection handling (`_write`, `_read`, open/close)."""
 
     dialect: Dialect
     _last_purge = 0.0
+    receipt_tracking: ReceiptTracking | None = None  # set by track_receipts(); None: no job awaits a receipt
 
     async def _write(self, tx: Callable[[], Tx[T]]) -> T:
         """Run a fresh `tx()` in one durable write transaction (again from the start if the backend retries)."""
@@ -537,7 +686,7 @@ class SpoolCore:
         await self._write(lambda: mark_sending(self.dialect, job_ids, now, owner))
 
     async def record(self, updates: list[JobUpdate], now: float, owner: str | None = None) -> list[str]:
-        return await self._write(lambda: record(self.dialect, updates, now, owner))
+        return await self._write(lambda: record(self.dialect, updates, now, owner, self.receipt_tracking))
 
     async def recover(
         self, idempotent_providers: set[str], now: float, owner_dead: Callable[[str], bool] | None = None
@@ -615,3 +764,37 @@ class SpoolCore:
 
     async def retry(self, submission_id: str, now: float, force: bool = False) -> int:
         return await self._write(lambda: retry(submission_id, now, force))
+
+    # -- delivery receipts (dispatch.receipt_store.ReceiptStore, and the reporter's follow-ups) --
+
+    def track_receipts(self, providers: Collection[str], first_poll: float, owner: str = "") -> None:
+        self.receipt_tracking = ReceiptTracking(frozenset(providers), first_poll, owner)
+
+    async def claim_due(self, now: float, limit: int, lease: float) -> list[Awaiting]:
+        owner = self.receipt_tracking.owner if self.receipt_tracking else ""
+        return await self._write(lambda: claim_due(self.dialect, owner, now, limit, lease))
+
+    async def poll_later(self, job_id: str, polls: int, next_poll_at: float) -> None:
+        await self._write(lambda: poll_later(job_id, polls, next_poll_at))
+
+    async def awaiting(self, provider: str, provider_id: str) -> list[Awaiting]:
+        return await self._read(lambda: awaiting(provider, provider_id))
+
+    async def settle(self, job_id: str, final: Settled) -> bool:
+        now = time.time()
+        return await self._write(lambda: settle(self.dialect, job_id, final, now))
+
+    async def claim_followups(self, owner: str, now: float, limit: int, lease: float) -> list[str]:
+        return await self._write(lambda: claim_followups(self.dialect, owner, now, limit, lease))
+
+    async def load_followup(self, submission_id: str) -> DueFollowup | None:
+        return await self._read(lambda: load_followup(submission_id))
+
+    async def followup_done(self, submission_id: str, state: str, next_at: float, owner: str) -> bool:
+        return await self._write(lambda: followup_done(submission_id, state, next_at, owner))
+
+    async def release_followups(self, submission_ids: list[str], owner: str) -> None:
+        await self._write(lambda: release_followups(self.dialect, submission_ids, owner))
+
+    async def receipt_counts(self) -> dict[str, int]:
+        return await self._read(receipt_counts)

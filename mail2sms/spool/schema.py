@@ -140,6 +140,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS submissions_settled ON submissions (finished_at) "
         "WHERE report_state IN ('none', 'sent', 'skipped', 'summarised', 'dropped')",
     )),
+    # Delivery receipts (issue 15): an accepted (`sent`) job's receipt state — NULL when none is awaited, else
+    # pending, delivered, undelivered or no_receipt — with its poll schedule and poll claim (owner + lease, so nodes
+    # never ask twice); the submission's follow-up mail claimed like its report (waiting → pending → sent, ...).
+    Migration(9, "delivery receipts and follow-up mails", (
+        AddColumn("jobs", "receipt_state", "TEXT"),
+        AddColumn("jobs", "receipt_code", "TEXT"),
+        AddColumn("jobs", "receipt_why", "TEXT"),
+        AddColumn("jobs", "receipt_at", "$real"),
+        AddColumn("jobs", "receipt_via", "TEXT"),
+        AddColumn("jobs", "accepted_at", "$real"),
+        AddColumn("jobs", "receipt_polls", "INTEGER NOT NULL DEFAULT 0"),
+        AddColumn("jobs", "receipt_next_at", "$real"),
+        AddColumn("jobs", "receipt_owner", "TEXT"),
+        AddColumn("jobs", "receipt_lease_until", "$real"),
+        "CREATE INDEX IF NOT EXISTS jobs_receipt_due ON jobs (receipt_next_at) WHERE receipt_state = 'pending'",
+        "CREATE INDEX IF NOT EXISTS jobs_receipt_id ON jobs (provider, provider_id) WHERE receipt_state = 'pending'",
+        AddColumn("submissions", "followup_state", "TEXT"),
+        AddColumn("submissions", "followup_attempts", "INTEGER NOT NULL DEFAULT 0"),
+        AddColumn("submissions", "followup_next_at", "$real NOT NULL DEFAULT 0"),
+        AddColumn("submissions", "followup_owner", "TEXT"),
+        AddColumn("submissions", "followup_lease_until", "$real"),
+        "CREATE INDEX IF NOT EXISTS submissions_followup ON submissions (followup_next_at) "
+        "WHERE followup_state = 'pending'",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

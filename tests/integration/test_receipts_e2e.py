@@ -1,0 +1,244 @@
+"""Delivery receipts end to end (issue 15) through a real mail2sms: smtplib → server → the Kapow fake over HTTP
+on 127.0.0.1, then the outcome mail and, once every accepted SMS is settled by a receipt (polled from
+`chk_status.php`, or pushed by the fake calling the `dlr` URL it received), exactly one follow-up mail threaded
+under the outcome mail. Nothing waits on time: tests wait for mails, callbacks and spool rows to appear."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mail2sms import metrics
+from tests.fakes.kapow import FakeKapow
+from tests.fakes.server import RecordedRequest
+from tests.harness import (
+    ProcessServer,
+    free_port,
+    message,
+    report_json,
+    report_text,
+    reports,
+    send,
+    thread_server,
+    wait_until,
+)
+
+PASSWORD = "e2e-kapow-pw-4711"
+TOKEN = "e2e-receipt-token-0815"
+DELIVERED, FAILS, ALSO = "447700900001", "447700900002", "447700900003"
+
+
+class HandsetKapow(FakeKapow):
+    """Kapow whose handsets answer at once: every SMS to a number in `failing` fails (X), the others arrive (D),
+    as `chk_status.php` then reports per returnid (no callback: these tests poll)."""
+
+    def __init__(self, failing: set[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.failing = failing
+
+    def _send(self, request: RecordedRequest) -> str:
+        answer = super()._send(request)
+        with self._lock:
+            for sms in self.sent:
+                username, letter = self.status[sms.returnid]
+                if letter == "S":
+                    self.status[sms.returnid] = (username, "X" if sms.number in self.failing else "D")
+        return answer
+
+
+def config(tmp: Path, kapow_url: str, *, window: str, smtp: int, http: int | None = None) -> Path:
+    """A full config: one Kapow route, reports to a maildir (always, so the follow-up has a parent), receipts."""
+    web = f"127.0.0.1:{http}" if http else ""
+    push = f'public_url = "http://127.0.0.1:{http}"\ntoken = "{TOKEN}"\n' if http else ""
+    text = f"""
+[server]
+listen = ["127.0.0.1:{smtp}"]
+hostname = "sms.test"
+
+[spool]
+url = "sqlite://{tmp}/spool.db"
+
+[reports]
+maildir = "{tmp}/reports"
+from = "mail2sms@sms.test"
+when = "always"
+receipts = "always"
+
+[http]
+listen = "{web}"
+
+[dispatch]
+retry_base = 0.2
+retry_cap = 1.0
+poll_interval = 0.2
+
+[receipts]
+window = "{window}"
+{push}
+[providers.kapow]
+type = "kapow"
+url = "{kapow_url}"
+username = "user"
+password = "{PASSWORD}"
+timeout = "5s"
+rate = 50
+
+[[routes]]
+match = "*@kapow.test"
+format = "address"
+provider = "kapow"
+region = "GB"
+"""
+    path = tmp / "mail2sms.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def mail_to(*numbers: str) -> EmailMessage:
+    return message([f"{n}@kapow.test" for n in numbers], "Server room door open", subject="Door")
+
+
+def by_kind(maildir: Path) -> tuple[list[EmailMessage], list[EmailMessage]]:
+    """(outcome mails, follow-up mails) in the maildir, told apart by their fixed Message-IDs."""
+    found = reports(maildir)
+    return ([m for m in found if ".report@" in str(m["Message-ID"])],
+            [m for m in found if ".followup@" in str(m["Message-ID"])])
+
+
+def statuses(mail: EmailMessage) -> dict[str, str]:
+    return {job["number"]: job["status"] for job in report_json(mail)["jobs"]}
+
+
+def assert_threaded(followup: EmailMessage, outcome: EmailMessage, original: EmailMessage) -> None:
+    assert followup["In-Reply-To"] == outcome["Message-ID"]
+    assert str(followup["References"]).split() == [str(original["Message-ID"]), str(outcome["Message-ID"])]
+
+
+@pytest.fixture
+def kapow() -> Iterator[HandsetKapow]:
+    """The Kapow fake: SMS to FAILS fail at the handset, the rest are delivered."""
+    with HandsetKapow({FAILS}, accounts={"user": (PASSWORD, 1000)}) as fake:
+        yield fake
+
+
+def sms_counter(state: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("mail2sms_sms_total", {"provider": "kapow", "state": state})
+    return value or 0.0
+
+
+def test_polled_receipts_give_one_follow_up_threaded_to_the_outcome_mail(tmp_path: Path, kapow: HandsetKapow) -> None:
+    """A mail to three numbers, one failing at the handset: the outcome mail says all three were accepted, then one
+    follow-up under it says two delivered and one not, with Kapow's reason; /metrics counts them."""
+    delivered_before, undelivered_before = sms_counter("delivered"), sms_counter("undelivered")
+    path = config(tmp_path, kapow.url, window="2s", smtp=free_port())
+    original = mail_to(DELIVERED, FAILS, ALSO)
+    with thread_server(path) as server:
+        code, _ = send(server.port, original)
+        assert code == 250
+        maildir = tmp_path / "reports"
+        [outcome] = wait_until(lambda: by_kind(maildir)[0])
+        assert set(statuses(outcome).values()) == {"sent"}
+        [followup] = wait_until(lambda: by_kind(maildir)[1])
+        assert_threaded(followup, outcome, original)
+        assert str(followup["Subject"]).startswith("SMS delivered: 2 of 3, 1 not delivered")
+        assert statuses(followup) == {f"+{DELIVERED}": "delivered", f"+{FAILS}": "undelivered",
+                                      f"+{ALSO}": "delivered"}
+        assert "Kapow reports the SMS failed" in report_text(followup)
+        assert sms_counter("delivered") - delivered_before == 2
+        assert sms_counter("undelivered") - undelivered_before == 1
+        sid = report_json(outcome)["submission"]
+        wait_until(lambda: _followup_state(tmp_path, sid) == "sent")
+    assert len(by_kind(maildir)[1]) == 1
+
+
+def _followup_state(tmp: Path, submission_id: str) -> str | None:
+    with sqlite3.connect(tmp / "spool.db") as db:
+        row = db.execute("SELECT followup_state FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _receipts(tmp: Path) -> dict[str, str | None]:
+    with sqlite3.connect(tmp / "spool.db") as db:
+        return dict(db.execute("SELECT number, receipt_state FROM jobs"))
+
+
+def _returnids(fake: FakeKapow) -> dict[str, str]:
+    with fake._lock:
+        return {sms.number: sms.returnid for sms in fake.sent}
+
+
+def test_kapow_push_settles_refuses_forged_tokens_and_ignores_unknown_ids(tmp_path: Path) -> None:
+    """Kapow calls the dlr URL it got with each send: a forged token gets 404 and settles nothing, an unknown
+    returnid gets 200 and changes nothing, the real callbacks settle both SMS, and one follow-up follows."""
+    http = free_port()
+    with FakeKapow(accounts={"user": (PASSWORD, 1000)}) as fake, \
+            thread_server(config(tmp_path, fake.url, window="1h", smtp=free_port(), http=http)) as server:
+        original = mail_to(DELIVERED, FAILS)
+        assert send(server.port, original)[0] == 250
+        maildir = tmp_path / "reports"
+        [outcome] = wait_until(lambda: by_kind(maildir)[0])
+        ids = wait_until(lambda: _returnids(fake) if len(_returnids(fake)) == 2 else None)
+        assert all(f"/receipts/kapow/{TOKEN}" in fake.dlr_of[i] for i in ids.values())
+        base = f"http://127.0.0.1:{http}/receipts/kapow"
+        forged = httpx.get(f"{base}/not-the-token?returnid={ids[FAILS]}&mobile={FAILS}&status=D", timeout=30)
+        assert forged.status_code == 404
+        unknown = httpx.get(f"{base}/{TOKEN}?returnid=999999&mobile={FAILS}&status=D", timeout=30)
+        assert unknown.status_code == 200
+        assert set(_receipts(tmp_path).values()) == {"pending"}
+        fake.deliver(ids[DELIVERED], "D")
+        fake.deliver(ids[FAILS], "X")
+        assert [status for _url, status in fake.wait_callbacks(2)] == [200, 200]
+        [followup] = wait_until(lambda: by_kind(maildir)[1])
+        assert_threaded(followup, outcome, original)
+        assert statuses(followup) == {f"+{DELIVERED}": "delivered", f"+{FAILS}": "undelivered"}
+        assert _receipts(tmp_path) == {DELIVERED: "delivered", FAILS: "undelivered"}
+    assert TOKEN not in "".join(m.as_string() for m in reports(maildir))
+
+
+def test_sigkill_between_receipts_loses_neither_receipt_nor_follow_up(tmp_path: Path) -> None:
+    """A receipt recorded before a SIGKILL survives it: after the restart the second receipt completes the
+    submission and exactly one follow-up arrives with both states."""
+    http, smtp = free_port(), free_port()
+    with FakeKapow(accounts={"user": (PASSWORD, 1000)}) as fake:
+        path = config(tmp_path, fake.url, window="1h", smtp=smtp, http=http)
+        server = ProcessServer(path, smtp, tmp_path / "server.log").start()
+        try:
+            original = mail_to(DELIVERED, FAILS)
+            assert send(smtp, original)[0] == 250
+            maildir = tmp_path / "reports"
+            [outcome] = wait_until(lambda: by_kind(maildir)[0])
+            ids = wait_until(lambda: _returnids(fake) if len(_returnids(fake)) == 2 else None)
+            wait_until(lambda: _http_up(http))
+            fake.deliver(ids[DELIVERED], "D")
+            assert [status for _url, status in fake.wait_callbacks(1)] == [200]  # answered after it was stored
+            server.kill()
+            assert _receipts(tmp_path) == {DELIVERED: "delivered", FAILS: "pending"}
+            assert by_kind(maildir)[1] == []
+            server = ProcessServer(path, smtp, tmp_path / "server.log").start()
+            wait_until(lambda: _http_up(http))
+            fake.deliver(ids[FAILS], "X")
+            assert [status for _url, status in fake.wait_callbacks(2)][1] == 200
+            [followup] = wait_until(lambda: by_kind(maildir)[1])
+            assert_threaded(followup, outcome, original)
+            assert statuses(followup) == {f"+{DELIVERED}": "delivered", f"+{FAILS}": "undelivered"}
+            sid = report_json(outcome)["submission"]
+            wait_until(lambda: _followup_state(tmp_path, sid) == "sent")
+        finally:
+            server.terminate()
+    assert len(by_kind(maildir)[1]) == 1
+    assert len(by_kind(maildir)[0]) == 1
+
+
+def _http_up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
