@@ -18,7 +18,7 @@ FLOW = ("smtp", "parse", "spool", "dispatch", "providers", "report")
 # metrics, the one address rule and what a provider can carry.
 BOTTOM = frozenset({"__init__", "config", "model", "errors", "observability", "metrics", "addresses", "limits"})
 # The composition root builds everything from the config and may import anything.
-ROOT = frozenset({"__main__", "app", "cli", "workers", "web", "checks", "sdnotify"})
+ROOT = frozenset({"__main__", "app", "cli", "queuecli", "workers", "web", "checks", "sdnotify"})
 PURE = frozenset({"parse"})  # bytes in, typed data out: no other stage of the flow
 
 # (importing module or package prefix, imported module): why this upward import is right.
