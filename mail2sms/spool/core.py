@@ -449,8 +449,8 @@ _PURGEABLE = (f"report_state IN {SETTLED} AND finished_at < ? AND report_owner I
 def purge_counts(before: float) -> Tx[tuple[int, int]]:
     """What `purge` would remove: (submissions, jobs) settled before `before`."""
     subs = yield Q(f"SELECT COUNT(*) AS n FROM submissions WHERE {_PURGEABLE}", (before,))
-    jobs = yield Q(f"SELECT COUNT(*) AS n FROM jobs j JOIN submissions s ON s.id = j.submission_id "
-                   f"WHERE s.{_PURGEABLE.replace(' AND ', ' AND s.')}", (before,))
+    jobs = yield Q(f"SELECT COUNT(*) AS n FROM jobs WHERE submission_id IN (SELECT id FROM submissions WHERE "
+                   f"{_PURGEABLE})", (before,))
     return int(subs.rows[0]["n"]), int(jobs.rows[0]["n"])
 
 
