@@ -81,7 +81,7 @@ class ThreadServer:
             await app.start()
             return app
 
-        self.app = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(30)
+        self.app = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(120)  # a bound against a hang
         return self
 
     @property
@@ -91,7 +91,7 @@ class ThreadServer:
 
     def stop(self) -> None:
         if self.app is not None:
-            asyncio.run_coroutine_threadsafe(self.app.stop(5.0), self.loop).result(30)
+            asyncio.run_coroutine_threadsafe(self.app.stop(5.0), self.loop).result(120)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
@@ -107,7 +107,7 @@ class ProcessServer:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> ProcessServer:
+    def start(self, timeout: float = 120.0) -> ProcessServer:  # Python's start-up on a busy machine: seconds
         env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         with self.log_path.open("ab") as log:
@@ -130,7 +130,7 @@ class ProcessServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def terminate(self, timeout: float = 30.0) -> int:
+    def terminate(self, timeout: float = 120.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -268,7 +268,7 @@ def test_canaries_never_leak_through_auth_policy_and_http(tmp_path: Path) -> Non
                 client.mail("alice@example.org")
                 client.rcpt("sms@sms.test")
                 seen.append(str(client.data(message("sms@sms.test", body + "secret:x\n").as_bytes())))  # 554
-            wait_until(lambda: len(reports(tmp_path / "reports")) >= 3, timeout=30)
+            wait_until(lambda: len(reports(tmp_path / "reports")) >= 3, timeout=120)
             seen += [http_get(http, "/metrics")[1].decode(), http_get(http, "/healthz")[1].decode()]
         finally:
             assert server.terminate() == 0

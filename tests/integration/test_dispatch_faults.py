@@ -125,20 +125,20 @@ def test_spool_locked_at_mark_sending_is_retried_never_unknown(tmp_path: Path, g
         db = tmp_path / "spool.db"
         try:
             assert send(port, message("96550000001@slow.test", "first"))[0] == 250
-            gated.wait_for(1, timeout=30)  # in flight, holding the only request slot
+            gated.wait_for(1, timeout=120)  # in flight, holding the only request slot
             assert send(port, message("96550000002@kwt.test", "second"))[0] == 250
-            wait_until(lambda: jobs(db)["96550000002"]["lease_owner"] is not None, timeout=30)  # claimed, waiting
+            wait_until(lambda: jobs(db)["96550000002"]["lease_owner"] is not None, timeout=120)  # claimed, waiting
             lock = sqlite3.connect(db, timeout=30, isolation_level=None)
             lock.execute("BEGIN IMMEDIATE")
             try:
                 gated.open_gate()  # the slot frees: the kwt batch's request reaches mark_sending, which fails
-                wait_until(lambda: app.dispatcher.stats.held["spool"] >= 1, timeout=30)
+                wait_until(lambda: app.dispatcher.stats.held["spool"] >= 1, timeout=120)
                 assert app.dispatcher.stats.record_retries >= 1  # the slow answer waits to be recorded too
             finally:
                 lock.execute("ROLLBACK")
                 lock.close()
-            wait_until(lambda: {r["state"] for r in jobs(db).values()} == {"sent"}, timeout=30)
-            wait_until(lambda: len(reports(tmp_path / "reports")) == 2, timeout=30)
+            wait_until(lambda: {r["state"] for r in jobs(db).values()} == {"sent"}, timeout=120)
+            wait_until(lambda: len(reports(tmp_path / "reports")) == 2, timeout=120)
         finally:
             asyncio.run_coroutine_threadsafe(app.stop(5.0), loop).result(30)
             loop.call_soon_threadsafe(loop.stop)
@@ -210,7 +210,7 @@ def test_open_breaker_holds_claimed_batches(tmp_path: Path) -> None:
                     and sum(1 for r in rows if r["attempts"] == 0) == 4
                 )
 
-            wait_until(held_back, timeout=30)
+            wait_until(held_back, timeout=120)
             assert server.app is not None
             assert server.app.dispatcher.stats.held["paused"] == 4
             rows = jobs(db)
@@ -231,11 +231,11 @@ def test_hanging_provider_does_not_starve_a_healthy_one(tmp_path: Path, gated: G
         with thread_server(path) as server:
             for i in range(10):
                 assert send(server.port, message(f"9655100000{i}@hang.test", f"hang {i}"))[0] == 250
-            gated.wait_for(4, timeout=30)
+            gated.wait_for(4, timeout=120)
             for i in range(5):
                 assert send(server.port, message(f"9655200000{i}@kwt.test", f"healthy {i}"))[0] == 250
-            wait_until(lambda: len(kwt.sent) == 5, timeout=30)
-            wait_until(lambda: len(reports(tmp_path / "reports")) == 5, timeout=30)
+            wait_until(lambda: len(kwt.sent) == 5, timeout=120)
+            wait_until(lambda: len(reports(tmp_path / "reports")) == 5, timeout=120)
             assert not gated.sent  # not one hanging request has been answered yet
             assert len(gated.requests) == 4  # its own concurrency, no more
             assert all(str(r["Subject"]).startswith("SMS sent") for r in reports(tmp_path / "reports"))
@@ -255,11 +255,11 @@ def test_sigterm_mid_load_starts_no_request_and_loses_no_answer(tmp_path: Path, 
     try:
         for i in range(30):
             assert send(port, message(f"965530000{i:02d}@kwt.test", f"load {i}"))[0] == 250
-        gated.wait_for(2, timeout=30)  # both slots busy; the other 28 are claimed or queued
-        wait_until(lambda: sum(1 for r in jobs(db).values() if r["lease_owner"]) == 30, timeout=30)
+        gated.wait_for(2, timeout=120)  # both slots busy; the other 28 are claimed or queued
+        wait_until(lambda: sum(1 for r in jobs(db).values() if r["lease_owner"]) == 30, timeout=120)
         assert server.proc is not None
         server.proc.send_signal(15)
-        wait_until(lambda: "shutting down" in (tmp_path / "server.log").read_text(), timeout=30)
+        wait_until(lambda: "shutting down" in (tmp_path / "server.log").read_text(), timeout=120)
         at_signal = len(gated.requests)
         gated.open_gate()  # the two in-flight answers arrive within the deadline
         assert server.proc.wait(60) == 0
@@ -294,7 +294,7 @@ def test_request_unanswered_at_the_deadline_is_cut_and_never_repeated(tmp_path: 
     try:
         for i in range(3):
             assert send(port, message(f"965540000{i:02d}@kwt.test", f"cut {i}"))[0] == 250
-        [first] = gated.wait_for(1, timeout=30)
+        [first] = gated.wait_for(1, timeout=120)
         assert server.terminate(timeout=60) == 0  # the deadline passes with the request unanswered
         rows = jobs(db)
         cut = next(n for n, r in rows.items() if r["state"] == "sending")

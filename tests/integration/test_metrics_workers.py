@@ -37,7 +37,7 @@ def test_every_scrape_sums_every_worker(tmp_path: Path) -> None:
                 sent = metric(text, 'mail2sms_sms_total{provider="kwt",state="sent"}') == MAILS
                 return sent and metric(text, "mail2sms_smtp_sessions") == 0  # the last QUIT may still be in hand
 
-            wait_until(summed, timeout=30)  # the last result is recorded a moment after the fake answered
+            wait_until(summed, timeout=120)  # the last result is recorded a moment after the fake answered
             scrapes = [http_get(http, "/metrics")[1].decode() for _ in range(8)]
             workers_dir = _multiproc_dir(server)
         finally:

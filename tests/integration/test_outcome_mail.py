@@ -84,7 +84,7 @@ def server(tmp_path: Path, kwt: FakeKwtSms, cellcast: FakeCellcast) -> Iterator[
 
 def outcome_mail(maildir: Path) -> tuple[bytes, EmailMessage]:
     """The one outcome mail in the maildir: its raw bytes and the message parsed from them."""
-    wait_until(lambda: reports(maildir), timeout=30)
+    wait_until(lambda: reports(maildir), timeout=120)
     [path] = sorted((maildir / "new").iterdir())
     raw = path.read_bytes()
     parsed = email.message_from_bytes(raw, policy=email.policy.default)

@@ -444,4 +444,4 @@ async def test_faults_apply_to_the_next_requests_in_order(kwt: FakeKwtSms, clien
     kwt.inject(("status", 503, "busy", {}), ("status", 429, "", {"Retry-After": "1"}))
     codes = [(await provider.send(make_batch((f"9655000000{i}",))))[0] for i in range(3)]
     assert [type(r).__name__ for r in codes] == ["Retry", "Retry", "Sent"]
-    assert len(kwt.wait_for(3, timeout=30)) == 3
+    assert len(kwt.wait_for(3, timeout=120)) == 3

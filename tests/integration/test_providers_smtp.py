@@ -212,7 +212,7 @@ def report_for(world: World, sid: str) -> tuple[dict[str, Any], str]:
                 return data, text
         return None
 
-    found: tuple[dict[str, Any], str] = wait_until(find, timeout=30)
+    found: tuple[dict[str, Any], str] = wait_until(find, timeout=120)
     return found
 
 

@@ -90,9 +90,9 @@ def test_quick_start_serve_command_works(tmp_path: Path) -> None:
             with smtplib.SMTP("127.0.0.1", 8025, timeout=30) as smtp:
                 smtp.send_message(msg)
         outbox = copy / "mail2sms-data" / "outbox.jsonl"
-        wait_until(lambda: outbox.exists() and "96550000000" in outbox.read_text(), timeout=30)
+        wait_until(lambda: outbox.exists() and "96550000000" in outbox.read_text(), timeout=120)
         assert "Hello from mail2sms" in outbox.read_text()
-        wait_until(lambda: any((copy / "mail2sms-data" / "reports" / "new").glob("*")), timeout=30)
+        wait_until(lambda: any((copy / "mail2sms-data" / "reports" / "new").glob("*")), timeout=120)
         assert "swaks --server 127.0.0.1:8025" in (tmp_path / "serve.log").read_text()  # the first-SMS hint
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

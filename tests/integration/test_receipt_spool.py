@@ -161,3 +161,19 @@ async def test_last_two_receipts_settled_at_once_make_one_follow_up(spool_url: s
     finally:
         await a.close()
         await b.close()
+
+
+async def test_retention_keeps_a_submission_owing_a_follow_up(spool: Spool) -> None:
+    """A settled submission whose SMS still awaits a receipt, or whose follow-up is due, is not purged; once the
+    follow-up is sent it is."""
+    sub = await commit(spool, ["96550000001"])
+    await spool.record([sent(sub.jobs[0], "id-1")], NOW)
+    await report_sent(spool, sub.id)
+    later = NOW + 100 * 86400
+    assert await spool.purge_counts(later) == (0, 0)
+    await spool.settle(sub.jobs[0].id, final(ReceiptState.DELIVERED))
+    assert await spool.purge(later) == (0, 0)
+    assert await spool.claim_followups("r1", NOW + 10, 10, 60.0) == [sub.id]
+    assert await spool.followup_done(sub.id, "sent", 0.0, "r1")
+    assert await spool.purge_counts(later) == (1, 1)
+    assert await spool.purge(later) == (1, 1)

@@ -57,7 +57,7 @@ def events(log: Path, event: str) -> list[dict[str, Any]]:
 def sighup_and_wait(server: ProcessServer, log: Path, event: str, count: int) -> dict[str, Any]:
     assert server.proc is not None
     server.proc.send_signal(signal.SIGHUP)
-    return wait_until(lambda: len(events(log, event)) >= count and events(log, event)[-1], timeout=30)
+    return wait_until(lambda: len(events(log, event)) >= count and events(log, event)[-1], timeout=120)
 
 
 def test_sighup_reloads_routes_provider_and_certificate_while_a_session_stays_open(tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_sighup_reloads_routes_provider_and_certificate_while_a_session_stays_op
 
                 assert session.rcpt("96550000001@new.test")[0] == 250  # the same session, the new route
                 assert session.data(message("96550000001@new.test", "after reload").as_bytes())[0] == 250
-            wait_until(lambda: kwt.sent, timeout=30)
+            wait_until(lambda: kwt.sent, timeout=120)
             assert [(s.username, s.number, s.text) for s in kwt.sent] == [("other", "96550000001", "after reload")]
 
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as fresh:
@@ -130,7 +130,7 @@ def test_sighup_to_the_supervisor_reloads_every_worker(tmp_path: Path) -> None:
         log = tmp_path / "server.log"
         server = ProcessServer(path, port, log).start()
         try:
-            wait_until(lambda: len(events(log, "listening")) >= 2, timeout=30)
+            wait_until(lambda: len(events(log, "listening")) >= 2, timeout=120)
             path.write_text(text + NEW_ROUTE, encoding="utf-8")
             sighup_and_wait(server, log, "config reloaded", 2)
             for _ in range(6):

@@ -214,7 +214,7 @@ def outcome(world: World, sid: str) -> Outcome:
                 return Outcome(subject, data, text)
         return None
 
-    found: Outcome = wait_until(find, timeout=30)
+    found: Outcome = wait_until(find, timeout=120)
     raw = found.text + json.dumps(found.data) + found.subject
     for secret in SECRETS:
         assert secret not in raw

@@ -77,7 +77,7 @@ def test_two_workers_share_port_and_spool_and_are_supervised(tmp_path: Path) -> 
             for number in numbers[20:]:
                 code, text = send(port, message(f"{number}@sms.test", f"workers {number}"))
                 assert replies.QUEUED.matches(code, text), text
-            wait_until(lambda: len({s.number for s in kwt.sent}) >= len(numbers) - 1, timeout=30)
+            wait_until(lambda: len({s.number for s in kwt.sent}) >= len(numbers) - 1, timeout=120)
         finally:
             assert server.terminate() == 0
         assert all(not Path(f"/proc/{c}").exists() for c in first[1:])

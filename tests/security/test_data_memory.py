@@ -124,4 +124,4 @@ def test_commands_pipelined_after_the_end_of_data_are_answered(tmp_path: Path, k
         assert session.reply().startswith(b"250")  # NOOP
         assert session.reply().startswith(b"221")  # QUIT
         session.close()
-        wait_until(lambda: [s.text for s in kwt.sent] == [".dot-stuffed line"], timeout=30)
+        wait_until(lambda: [s.text for s in kwt.sent] == [".dot-stuffed line"], timeout=120)
