@@ -11,6 +11,7 @@ a submission that still has open SMS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 from mail2sms.config import Config, parse_duration
 from mail2sms.model import Job, JobState, Submission
 from mail2sms.spool import open_spool, retention
-from mail2sms.spool.base import QueueEntry, Spool
+from mail2sms.spool.base import QueueEntry, ReceiptView, Spool
 
 LIST_LIMIT = 10_000
 # --state word → job states; "queued" includes SMS held for their sendtime, "failed" is the provider's refusals.
@@ -80,7 +81,7 @@ async def run(args: argparse.Namespace, config: Config) -> int:
             return 1
         sub, jobs = found
         if args.action == "show":
-            return _show(sub, jobs, args.json)
+            return _show(sub, jobs, args.json, await spool.receipt_views(sub.id))
         if args.action == "retry":
             return await _retry(spool, sub, jobs, args.now)
         if args.action == "cancel":
@@ -119,11 +120,21 @@ def _job_json(j: Job) -> dict[str, Any]:
             "row": j.row}
 
 
-def _show(sub: Submission, jobs: list[Job], as_json: bool) -> int:
+def _receipt_line(r: ReceiptView) -> str:
+    """An SMS's delivery receipt (issue 15) in one line: awaited, or how and when it was settled."""
+    if r.state == "pending":
+        return f"awaited, next ask {when(r.next_poll_at)} ({r.polls} asked so far)"
+    return f"{r.state.replace('_', ' ')} ({r.via}, {when(r.at)})" + (f": {r.why}" if r.why else "")
+
+
+def _show(sub: Submission, jobs: list[Job], as_json: bool, receipts: dict[str, ReceiptView] | None = None) -> int:
+    receipts = receipts or {}
     if as_json:
         print(json.dumps({"id": sub.id, "received_at": sub.received_at, "from": sub.envelope_from,
                           "route": sub.route, "subject": sub.subject, "report_to": sub.report_to,
-                          "dry_run": sub.dry_run, "jobs": [_job_json(j) for j in jobs]}, indent=1))
+                          "dry_run": sub.dry_run,
+                          "jobs": [{**_job_json(j), "receipt": dataclasses.asdict(receipts[j.id])
+                                    if j.id in receipts else None} for j in jobs]}, indent=1))
         return 0
     print(f"submission {sub.id}\n  received  {when(sub.received_at)} from {sub.envelope_from or '<>'} "
           f"(route {sub.route})\n  report to {sub.report_to or '- (none)'}" + ("\n  dry run" if sub.dry_run else ""))
@@ -138,6 +149,8 @@ def _show(sub: Submission, jobs: list[Job], as_json: bool) -> int:
                              ("error", j.error)):
             if value:
                 print(f"    {label:<9} {value}")
+        if j.id in receipts:
+            print(f"    receipt   {_receipt_line(receipts[j.id])}")
     return 0
 
 

@@ -55,6 +55,19 @@ class DueReport:
 
 
 @dataclass(frozen=True)
+class ReceiptView:
+    """One SMS's delivery receipt as `mail2sms queue show` prints it: `pending` (with its next ask) or settled."""
+
+    state: str  # pending | delivered | undelivered | no_receipt
+    code: str | None
+    why: str | None
+    at: float | None  # when it was settled
+    via: str | None  # poll, push or window
+    polls: int
+    next_poll_at: float | None  # while pending
+
+
+@dataclass(frozen=True)
 class DueFollowup:
     """A submission whose accepted SMS are all settled, for its follow-up mail (report.followup): the jobs, each
     settled receipt by job id, the follow-up's attempts so far, and how its outcome report ended (the follow-up
@@ -246,6 +259,10 @@ class Spool(Protocol):
         ...
 
     async def release_followups(self, submission_ids: list[str], owner: str) -> None: ...
+
+    async def receipt_views(self, submission_id: str) -> dict[str, ReceiptView]:
+        """The receipt of each of the submission's SMS that awaits or awaited one, by job id."""
+        ...
 
     async def receipt_counts(self) -> dict[str, int]:
         """Jobs per receipt state (pending, delivered, undelivered, no_receipt), for metrics."""

@@ -19,7 +19,16 @@ from typing import Any, TypeAlias, TypeVar
 
 from mail2sms.model import Account, Awaiting, Job, JobState, ReceiptState, ReportState, Settled, Submission
 from mail2sms.spool import quotas
-from mail2sms.spool.base import CommitResult, DueFollowup, DueReport, HeldReport, JobUpdate, LeaseLost, QueueEntry
+from mail2sms.spool.base import (
+    CommitResult,
+    DueFollowup,
+    DueReport,
+    HeldReport,
+    JobUpdate,
+    LeaseLost,
+    QueueEntry,
+    ReceiptView,
+)
 from mail2sms.spool.dialect import Dialect
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, Row, job_from_row, job_rows, submission_from_row
@@ -639,6 +648,15 @@ def release_followups(d: Dialect, submission_ids: list[str], owner: str) -> Tx[N
             (d.listed(submission_ids), owner))
 
 
+def receipt_views(submission_id: str) -> Tx[dict[str, ReceiptView]]:
+    found = yield Q("SELECT id, receipt_state, receipt_code, receipt_why, receipt_at, receipt_via, receipt_polls, "
+                    "receipt_next_at FROM jobs WHERE submission_id = ? AND receipt_state IS NOT NULL", (submission_id,))
+    return {r["id"]: ReceiptView(r["receipt_state"], r["receipt_code"], r["receipt_why"], r["receipt_at"],
+                                 r["receipt_via"], r["receipt_polls"],
+                                 r["receipt_next_at"] if r["receipt_state"] == "pending" else None)
+            for r in found.rows}
+
+
 def receipt_counts() -> Tx[dict[str, int]]:
     found = yield Q("SELECT receipt_state, COUNT(*) AS n FROM jobs WHERE receipt_state IS NOT NULL "
                     "GROUP BY receipt_state")
@@ -795,6 +813,9 @@ class SpoolCore:
 
     async def release_followups(self, submission_ids: list[str], owner: str) -> None:
         await self._write(lambda: release_followups(self.dialect, submission_ids, owner))
+
+    async def receipt_views(self, submission_id: str) -> dict[str, ReceiptView]:
+        return await self._read(lambda: receipt_views(submission_id))
 
     async def receipt_counts(self) -> dict[str, int]:
         return await self._read(receipt_counts)

@@ -5,6 +5,7 @@ under the outcome mail. Nothing waits on time: tests wait for mails, callbacks a
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -28,6 +29,7 @@ from tests.harness import (
     thread_server,
     wait_until,
 )
+from tests.integration.test_cli import run
 
 PASSWORD = "e2e-kapow-pw-4711"
 TOKEN = "e2e-receipt-token-0815"
@@ -202,8 +204,8 @@ def test_kapow_push_settles_refuses_forged_tokens_and_ignores_unknown_ids(tmp_pa
 
 
 def test_sigkill_between_receipts_loses_neither_receipt_nor_follow_up(tmp_path: Path) -> None:
-    """A receipt recorded before a SIGKILL survives it: after the restart the second receipt completes the
-    submission and exactly one follow-up arrives with both states."""
+    """A receipt recorded before a SIGKILL survives it (`queue show` prints it, and the other one still awaited):
+    after the restart the second receipt completes the submission and exactly one follow-up arrives with both."""
     http, smtp = free_port(), free_port()
     with FakeKapow(accounts={"user": (PASSWORD, 1000)}) as fake:
         path = config(tmp_path, fake.url, window="1h", smtp=smtp, http=http)
@@ -220,6 +222,14 @@ def test_sigkill_between_receipts_loses_neither_receipt_nor_follow_up(tmp_path: 
             server.kill()
             assert _receipts(tmp_path) == {DELIVERED: "delivered", FAILS: "pending"}
             assert by_kind(maildir)[1] == []
+            sid = report_json(outcome)["submission"]
+            shown = run("queue", "show", sid, "--config", str(path))
+            assert shown.returncode == 0, shown.stderr
+            assert "receipt   delivered (push, " in shown.stdout
+            assert "receipt   awaited, next ask " in shown.stdout
+            as_json = {j["number"]: j["receipt"] for j in
+                       json.loads(run("queue", "show", sid, "--json", "--config", str(path)).stdout)["jobs"]}
+            assert (as_json[DELIVERED]["state"], as_json[FAILS]["state"]) == ("delivered", "pending")
             server = ProcessServer(path, smtp, tmp_path / "server.log").start()
             wait_until(lambda: _http_up(http))
             fake.deliver(ids[FAILS], "X")
@@ -227,7 +237,6 @@ def test_sigkill_between_receipts_loses_neither_receipt_nor_follow_up(tmp_path: 
             [followup] = wait_until(lambda: by_kind(maildir)[1])
             assert_threaded(followup, outcome, original)
             assert statuses(followup) == {f"+{DELIVERED}": "delivered", f"+{FAILS}": "undelivered"}
-            sid = report_json(outcome)["submission"]
             wait_until(lambda: _followup_state(tmp_path, sid) == "sent")
         finally:
             server.terminate()
