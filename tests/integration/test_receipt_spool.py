@@ -177,3 +177,21 @@ async def test_retention_keeps_a_submission_owing_a_follow_up(spool: Spool) -> N
     assert await spool.followup_done(sub.id, "sent", 0.0, "r1")
     assert await spool.purge_counts(later) == (1, 1)
     assert await spool.purge(later) == (1, 1)
+
+
+async def test_two_pollers_claiming_at_once_never_share_an_sms(spool_url: str) -> None:
+    """Two spool connections (two nodes' pollers) claiming due SMS at the same moment get disjoint sets."""
+    a, b = open_spool(spool_url), open_spool(spool_url)
+    await a.open()
+    await b.open()
+    try:
+        a.track_receipts({"kapow"}, 60.0)
+        sub = await commit(a, [f"9655000{i:04d}" for i in range(40)], tag="many")
+        await a.record([sent(job, f"id-{job.number}") for job in sub.jobs], NOW)
+        first, second = await asyncio.gather(a.claim_due(NOW + 60, 25, 600.0), b.claim_due(NOW + 60, 25, 600.0))
+        ids_a, ids_b = {x.job_id for x in first}, {x.job_id for x in second}
+        assert not ids_a & ids_b
+        assert len(ids_a | ids_b) == 40
+    finally:
+        await a.close()
+        await b.close()
