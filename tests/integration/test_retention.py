@@ -105,3 +105,22 @@ def test_a_running_mail2sms_purges_by_itself_and_healthz_counts_live_work(tmp_pa
         status, body = http_get(http, "/healthz")
         assert status == 200
         assert json.loads(body)["queue"] == {"queued": 1, "scheduled": 1}  # no sent, rejected: only live work
+
+
+async def test_accepting_frees_few_expired_keys_and_the_sweep_the_rest(spool_url: str) -> None:
+    """After a long stop, the first accept deletes at most 100 expired dedupe keys in its own transaction; the
+    retention sweep frees the rest."""
+    spool = open_spool(spool_url)
+    await spool.open()
+    try:
+        await stored(spool, [f"9655{i:07d}" for i in range(250)], NOW - 10 * DAY, "old")
+    finally:
+        await spool.close()
+    spool = open_spool(spool_url)  # a restart: its first commit runs the dedupe housekeeping
+    await spool.open()
+    try:
+        await stored(spool, ["96570000009"], NOW, "new", settle=None)
+        swept = await retention.sweep(spool, 30 * DAY, DAY, now=NOW, batch=40)
+        assert swept.memory == 150
+    finally:
+        await spool.close()
