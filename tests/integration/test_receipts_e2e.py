@@ -1,13 +1,15 @@
-"""Delivery receipts end to end (issue 15) through a real mail2sms: smtplib → server → the Kapow fake over HTTP
-on 127.0.0.1, then the outcome mail and, once every accepted SMS is settled by a receipt (polled from
-`chk_status.php`, or pushed by the fake calling the `dlr` URL it received), exactly one follow-up mail threaded
-under the outcome mail. Nothing waits on time: tests wait for mails, callbacks and spool rows to appear."""
+"""Delivery receipts end to end (issue 15) through a real mail2sms: smtplib → server → a provider's fake over HTTP
+on 127.0.0.1 (Kapow, and each other provider with a status call), then the outcome mail and, once every accepted
+SMS is settled by a receipt (polled from the provider's status call, or pushed by the Kapow fake calling the `dlr`
+URL it received), exactly one follow-up mail threaded under the outcome mail. Nothing waits on time: tests wait
+for mails, callbacks and spool rows to appear."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,12 @@ import httpx
 import pytest
 
 from mail2sms import metrics
+from tests.fakes.bulksms import FakeBulkSms, FakeBulkSmsJson
+from tests.fakes.cellcast import FakeCellcast
 from tests.fakes.kapow import FakeKapow
-from tests.fakes.server import RecordedRequest
+from tests.fakes.kobomobile import FakeKoboMobile
+from tests.fakes.kwtsms import FakeKwtSms
+from tests.fakes.server import FakeProvider, RecordedRequest
 from tests.harness import (
     ProcessServer,
     free_port,
@@ -54,8 +60,15 @@ class HandsetKapow(FakeKapow):
         return answer
 
 
-def config(tmp: Path, kapow_url: str, *, window: str, smtp: int, http: int | None = None) -> Path:
-    """A full config: one Kapow route, reports to a maildir (always, so the follow-up has a parent), receipts."""
+def config(tmp: Path, kapow_url: str, *, window: str, smtp: int, http: int | None = None,
+           provider: str | None = None, region: str = "GB") -> Path:
+    """A full config: one provider (Kapow unless `provider` gives its section) on the route `*@kapow.test`, reports
+    to a maildir (always, so the follow-up has a parent), receipts."""
+    provider = provider or f"""type = "kapow"
+url = "{kapow_url}"
+username = "user"
+password = "{PASSWORD}"
+"""
     web = f"127.0.0.1:{http}" if http else ""
     push = f'public_url = "http://127.0.0.1:{http}"\ntoken = "{TOKEN}"\n' if http else ""
     text = f"""
@@ -84,18 +97,14 @@ poll_interval = 0.2
 window = "{window}"
 {push}
 [providers.kapow]
-type = "kapow"
-url = "{kapow_url}"
-username = "user"
-password = "{PASSWORD}"
-timeout = "5s"
+{provider}timeout = "5s"
 rate = 50
 
 [[routes]]
 match = "*@kapow.test"
 format = "address"
 provider = "kapow"
-region = "GB"
+region = "{region}"
 """
     path = tmp / "mail2sms.toml"
     path.write_text(text, encoding="utf-8")
@@ -251,3 +260,68 @@ def _http_up(port: int) -> bool:
         return False
 
 
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider's fake, how mail2sms is configured for it, and how its handsets answer."""
+
+    fake: Callable[[], FakeProvider]
+    section: str  # the provider's config lines (its url is added)
+    region: str
+    numbers: tuple[str, str]  # (delivered, fails at the handset)
+    report: Callable[[Any, str, str, bool], None]  # (fake, provider id, number, delivered?)
+
+
+CASES = {
+    "kwtsms": Case(lambda: FakeKwtSms(accounts={"user": (PASSWORD, 100)}, senders=["Shop"]),
+                   f'type = "kwtsms"\nusername = "user"\npassword = "{PASSWORD}"\nsender = "Shop"\n', "KW",
+                   ("96550000001", "96550000002"),
+                   lambda f, pid, n, ok: f.set_report(pid, "DELIVERED" if ok else "Not delivered", n)),
+    "bulksms": Case(lambda: FakeBulkSmsJson(accounts={"user": (PASSWORD, 100)}),
+                    f'type = "bulksms"\nusername = "user"\npassword = "{PASSWORD}"\n', "GB",
+                    ("447700900001", "447700900002"),
+                    lambda f, pid, n, ok: f.set_status(pid, *(("DELIVERED",) if ok else ("FAILED", "EXPIRED")))),
+    "bulksms-eapi": Case(lambda: FakeBulkSms(accounts={"user": (PASSWORD, 100)}),
+                         f'type = "bulksms"\nusername = "user"\npassword = "{PASSWORD}"\n'
+                         'options = { api = "eapi" }\n',
+                         "GB", ("447700900001", "447700900002"),
+                         lambda f, pid, n, ok: f.set_report(pid, n, 11 if ok else 51)),
+    "kobomobile": Case(lambda: FakeKoboMobile(accounts={"user": (PASSWORD, 100)}),
+                       f'type = "kobomobile"\nusername = "user"\npassword = "{PASSWORD}"\nsender = "Shop"\n', "NG",
+                       ("2348030000001", "2348030000002"),
+                       lambda f, pid, n, ok: f.set_report(pid, "DELIVERED" if ok else "FAILED")),
+    "cellcast": Case(lambda: FakeCellcast(keys={PASSWORD: 100}),
+                     f'type = "cellcast"\nkey = "{PASSWORD}"\nsender = "Shop"\n', "AU",
+                     ("61400000001", "61400000002"),
+                     lambda f, pid, n, ok: f.set_status(pid, "Delivered" if ok else "Failed")),
+}
+
+
+def _accepted(tmp: Path) -> dict[str, str]:
+    """number → provider id of the SMS the spool holds as accepted."""
+    with sqlite3.connect(tmp / "spool.db") as db:
+        return dict(db.execute("SELECT number, provider_id FROM jobs WHERE state = 'sent'"))
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_every_polled_provider_gives_a_follow_up(tmp_path: Path, kind: str) -> None:
+    """Each provider with a status call, through a real server: one SMS delivered, one failed at the handset, as its
+    fake reports per id; one follow-up under the outcome mail says so (one ask, at the end of a short window)."""
+    case = CASES[kind]
+    with case.fake() as fake:
+        section = f'url = "{fake.url}"\n' + case.section
+        path = config(tmp_path, "", window="6s", smtp=free_port(), provider=section, region=case.region)
+        with thread_server(path) as server:
+            good, bad = case.numbers
+            original = mail_to(good, bad)
+            assert send(server.port, original)[0] == 250
+            ids = wait_until(lambda: (found := _accepted(tmp_path)) and len(found) == 2 and found)
+            case.report(fake, ids[good], good, True)
+            case.report(fake, ids[bad], bad, False)
+            maildir = tmp_path / "reports"
+            [outcome] = wait_until(lambda: by_kind(maildir)[0])
+            [followup] = wait_until(lambda: by_kind(maildir)[1])
+            assert_threaded(followup, outcome, original)
+            assert statuses(followup) == {f"+{good}": "delivered", f"+{bad}": "undelivered"}
+            assert fake.errors == []
