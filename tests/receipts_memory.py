@@ -1,5 +1,6 @@
-"""An in-memory ReceiptStore (dispatch/receipt_store.py) for the receipt poller's and push endpoint's tests: the
-contract the spool implements next, kept as small as the protocol allows. One process, no persistence."""
+"""An in-memory ReceiptStore (dispatch/receipt_store.py) for the receipt poller's and push endpoint's unit-sized
+tests: the contract the spool implements (tests/integration/test_receipt_spool.py checks the spool's), kept as
+small as the protocol allows. One process, no persistence."""
 
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
 """Delivery receipts above the spool (issue 15): the storage the receipt poller and the push endpoint need, as a
-`ReceiptStore` protocol the spool implements (next: both backends, with a migration), and the rule that matches a
-receipt to the SMS it is about.
+`ReceiptStore` protocol the spool implements (`spool.core`, both backends, migration 9), and the rule that matches
+a receipt to the SMS it is about.
 
 An accepted SMS (job state `sent`, with the provider's message id) awaits a receipt until it is *settled* once:
 `delivered`, `undelivered` (with the provider's reason) or `no_receipt` (none came within `receipts.window`).
 Push and poll may both answer for one SMS; `settle` records only the first, so a submission never gets two
 follow-up mails. When the last accepted SMS of a submission is settled, the store makes its follow-up due (the
-reporter composes it with `report.followup`). Only SMS whose provider offers receipts
-(`providers.receipts.receipt_source(adapter)` is not None; not the outbox) should await one; the others stay
-`accepted` in the follow-up.
+reporter composes it with `report.followup`). Only SMS whose provider can be polled
+(`providers.receipts.receipt_source(adapter)` is not None; not the outbox) await one (`Spool.track_receipts`), and
+not those sent with an account from the mail or a user (it is deleted when the submission is final); the others
+stay `accepted` in the follow-up.
 
 This module does no I/O and must never settle an SMS on a receipt that does not clearly name it: a pushed receipt
 without a number matches only when exactly one SMS awaits that message id.

@@ -105,6 +105,8 @@ class Reporter:
             self._released_dead = time.monotonic()
             if released := await self.spool.release_dead_reports(self.owner_dead):
                 log.info("reports held by a process that died were released", reports=released)
+            if released := await self.spool.release_dead_receipts(self.owner_dead):
+                log.info("receipt polls and follow-ups held by a process that died were released", held=released)
         ids = await self.spool.claim_reports(self.owner, time.time(), GROUP * self.concurrency, self.lease)
         if ids:
             lanes = [ids[i::self.concurrency] for i in range(self.concurrency)]

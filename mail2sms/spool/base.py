@@ -260,6 +260,10 @@ class Spool(Protocol):
 
     async def release_followups(self, submission_ids: list[str], owner: str) -> None: ...
 
+    async def release_dead_receipts(self, owner_dead: Callable[[str], bool]) -> int:
+        """Free the poll claims and follow-up leases of owners `owner_dead` says are dead; how many."""
+        ...
+
     async def receipt_views(self, submission_id: str) -> dict[str, ReceiptView]:
         """The receipt of each of the submission's SMS that awaits or awaited one, by job id."""
         ...

@@ -651,6 +651,22 @@ def release_followups(d: Dialect, submission_ids: list[str], owner: str) -> Tx[N
             (d.listed(submission_ids), owner))
 
 
+def release_dead_receipts(d: Dialect, owner_dead: Callable[[str], bool]) -> Tx[int]:
+    """Poll claims and follow-up leases held by processes that died (a killed worker on this host): free at once,
+    not after their lease. Only dead owners: a live one may still record its answer."""
+    owners = yield Q(f"SELECT DISTINCT receipt_owner AS owner FROM jobs WHERE {_AWAITING} "
+                     "AND receipt_owner IS NOT NULL UNION SELECT DISTINCT followup_owner AS owner FROM submissions "
+                     "WHERE followup_owner IS NOT NULL")
+    dead = sorted({r["owner"] for r in owners.rows if owner_dead(r["owner"])})
+    if not dead:
+        return 0
+    polls = yield Q(f"UPDATE jobs SET receipt_owner = NULL, receipt_lease_until = NULL WHERE {_AWAITING} "
+                    f"AND {d.in_list('receipt_owner')}", (d.listed(dead),))
+    mails = yield Q(f"UPDATE submissions SET {_UNLEASE_FOLLOWUP} WHERE {d.in_list('followup_owner')}",
+                    (d.listed(dead),))
+    return polls.rowcount + mails.rowcount
+
+
 def receipt_views(submission_id: str) -> Tx[dict[str, ReceiptView]]:
     found = yield Q("SELECT id, receipt_state, receipt_code, receipt_why, receipt_at, receipt_via, receipt_polls, "
                     "receipt_next_at FROM jobs WHERE submission_id = ? AND receipt_state IS NOT NULL", (submission_id,))
@@ -819,6 +835,9 @@ class SpoolCore:
 
     async def receipt_views(self, submission_id: str) -> dict[str, ReceiptView]:
         return await self._read(lambda: receipt_views(submission_id))
+
+    async def release_dead_receipts(self, owner_dead: Callable[[str], bool]) -> int:
+        return await self._write(lambda: release_dead_receipts(self.dialect, owner_dead))
 
     async def receipt_counts(self) -> dict[str, int]:
         return await self._read(receipt_counts)

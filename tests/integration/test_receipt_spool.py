@@ -195,3 +195,22 @@ async def test_two_pollers_claiming_at_once_never_share_an_sms(spool_url: str) -
     finally:
         await a.close()
         await b.close()
+
+
+async def test_claims_of_a_dead_process_are_freed_at_once(spool: Spool) -> None:
+    """A poll claim and a follow-up lease held by a process that died are released without waiting for their
+    lease; a live owner's are kept."""
+    spool.track_receipts({"kapow"}, 60.0, owner="dead-1")
+    sub = await commit(spool, ["96550000001", "96550000002"])
+    await spool.record([sent(sub.jobs[0], "id-1"), sent(sub.jobs[1], "id-2")], NOW)
+    assert len(await spool.claim_due(NOW + 60, 10, 600.0)) == 2
+    await spool.settle(sub.jobs[1].id, final(ReceiptState.DELIVERED))
+    other = await commit(spool, ["96550000003"], tag="o")
+    await spool.record([sent(other.jobs[0], "id-3")], NOW)
+    await spool.settle(other.jobs[0].id, final(ReceiptState.DELIVERED))
+    await report_sent(spool, other.id)
+    assert await spool.claim_followups("dead-1", NOW + 10, 10, 60.0) == [other.id]
+    assert await spool.release_dead_receipts(lambda owner: owner == "someone-else") == 0
+    assert await spool.release_dead_receipts(lambda owner: owner == "dead-1") == 2
+    assert [a.job_id for a in await spool.claim_due(NOW + 61, 10, 600.0)] == [sub.jobs[0].id]
+    assert await spool.claim_followups("r2", NOW + 11, 10, 60.0) == [other.id]
