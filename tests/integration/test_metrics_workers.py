@@ -41,7 +41,7 @@ def test_every_scrape_sums_every_worker(tmp_path: Path) -> None:
             scrapes = [http_get(http, "/metrics")[1].decode() for _ in range(8)]
             workers_dir = _multiproc_dir(server)
         finally:
-            assert server.terminate() == 0
+            assert server.terminate() == 0, (tmp_path / "server.log").read_text(encoding="utf-8")[-6000:]
     for text in scrapes:
         assert metric(text, "mail2sms_mails_received_total") == MAILS
         assert metric(text, 'mail2sms_mails_accepted_total{result="queued"}') == MAILS
