@@ -157,7 +157,8 @@ class WebServer:
         try:
             counts = await asyncio.wait_for(self.spool.live_counts(), 5.0)  # live work only, read by index
         except Exception:
-            failed = {"status": "error", "spool": "not answering"}
+            # A damage the spool already found names itself; otherwise all we know is that it did not answer.
+            failed = {"status": "error", "spool": self.spool.problem() or "not answering"}
             return 503, "application/json", json.dumps(failed).encode() + b"\n"
         problem = self.spool.problem()
         status = "draining" if self.draining() else "error" if problem else "ok"

@@ -156,7 +156,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_queue_commands(tmp_path: Path) -> None:
-    """queue list shows a waiting submission, show lists its SMS, retry and delete act on it."""
+    """queue list shows a waiting submission, show lists its SMS, retry and cancel act on it, and delete then removes
+    the final submission (delete refuses an open one: cancel comes first)."""
     with FakeKwtSms(accounts={"user": ("pass", 1000.0)}) as kwt, FakeKapow() as kapow:
         kwt.refuse()
         path = config(tmp_path, kwt, kapow)
@@ -170,9 +171,14 @@ def test_queue_commands(tmp_path: Path) -> None:
             assert "+96550000720" in shown.stdout
             assert "queued" in shown.stdout
             assert run_cli("queue", "retry", sid, "--config", str(path)).returncode == 0
-            deleted = run_cli("queue", "delete", sid, "--config", str(path))
-            assert deleted.returncode == 0
-            assert "1 SMS cancelled" in deleted.stdout
+            refused = run_cli("queue", "delete", sid, "--config", str(path))
+            assert refused.returncode == 1
+            assert "queue cancel" in refused.stdout + refused.stderr
+            cancelled = run_cli("queue", "cancel", sid, "--config", str(path))
+            assert cancelled.returncode == 0
+            assert f"1 SMS of {sid} cancelled" in cancelled.stdout
             report = wait_until(lambda: reports(tmp_path / "reports"), timeout=60)[0]
             assert report_json(report)["jobs"][0]["status"] == "cancelled"
             assert "the queue is empty" in run_cli("queue", "list", "--config", str(path)).stdout
+            assert run_cli("queue", "delete", sid, "--config", str(path)).returncode == 0
+            assert run_cli("queue", "show", sid, "--config", str(path)).returncode == 1
