@@ -253,6 +253,46 @@ def test_sigkill_between_receipts_loses_neither_receipt_nor_follow_up(tmp_path: 
     assert len(by_kind(maildir)[0]) == 1
 
 
+def test_sigkill_after_the_last_receipt_before_the_follow_up_loses_nothing(tmp_path: Path) -> None:
+    """Every receipt is recorded and the follow-up is due but cannot be written (the maildir's tmp/ is broken), the
+    server is SIGKILLed; after the repair and a restart exactly one follow-up arrives, with both receipts."""
+    http, smtp = free_port(), free_port()
+    with FakeKapow(accounts={"user": (PASSWORD, 1000)}) as fake:
+        path = config(tmp_path, fake.url, window="1h", smtp=smtp, http=http)
+        log = tmp_path / "server.log"
+        server = ProcessServer(path, smtp, log).start()
+        maildir = tmp_path / "reports"
+        try:
+            original = mail_to(DELIVERED, FAILS)
+            assert send(smtp, original)[0] == 250
+            [outcome] = wait_until(lambda: by_kind(maildir)[0])
+            sid = report_json(outcome)["submission"]
+            ids = wait_until(lambda: _returnids(fake) if len(_returnids(fake)) == 2 else None)
+            wait_until(lambda: _http_up(http))
+            # A file where the maildir's tmp/ directory should be: every delivery fails with an OSError (retried).
+            (maildir / "tmp").rmdir()
+            (maildir / "tmp").write_bytes(b"")
+            fake.deliver(ids[DELIVERED], "D")
+            fake.deliver(ids[FAILS], "X")
+            assert [status for _url, status in fake.wait_callbacks(2)] == [200, 200]
+            assert _receipts(tmp_path) == {DELIVERED: "delivered", FAILS: "undelivered"}
+            wait_until(lambda: "reports not written to maildir, will retry" in log.read_text(encoding="utf-8"))
+            assert _followup_state(tmp_path, sid) == "pending"
+            server.kill()
+            assert by_kind(maildir)[1] == []
+            (maildir / "tmp").unlink()
+            (maildir / "tmp").mkdir()
+            server = ProcessServer(path, smtp, log).start()
+            [followup] = wait_until(lambda: by_kind(maildir)[1])
+            assert_threaded(followup, outcome, original)
+            assert statuses(followup) == {f"+{DELIVERED}": "delivered", f"+{FAILS}": "undelivered"}
+            wait_until(lambda: _followup_state(tmp_path, sid) == "sent")
+        finally:
+            server.terminate()
+    assert len(by_kind(maildir)[1]) == 1
+    assert len(by_kind(maildir)[0]) == 1
+
+
 def _http_up(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code in (200, 503)
