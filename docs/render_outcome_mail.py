@@ -1,10 +1,13 @@
-"""Render the outcome mail as its reader sees it: the PNGs under docs/ that README shows.
+"""Render the outcome mail and the follow-up as their reader sees them: the PNGs under docs/ that README shows.
 
 A real mail2sms (the test harness's `ThreadServer`, on 127.0.0.1) with fake KwtSMS and Cellcast over loopback
 HTTP gets two mails by smtplib: one SMS, and three numbers of which Cellcast refuses one. Each outcome mail is
-taken from the maildir as written. Its text part is opened in mutt inside tmux and captured with
-`tmux capture-pane -e` (colours kept); its HTML part is opened in headless Chromium, on a desktop and, dark, on
-a phone. Every picture is a Chromium screenshot (the terminal capture is drawn as a coloured `<pre>`).
+taken from the maildir as written. Then the fakes' receipt switches answer the server's status calls (the one
+KwtSMS SMS delivered; of the two Cellcast accepted, one delivered and one failed at the handset), and the
+follow-up the three-number submission gets is taken from the maildir too. A text part is opened in mutt inside
+tmux and captured with `tmux capture-pane -e` (colours kept; the follow-up with mutt's thread index above it,
+under its outcome mail); an HTML part is opened in headless Chromium, on a desktop and, for the mixed outcome,
+dark on a phone. Every picture is a Chromium screenshot (the terminal capture is drawn as a coloured `<pre>`).
 
 Needs mutt, tmux and chromium (`apt-get install -y mutt tmux chromium`), and ImageMagick's `convert` to trim the
 HTML screenshots (optional). Not run by CI. Run from the repository: `python3 docs/render_outcome_mail.py`.
@@ -19,6 +22,7 @@ import email.policy
 import html
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,7 @@ from tests.fakes.kwtsms import FakeKwtSms  # noqa: E402
 from tests.harness import message, send, thread_server, wait_until, write_config  # noqa: E402
 
 COLUMNS, MAX_ROWS = 100, 48  # the terminal mutt runs in: as tall as the mail needs, up to MAX_ROWS
+INDEX_LINES = 3  # mutt's index above a follow-up: the outcome mail, the follow-up under it, one spare line
 CELLCAST_KEY = "render-cellcast-key"
 CONFIG = """
 [providers.kwt]
@@ -51,6 +56,10 @@ url = "{cellcast}"
 key = "{cellcast_key}"
 sender = "Clinic"
 rate = 50
+
+[receipts]
+# Short, so the last status ask (when the window closes) comes soon: the fakes have answered by then.
+window = "8s"
 
 [[routes]]
 match = "*@sms.example.org"
@@ -73,7 +82,9 @@ set record=""
 set header_cache=""
 set read_only=yes
 set charset=utf-8
-set pager_index_lines=0
+set pager_index_lines={index_lines}
+set sort=threads
+set index_format="%4C %-26.26F %s"
 set pager_stop=yes
 set markers=no
 set help=no
@@ -106,8 +117,20 @@ PALETTE = [
 FG, BG = "#d4d4d4", "#1e1e1e"
 
 
-def outcome_mails() -> list[bytes]:
-    """The two outcome mails, exactly as mail2sms wrote them into its maildir."""
+def _accepted(spool: Path) -> dict[str, str]:
+    """number → provider id of every SMS the spool holds as accepted."""
+    with sqlite3.connect(spool) as db:
+        return {str(n): str(i) for n, i in db.execute("SELECT number, provider_id FROM jobs WHERE state = 'sent'")}
+
+
+def _kind(path: Path) -> str:
+    """`report` or `followup`, from the fixed Message-ID mail2sms gives each."""
+    mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return "followup" if ".followup@" in str(mail["Message-ID"]) else "report"
+
+
+def mails() -> tuple[bytes, bytes, bytes]:
+    """The two outcome mails and the mixed submission's follow-up, exactly as mail2sms wrote them."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         FakeKwtSms(
@@ -136,7 +159,19 @@ def outcome_mails() -> list[bytes]:
                 assert send(server.port, mixed)[0] == 250
                 wait_until(lambda: len(list(maildir.iterdir())) == 2, timeout=30)
                 by_time = sorted(maildir.iterdir(), key=lambda p: p.stat().st_mtime_ns)
-                return [p.read_bytes() for p in by_time]
+                one_raw, mixed_raw = (p.read_bytes() for p in by_time)
+                # The receipts: what each provider's status call answers from now on.
+                ids = wait_until(lambda: (found := _accepted(Path(tmp) / "spool.db")) and len(found) == 3 and found)
+                for number, provider_id in ids.items():
+                    if number.endswith("96550000001"):
+                        kwt.set_report(provider_id, "DELIVERED", number.lstrip("+"))
+                    else:
+                        cellcast.set_status(provider_id, "Delivered" if number.endswith("0001") else "Failed")
+                # The one delivered KwtSMS SMS gets no follow-up (reports.receipts = "failures"); the mixed one does.
+                [followup] = wait_until(
+                    lambda: [p for p in maildir.iterdir() if _kind(p) == "followup"] or None, timeout=120
+                )
+                return one_raw, mixed_raw, followup.read_bytes()
         finally:
             cellcast.stop()
 
@@ -188,16 +223,22 @@ def ansi_to_html(screen: str) -> str:
     return "".join(out)
 
 
-def mutt_screen(raw: bytes, work: Path, rows: int) -> str:
-    """The text part as mutt shows it in a COLUMNS x `rows` terminal, captured with its colours."""
+def mutt_screen(raw: bytes, work: Path, rows: int, parent: bytes | None = None) -> str:
+    """The text part as mutt shows it in a COLUMNS x `rows` terminal, captured with its colours. With `parent`
+    (the outcome mail a follow-up answers) both are in the folder, threaded, and mutt's index above the pager
+    shows the follow-up under its parent."""
     maildir = work / "maildir"
     for sub in ("new", "cur", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
-    (maildir / "new" / "1.outcome").write_bytes(raw)
+    (maildir / "new" / "2.shown").write_bytes(raw)
+    if parent is not None:
+        (maildir / "new" / "1.parent").write_bytes(parent)
     muttrc = work / "muttrc"
-    muttrc.write_text(MUTTRC.format(maildir=maildir), encoding="utf-8")
+    index_lines = INDEX_LINES if parent is not None else 0
+    muttrc.write_text(MUTTRC.format(maildir=maildir, index_lines=index_lines), encoding="utf-8")
     session = f"outcome-{work.name}"
-    command = f"mutt -n -F {muttrc} -f {maildir} -e 'push <display-message>'"
+    # In thread order the follow-up is the last entry (the reply under its parent).
+    command = f"mutt -n -F {muttrc} -f {maildir} -e 'push <last-entry><display-message>'"
     env = {"HOME": str(work), "TERM": "xterm-256color", "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", str(COLUMNS), "-y", str(rows), command], check=True, env=env
@@ -263,7 +304,10 @@ def trim(png: Path, border: str) -> None:
     )
 
 
-def render(raw: bytes, name: str, work: Path) -> list[Path]:
+def render(raw: bytes, name: str, work: Path, parent: bytes | None = None) -> list[Path]:
+    """The PNGs of one mail: `<kind>-text.png`, `<kind>-html.png` (and a dark phone one for the mixed outcome);
+    `name` is `one`, `mixed` (outcome mails) or `followup` (with `parent`, the outcome mail it answers)."""
+    stem = "followup" if name == "followup" else f"outcome-{name}"
     mail = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(mail, EmailMessage)
     made: list[Path] = []
@@ -271,8 +315,8 @@ def render(raw: bytes, name: str, work: Path) -> list[Path]:
     plain = mail.get_body(("plain",))
     assert plain is not None
     # Headers, MIME markers and the attachment notes around the text take about 16 lines.
-    rows = min(MAX_ROWS, len(str(plain.get_content()).splitlines()) + 16)
-    screen = mutt_screen(raw, work, rows)
+    rows = min(MAX_ROWS, len(str(plain.get_content()).splitlines()) + 16 + (INDEX_LINES + 1 if parent else 0))
+    screen = mutt_screen(raw, work, rows, parent)
     terminal = work / f"{name}-text.html"
     terminal.write_text(
         '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
@@ -280,7 +324,7 @@ def render(raw: bytes, name: str, work: Path) -> list[Path]:
         "font:14px/1.3 'DejaVu Sans Mono',monospace;color:" + FG + '">' + ansi_to_html(screen) + "</pre></body></html>",
         encoding="utf-8",
     )
-    png = DOCS / f"outcome-{name}-text.png"
+    png = DOCS / f"{stem}-text.png"
     screenshot(terminal, png, COLUMNS * 9 + 28, rows * 18 + 24)
     trim(png, BG)
     made.append(png)
@@ -289,7 +333,7 @@ def render(raw: bytes, name: str, work: Path) -> list[Path]:
     assert part is not None
     page = work / f"{name}.html"
     page.write_text(str(part.get_content()), encoding="utf-8")
-    png = DOCS / f"outcome-{name}-html.png"
+    png = DOCS / f"{stem}-html.png"
     screenshot(page, png, 760, 900)
     trim(png, "white")
     made.append(png)
@@ -305,12 +349,12 @@ def main() -> None:
     for tool in ("mutt", "tmux", "chromium"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed: apt-get install -y mutt tmux chromium")
-    one, mixed = outcome_mails()
+    one, mixed, followup = mails()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, raw in (("one", one), ("mixed", mixed)):
+        for name, raw, parent in (("one", one, None), ("mixed", mixed, None), ("followup", followup, mixed)):
             work = Path(tmp) / name
             work.mkdir()
-            for png in render(raw, name, work):
+            for png in render(raw, name, work, parent):
                 print(f"{png.relative_to(ROOT)}: {png.stat().st_size // 1024} KB")
 
 

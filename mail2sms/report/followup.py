@@ -48,7 +48,9 @@ class Settled(Protocol):
 def receipted(jobs: Sequence[Job], receipts: Mapping[str, Settled]) -> list[ReceiptedJob]:
     """Each job with its receipt: an accepted job's settled state, or `accepted` while it has none. An undelivered
     or unconfirmed one carries the reason as its error (and the provider's code), a delivered one the provider's
-    words as its detail, so the mail and the results files show them."""
+    words as its detail, so the mail and the results files show them. A settled job loses the detail of its
+    acceptance (e.g. "Cellcast queued 2 of the 3 numbers sent"): that was the outcome mail's news, and above a
+    "not delivered" it reads as if it were the receipt."""
     out: list[ReceiptedJob] = []
     for job in jobs:
         fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(Job)}
@@ -62,7 +64,7 @@ def receipted(jobs: Sequence[Job], receipts: Mapping[str, Settled]) -> list[Rece
                 if copy.receipt == states.DELIVERED:  # the provider's words go beside it, not as an error
                     copy.detail = final.why or job.detail
                 else:
-                    copy.code, copy.error = final.code, final.why or None
+                    copy.code, copy.error, copy.detail = final.code, final.why or None, None
         out.append(copy)
     return out
 

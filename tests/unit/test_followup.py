@@ -165,6 +165,28 @@ def test_text_and_html_parts_show_state_reason_and_advice() -> None:
     assert "Kapow reports the SMS failed: number unreachable" in page
 
 
+def test_a_settled_sms_shows_its_receipt_not_the_acceptance_detail() -> None:
+    """The provider's words on acceptance (the outcome mail's news) are not shown above a receipt in either part."""
+    said = "Cellcast queued 2 of the 3 numbers sent"
+    jobs = [job(1, detail=said), job(2, detail=said), job(3, detail=said)]
+    mail = reparsed(make(jobs, {"job-1": delivered(), "job-2": failed(), "job-3": silent()}))
+    for subtype in ("plain", "html"):
+        body = part(mail, subtype)
+        assert said not in body
+        assert "Kapow reports the SMS delivered to the phone" in body
+        assert "Kapow reports the SMS failed: number unreachable" in body
+        assert "no delivery receipt came from kapow within 48 hours" in body
+    records = json.loads(attachment(mail, "results.json"))["jobs"]
+    assert [r["status"] for r in records] == ["delivered", "undelivered", "no_receipt"]
+
+
+def test_an_sms_still_awaiting_its_receipt_keeps_the_acceptance_detail() -> None:
+    """An accepted SMS without a settled receipt still shows what the provider said when it accepted it."""
+    jobs = [job(1), job(2, detail="Cellcast queued 2 of the 3 numbers sent")]
+    mail = reparsed(make(jobs, {"job-1": failed()}))
+    assert "Detail: Cellcast queued 2 of the 3 numbers sent" in part(mail, "plain")
+
+
 def test_html_escapes_provider_words() -> None:
     """A provider's reason carrying markup is escaped in the HTML part."""
     mail = reparsed(make([job(1)], {"job-1": failed("Kapow reports: <script>x</script>")}))
