@@ -24,7 +24,7 @@ from mail2sms.report.outcome import ROWS_LIMIT, Outcome
 from mail2sms.report.results import RESULT_COLUMNS, plain_results_csv, results_csv, results_json
 from mail2sms.report.subject import subject as subject_of
 
-__all__ = ["RESULT_COLUMNS", "ROWS_LIMIT", "compose", "results_csv"]
+__all__ = ["RESULT_COLUMNS", "ROWS_LIMIT", "add_body", "compose", "result_files", "results_csv"]
 
 
 def _msg_id(value: str) -> str:
@@ -53,10 +53,7 @@ def compose(
         raise ValueError("the submission has no report address")
     outcome = Outcome(submission, jobs, explain_advice)
     subject = subject_of(outcome)
-    csv_files = results_csv(submission, jobs)
-    if not csv_files and outcome.big:
-        csv_files = [("results.csv", plain_results_csv(outcome))]
-    results_file = csv_files[0][0] if len(csv_files) == 1 else "results CSV files"
+    csv_files, results_file = result_files(submission, jobs, outcome)
 
     message = EmailMessage()
     message["From"] = from_addr
@@ -75,10 +72,29 @@ def compose(
     if submission.id:
         message["X-Mail2SMS-Submission"] = " ".join(submission.id.split())
 
-    message.set_content(text.render(outcome, results_file), charset="utf-8", cte="quoted-printable")
-    message.add_alternative(
-        html.render(outcome, subject, results_file), subtype="html", charset="utf-8", cte="quoted-printable"
+    return add_body(
+        message, text.render(outcome, results_file), html.render(outcome, subject, results_file), outcome, csv_files
     )
+
+
+def result_files(
+    submission: Submission, jobs: Sequence[Job], outcome: Outcome
+) -> tuple[list[tuple[str, bytes]], str]:
+    """The CSV results to attach (the input rows with their outcome for CSV input, a plain one for a big mail) and
+    how the body names them."""
+    csv_files = results_csv(submission, jobs)
+    if not csv_files and outcome.big:
+        csv_files = [("results.csv", plain_results_csv(outcome))]
+    return csv_files, csv_files[0][0] if len(csv_files) == 1 else "results CSV files"
+
+
+def add_body(
+    message: EmailMessage, plain: str, rich: str, outcome: Outcome, csv_files: Sequence[tuple[str, bytes]]
+) -> EmailMessage:
+    """The body every mail2sms mail has: a text and an HTML part saying the same thing, then `results.json` and
+    any CSV results (the outcome mail and the receipts follow-up alike)."""
+    message.set_content(plain, charset="utf-8", cte="quoted-printable")
+    message.add_alternative(rich, subtype="html", charset="utf-8", cte="quoted-printable")
     message.make_mixed()
     message.add_attachment(
         results_json(outcome),

@@ -23,9 +23,9 @@ from typing import Literal, Protocol
 
 from mail2sms.model import Job, JobState, Submission
 from mail2sms.report import followup_body, headers, states
+from mail2sms.report.compose import add_body, result_files
 from mail2sms.report.outcome import Outcome, one_line, redactor, short_reason
 from mail2sms.report.receipted import ReceiptedJob
-from mail2sms.report.results import plain_results_csv, results_csv, results_json
 
 Policy = Literal["failures", "always", "never"]
 NOT_CONFIRMED = frozenset({states.UNDELIVERED, states.NO_RECEIPT})
@@ -136,10 +136,7 @@ def compose_followup(
     rjobs = receipted(jobs, receipts)
     outcome = Outcome(submission, rjobs, explain_advice)
     title = subject(outcome)
-    csv_files = results_csv(submission, rjobs)
-    if not csv_files and outcome.big:
-        csv_files = [("results.csv", plain_results_csv(outcome))]
-    results_file = csv_files[0][0] if len(csv_files) == 1 else "results CSV files"
+    csv_files, results_file = result_files(submission, rjobs, outcome)
 
     message = EmailMessage()
     message["From"] = from_addr
@@ -162,18 +159,10 @@ def compose_followup(
     if submission.id:
         message["X-Mail2SMS-Submission"] = " ".join(submission.id.split())
 
-    message.set_content(followup_body.text(outcome, results_file), charset="utf-8", cte="quoted-printable")
-    message.add_alternative(
-        followup_body.html(outcome, title, results_file), subtype="html", charset="utf-8", cte="quoted-printable"
+    return add_body(
+        message,
+        followup_body.text(outcome, results_file),
+        followup_body.html(outcome, title, results_file),
+        outcome,
+        csv_files,
     )
-    message.make_mixed()
-    message.add_attachment(
-        results_json(outcome),
-        maintype="application",
-        subtype="json",
-        filename="results.json",
-        params={"charset": "utf-8"},
-    )
-    for name, data in csv_files:
-        message.add_attachment(data, maintype="text", subtype="csv", filename=name, params={"charset": "utf-8"})
-    return message
