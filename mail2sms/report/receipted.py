@@ -1,7 +1,8 @@
 """A Job with its delivery-receipt state, as the follow-up mail shows it (issue 15).
 
-The spool keeps a job's receipt apart from the job until it stores both (next: a column and a migration); the
-follow-up composer copies each accepted job into a `ReceiptedJob` so that `states.status`, and with it the
+The spool stores a job's receipt in columns of its own (migration 9), apart from the send state: a `sent` job
+stays `sent` ("accepted") whatever the phone did. The follow-up composer copies each accepted job into a
+`ReceiptedJob` so that `states.status`, and with it the
 outcome view, the subject and the results files, name `delivered`, `undelivered`, `no_receipt` or `accepted`
 instead of `sent`. Plain data: no I/O, and the copy carries nothing the job did not.
 """
