@@ -34,12 +34,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from mail2sms import metrics
 from mail2sms.observability import SECRETS, get_logger
-from mail2sms.smtp.replies import Reply
 
 log = get_logger("mail2sms.smtp")
 
-# RFC 4954 6: 454 4.7.0 "temporary authentication failure". (Belongs in smtp.replies' table with the others.)
-AUTH_THROTTLED = Reply(454, "4.7.0", "too many failed logins from your network, try again later")
 THROTTLED_DELAY = 2.0  # seconds a refused network's session waits before 454: slows a flood, blocks no one else
 
 _N, _R, _P = 2**14, 8, 1

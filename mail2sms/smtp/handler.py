@@ -36,7 +36,7 @@ from mail2sms.parse.submission import Envelope as ParsedEnvelope
 from mail2sms.parse.submission import Limits, RoutedRecipient, read_submission
 from mail2sms.report.backscatter import report_decision
 from mail2sms.smtp import replies
-from mail2sms.smtp.auth import ATTEMPT, AUTH_THROTTLED, THROTTLED_DELAY, LoginAttempt, LoginThrottle
+from mail2sms.smtp.auth import ATTEMPT, THROTTLED_DELAY, LoginAttempt, LoginThrottle
 from mail2sms.smtp.hygiene import address_problem
 from mail2sms.smtp.policy import Client, MailCheck, RoutePolicy, Router, check_access, policy_reply
 from mail2sms.spool.base import Spool
@@ -101,7 +101,7 @@ class Handler:
         if self.login_throttle.blocked(peer):
             log.info("auth refused: too many failures", peer=peer)
             await asyncio.sleep(THROTTLED_DELAY)  # this session waits; the loop and other clients do not
-            return str(AUTH_THROTTLED)
+            return str(replies.AUTH_THROTTLED)
         return MISSING
 
     async def handle_MAIL(

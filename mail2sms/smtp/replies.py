@@ -80,6 +80,8 @@ TOO_MANY_COMMANDS = Reply(421, "4.7.0", "too many commands without a mail, closi
 SESSION_TOO_LONG = Reply(421, "4.4.2", "session open for too long, closing connection")
 PARSE_TIMEOUT = Reply(451, "4.3.0", "the message took too long to read, try again later")
 HEADERS_TOO_BIG = Reply(552, "5.3.4", "message header limit exceeded")
+# RFC 4954 6: 454 4.7.0 "temporary authentication failure" (smtp.auth's per-network login throttle).
+AUTH_THROTTLED = Reply(454, "4.7.0", "too many failed logins from your network, try again later")
 
 
 ALL: dict[str, Reply] = {name: value for name, value in globals().items() if isinstance(value, Reply)}

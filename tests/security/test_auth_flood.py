@@ -13,7 +13,8 @@ import pytest
 
 import mail2sms.smtp.auth as auth
 from mail2sms.observability import setup
-from mail2sms.smtp.auth import AUTH_THROTTLED, hash_password
+from mail2sms.smtp.auth import hash_password
+from mail2sms.smtp.replies import AUTH_THROTTLED
 from tests.harness import ThreadServer, thread_server
 from tests.secure import Tls, b64, config, make_tls
 
