@@ -164,13 +164,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         kobo_password=KOBO_PASSWORD, cellcast_key=CELLCAST_KEY, kapow_password=KAPOW_PASSWORD,
         kwt_password=KWT_PASSWORD,
     ) + "".join(ROUTES.format(kind=s.kind, name=s.name, region=s.region) for s in SPECS.values())
-    path, _ = write_config(tmp, body)
-    text = path.read_text(encoding="utf-8")
-    # Short retries, no circuit breaker pausing a provider that a test makes fail on purpose, no report limit.
-    text = text.replace("[dispatch]\n", f"[dispatch]\nmax_attempts = {MAX_ATTEMPTS}\nbreaker_failures = 1000\n", 1)
-    text = text.replace("[reports]\n", "[reports]\nper_sender_per_hour = 0\n", 1)  # one sender mails a lot here
-    path.write_text(text, encoding="utf-8")
-    server = ThreadServer(path).start()
+    server = matrix_server(tmp, body)
     try:
         yield World(server, fakes, tmp / "reports", _counter())
     finally:
@@ -189,10 +183,26 @@ def clean_fakes(world: World) -> Iterator[None]:
         assert not fake._faults, "a test left an injected fault unused"
 
 
+def matrix_server(tmp: Path, body: str) -> ThreadServer:
+    """A running server for a fault matrix: short retries (MAX_ATTEMPTS), no circuit breaker pausing a provider that
+    a test makes fail on purpose, and no report limit (one sender mails a lot here)."""
+    path, _ = write_config(tmp, body)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("[dispatch]\n", f"[dispatch]\nmax_attempts = {MAX_ATTEMPTS}\nbreaker_failures = 1000\n", 1)
+    text = text.replace("[reports]\n", "[reports]\nper_sender_per_hour = 0\n", 1)
+    path.write_text(text, encoding="utf-8")
+    return ThreadServer(path).start()
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def submit(world: World, to: str | list[str], body: str) -> str:
     """Send a mail; return the submission id from the 250 reply."""
-    code, text = send(world.server.port, message(to, body))
+    return submit_to(world.server.port, to, body)
+
+
+def submit_to(port: int, to: str | list[str], body: str) -> str:
+    """Send a mail to the server on `port`; return the submission id from its 250 reply."""
+    code, text = send(port, message(to, body))
     assert replies.QUEUED.matches(code, text), text
     return text.decode().split()[-1]
 

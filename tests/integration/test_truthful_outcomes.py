@@ -25,18 +25,17 @@ import pytest
 from mail2sms.providers.cellcast import EXPLAIN as CELLCAST
 from mail2sms.providers.kapow import EXPLAIN as KAPOW
 from mail2sms.providers.kobomobile import EXPLAIN as KOBOMOBILE
-from mail2sms.smtp import replies
 from tests.fakes.cellcast import NOT_QUEUED_REASON, FakeCellcast
 from tests.fakes.kapow import FakeKapow
 from tests.fakes.kobomobile import FakeKoboMobile
 from tests.fakes.server import FakeProvider
-from tests.harness import ThreadServer, message, report_json, report_text, send, wait_until, write_config
+from tests.harness import ThreadServer, report_json, report_text, wait_until
+from tests.integration.test_providers_smtp import ROUTES, matrix_server, submit_to
 
 CELLCAST_KEY = "truth-cellcast-key-31"
 KOBO_PASSWORD = "truth-kobo-pw-32"
 KAPOW_PASSWORD = "truth-kapow-pw-33"
 SECRETS = (CELLCAST_KEY, KOBO_PASSWORD, KAPOW_PASSWORD)
-MAX_ATTEMPTS = 3
 
 CONFIG = """
 [providers.cell]
@@ -63,19 +62,6 @@ username = "kapowuser"
 password = "{kapow_password}"
 timeout = "1s"
 rate = 50
-"""
-ROUTES = """
-[[routes]]
-match = "sms@{kind}.test"
-format = "keyvalue"
-provider = "{name}"
-region = "{region}"
-
-[[routes]]
-match = "*@{kind}.test"
-format = "address"
-provider = "{name}"
-region = "{region}"
 """
 PROVIDERS = {"cellcast": ("cell", "AU"), "kobomobile": ("kobo", "NG"), "kapow": ("kapow", "GB")}
 NUMBERS = {"cellcast": "614001{:05d}", "kobomobile": "2348031{:06d}", "kapow": "447700902{:03d}"}
@@ -128,12 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         kapow_password=KAPOW_PASSWORD,
     )
     body += "".join(ROUTES.format(kind=k, name=n, region=r) for k, (n, r) in PROVIDERS.items())
-    path, _ = write_config(tmp, body)
-    text = path.read_text(encoding="utf-8")
-    text = text.replace("[dispatch]\n", f"[dispatch]\nmax_attempts = {MAX_ATTEMPTS}\nbreaker_failures = 1000\n", 1)
-    text = text.replace("[reports]\n", "[reports]\nper_sender_per_hour = 0\n", 1)
-    path.write_text(text, encoding="utf-8")
-    server = ThreadServer(path).start()
+    server = matrix_server(tmp, body)
     try:
         yield World(server, cellcast, kobo, kapow, tmp / "reports", _counter())
     finally:
@@ -193,9 +174,8 @@ class Outcome:
 
 
 def submit(world: World, to: str | list[str], body: str) -> str:
-    code, text = send(world.server.port, message(to, body))
-    assert replies.QUEUED.matches(code, text), text
-    return text.decode().split()[-1]
+    """Send a mail; return the submission id from the 250 reply."""
+    return submit_to(world.server.port, to, body)
 
 
 def outcome(world: World, sid: str) -> Outcome:
