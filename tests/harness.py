@@ -190,6 +190,29 @@ def reports(maildir: Path) -> list[email.message.EmailMessage]:
     return out
 
 
+Seen = dict[str, tuple[str, dict[str, Any], str, email.message.EmailMessage]]
+
+
+def outcome_of(
+    maildir: Path, seen: Seen, sid: str, secrets: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], str, email.message.EmailMessage] | None:
+    """The outcome mail of submission `sid` in `maildir` (results.json, text part, mail), or None while it is not
+    there; `seen` caches every mail already read (by file name), and none may carry one of `secrets`."""
+    new = maildir / "new"
+    for path in sorted(new.iterdir()) if new.is_dir() else []:
+        if path.name not in seen:
+            mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(mail, email.message.EmailMessage)
+            data = report_json(mail)
+            seen[path.name] = (data["submission"], data, report_text(mail), mail)
+    for found_sid, data, text, mail in seen.values():
+        if found_sid == sid:
+            for secret in secrets:
+                assert secret not in mail.as_string()
+            return data, text, mail
+    return None
+
+
 def report_text(msg: email.message.EmailMessage) -> str:
     part = msg.get_body(preferencelist=("plain",))
     assert part is not None

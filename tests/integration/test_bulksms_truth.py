@@ -11,8 +11,6 @@ submission's report. Nothing here asserts on durations: tests wait for reports a
 from __future__ import annotations
 
 import csv
-import email
-import email.policy
 import io
 import os
 import subprocess
@@ -30,7 +28,15 @@ from mail2sms.providers import bulksms, bulksms_json
 from mail2sms.providers.bulksms import EXPLAIN as BULKSMS
 from mail2sms.smtp import replies
 from tests.fakes.bulksms import BATCH, FakeBulkSms, FakeBulkSmsJson, problem
-from tests.harness import ROOT, ThreadServer, message, report_json, report_text, send, wait_until, write_config
+from tests.harness import (
+    ROOT,
+    ThreadServer,
+    message,
+    outcome_of,
+    send,
+    wait_until,
+    write_config,
+)
 
 TOKEN_ID = "5A1B2C3D4E5F-02-B"
 TOKEN_SECRET = "json-token-secret-9"
@@ -139,22 +145,9 @@ def submit(world: World, to: str | list[str], msg: EmailMessage | str) -> str:
 
 def report_for(world: World, sid: str) -> tuple[dict[str, Any], str, EmailMessage]:
     """The outcome mail of submission `sid`: results.json, the text part and the mail itself, once it exists."""
-    def find() -> tuple[dict[str, Any], str, EmailMessage] | None:
-        new = world.reports / "new"
-        for path in sorted(new.iterdir()) if new.is_dir() else []:
-            if path.name not in world.seen:
-                mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-                assert isinstance(mail, EmailMessage)
-                data = report_json(mail)
-                world.seen[path.name] = (data["submission"], data, report_text(mail), mail)
-        for found_sid, data, text, mail in world.seen.values():
-            if found_sid == sid:
-                for secret in SECRETS:
-                    assert secret not in mail.as_string()
-                return data, text, mail
-        return None
-
-    found: tuple[dict[str, Any], str, EmailMessage] = wait_until(find, timeout=60)
+    found: tuple[dict[str, Any], str, EmailMessage] = wait_until(
+        lambda: outcome_of(world.reports, world.seen, sid, SECRETS), timeout=60
+    )
     return found
 
 

@@ -11,8 +11,6 @@ submission's report. Nothing here asserts on durations: tests wait for reports, 
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import os
 import sqlite3
@@ -32,7 +30,15 @@ from mail2sms.smtp import replies
 from tests.fakes import kwtsms as fake_kwtsms
 from tests.fakes.kwtsms import FakeKwtSms
 from tests.fakes.server import RecordedRequest
-from tests.harness import ROOT, ThreadServer, message, report_json, report_text, send, wait_until, write_config
+from tests.harness import (
+    ROOT,
+    ThreadServer,
+    message,
+    outcome_of,
+    send,
+    wait_until,
+    write_config,
+)
 
 PASSWORD = "kwt-truth-secret-7"
 SENDER = "KWT-MESSAGE"
@@ -151,23 +157,8 @@ def submit(world: World, to: str | list[str], body: str) -> str:
 
 def report_for(world: World, sid: str) -> tuple[dict[str, Any], str]:
     """The outcome mail of submission `sid` (results.json and the text part), once it exists; never a secret."""
-
-    def find() -> tuple[dict[str, Any], str] | None:
-        new = world.reports / "new"
-        for path in sorted(new.iterdir()) if new.is_dir() else []:
-            if path.name not in world.seen:
-                mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-                assert isinstance(mail, EmailMessage)
-                data = report_json(mail)
-                world.seen[path.name] = (data["submission"], data, report_text(mail), mail)
-        for found_sid, data, text, mail in world.seen.values():
-            if found_sid == sid:
-                assert PASSWORD not in mail.as_string()
-                return data, text
-        return None
-
-    found: tuple[dict[str, Any], str] = wait_until(find, timeout=60)
-    return found
+    data, text, _mail = wait_until(lambda: outcome_of(world.reports, world.seen, sid, (PASSWORD,)), timeout=60)
+    return data, text
 
 
 def by_number(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
