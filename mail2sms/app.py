@@ -53,7 +53,7 @@ from mail2sms.web import WebServer
 log = get_logger("mail2sms.app")
 
 # Sections a reload leaves as they started: they hold sockets, the spool, processes or running components.
-FIXED_SECTIONS = ("server", "spool", "http", "dispatch", "reports", "receipts")
+FIXED_SECTIONS = ("server", "spool", "http", "dispatch", "reports", "receipts", "replies")
 
 
 class ListenError(Mail2SmsError):

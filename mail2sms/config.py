@@ -260,6 +260,27 @@ class ReceiptsConfig(_Model):
         return value.rstrip("/")
 
 
+class RepliesConfig(_Model):
+    """Two-way (issue 17): SMS replies mailed back to whoever sent the SMS they answer (dispatch/reply_poller.py,
+    report/replier.py). Pushed replies are taken on `/receipts/<name>/<token>` whenever the provider has a token."""
+
+    enabled: Bool = True  # poll every provider that has a replies API (`providers.<name>.replies` turns one off)
+    poll_interval: Duration = Field(default=60.0, gt=0)  # seconds between two polls of one provider's replies
+    # Replies tied to no SMS mail2sms sent (or whose sender may not be mailed): "" = logged and dropped.
+    unmatched_to: str = ""
+    per_number_per_hour: int = Field(default=10, ge=1)  # replies mailed per phone number per hour; more are kept
+    # How old an SMS may be for a reply to be tied to it (by the provider's link, or by number when none is given).
+    match_window: Duration = Field(default=7 * 86400.0, gt=0)
+
+    @field_validator("unmatched_to")
+    @classmethod
+    def _unmatched_to(cls, value: str) -> str:
+        problem = address_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(f"{value!r} is not a plain local@domain address: {problem}")
+        return value
+
+
 class DispatchConfig(_Model):
     """How the dispatcher retries: full-jitter exponential backoff between `retry_base` and `retry_cap`."""
 
@@ -288,6 +309,7 @@ class ProviderConfig(_Model):
     max_recipients: int | None = Field(default=None, ge=1)
     path: str = ""  # outbox only
     receipt_token: SecretStr = SecretStr("")  # this provider's push URL secret (else `receipts.token`)
+    replies: Bool = True  # poll this provider's replies (when it has a replies API and `replies.enabled`)
     options: dict[str, Any] = {}  # adapter-specific extras (e.g. kapow route, bulksms routing_group)
 
     @field_validator("type")
@@ -402,6 +424,7 @@ class Config(_Model):
     reports: ReportsConfig = ReportsConfig()
     http: HttpConfig = HttpConfig()
     receipts: ReceiptsConfig = ReceiptsConfig()
+    replies: RepliesConfig = RepliesConfig()
     dispatch: DispatchConfig = DispatchConfig()
     providers: dict[str, ProviderConfig] = {}
     routes: list[RouteConfig] = []
@@ -691,7 +714,7 @@ def show(config: Config) -> str:
                 continue
             lines.append(f"{k} = {value(v, k)}")
 
-    for section in ("server", "spool", "reports", "http", "receipts", "dispatch"):
+    for section in ("server", "spool", "reports", "http", "receipts", "replies", "dispatch"):
         table(section, data[section])
     for name, provider in data["providers"].items():
         table(f"providers.{name}", provider)

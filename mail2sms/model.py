@@ -263,6 +263,39 @@ class Settled:
     via: str  # "poll", "push" or "window": how mail2sms learnt it, for the operator
 
 
+# Two-way (issue 17): an SMS a phone sent back, and where the spool decided it goes. Here for the same reason as
+# the receipt types: adapters build InboundSms, the spool stores it, the reply mailer reads StoredReply.
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """One SMS a phone sent to us (a reply), as a provider reports it by a poll or a push."""
+
+    provider_ref: str  # the provider's own id of this inbound SMS: with the provider name, the exactly-once key
+    number: str  # the phone that sent it: E.164 digits without "+", as `Job.number`
+    text: str
+    received_at: float | None = None  # epoch seconds, when the provider says
+    in_reply_to: str | None = None  # the provider's message id of the SMS it answers, when the provider links it
+    to: str | None = None  # the number (or sender id) it was sent to, when the provider says
+
+
+class ReplyState(enum.StrEnum):
+    """Where a stored reply is on its way to a mailbox."""
+
+    PENDING = "pending"  # to be mailed (to the original sender or to `replies.unmatched_to`)
+    MAILED = "mailed"  # delivered to the mail destination
+    DROPPED = "dropped"  # nobody may have it (no match and no `replies.unmatched_to`, or its mail bounced for good)
+    THROTTLED = "throttled"  # over `replies.per_number_per_hour` for its number: kept, never mailed
+
+
+class ReplyMatch(enum.StrEnum):
+    """How a reply was tied to an SMS mail2sms sent."""
+
+    LINKED = "linked"  # the provider named the SMS it answers (its message id) and the number matches
+    NUMBER = "number"  # no link given: the only sender who texted this number through this provider lately
+    NONE = "none"  # tied to nothing: goes to `replies.unmatched_to`, or is dropped
+
+
 @dataclass(frozen=True)
 class Balance:
     """A provider account's credit, as the provider states it."""

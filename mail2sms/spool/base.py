@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mail2sms.errors import SpoolError
-from mail2sms.model import Awaiting, Job, JobState, ReportState, Settled, Submission
+from mail2sms.model import Awaiting, Job, JobState, ReplyMatch, ReplyState, ReportState, Settled, Submission
 from mail2sms.spool.quotas import QuotaCharge
 
 
@@ -78,6 +78,41 @@ class DueFollowup:
     receipts: dict[str, Settled]
     attempts: int
     report_state: ReportState
+
+
+@dataclass(frozen=True)
+class ReplyRules:
+    """How the spool decides, in the transaction that stores a reply, where it goes (issue 17; `[replies]`)."""
+
+    match_window: float  # seconds: an SMS older than this is not matched any more
+    per_number_per_hour: int  # replies from one number mailed per hour; more are THROTTLED
+    unmatched_to: str | None  # where replies tied to nothing (or to a sender who may not be mailed) go; None: dropped
+
+
+@dataclass(frozen=True)
+class DueReply:
+    """A stored reply claimed for mailing (report/replier.py), with what its mail needs for threading: the SMS it
+    answers (`job`) and that SMS's submission (sender, subject, Message-ID, route), when it was matched."""
+
+    id: str  # the spool's id of the reply; the mail's fixed Message-ID and the maildir index derive from it
+    provider: str  # configured provider name it came through
+    number: str  # the phone that sent it: E.164 digits without "+"
+    text: str
+    received_at: float | None  # the provider's time, when it gave one
+    fetched_at: float  # when mail2sms took it
+    match: ReplyMatch
+    mail_to: str  # the submission's report_to, or replies.unmatched_to
+    attempts: int  # mail deliveries tried so far
+    submission: Submission | None = None  # None when match is NONE
+    job: Job | None = None  # the SMS it answers; None when match is NONE
+
+
+@dataclass(frozen=True)
+class StoredReplies:
+    """What `store_replies` did: the replies new to the spool (by provider_ref) and how each one was decided."""
+
+    new: int
+    states: dict[str, ReplyState]  # provider_ref → the state it was stored in (only the new ones)
 
 
 @dataclass(frozen=True)
