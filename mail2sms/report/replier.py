@@ -29,8 +29,9 @@ from mail2sms.spool.base import DueReply
 log = get_logger("mail2sms.report")
 
 GROUP = 20  # replies per delivery group (one smarthost connection, one fsync of the maildir's directories)
-LEASE = 60.0  # seconds a claimed reply is ours; a group is delivered in well under that
-RELEASE_DEAD_EVERY = 30.0  # seconds between looks for replies held by processes that died
+# Seconds a claimed reply is ours; a group is delivered in well under that. A killed holder's claims on this host
+# are freed at once by the reporter's dead-owner sweep (spool.release_dead_receipts).
+LEASE = 60.0
 
 
 class ReplyMailbox(Protocol):
@@ -62,7 +63,6 @@ class Replier:
         owner: str = "replier",
         poll_interval: float = 2.0,
         lease: float = LEASE,
-        owner_dead: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -73,9 +73,7 @@ class Replier:
         self.owner = owner
         self.poll_interval = poll_interval
         self.lease = lease
-        self.owner_dead = owner_dead
         self.retry = RetryPolicy(base=30.0, cap=3600.0, max_attempts=30)
-        self._released_dead = float("-inf")
         self._wake = asyncio.Event()
         self._stopping = False
         self._ticking: asyncio.Task[int] | None = None
@@ -101,7 +99,6 @@ class Replier:
 
     async def tick(self) -> int:
         """Claim up to one group of due replies and deliver it; how many were claimed."""
-        await self._release_dead()
         due = await self.store.claim_replies(self.owner, time.time(), GROUP, self.lease)
         if not due:
             return 0
@@ -161,18 +158,6 @@ class Replier:
             # fixed Message-ID keep the copies one).
             log.warning("reply lease lost; another process settles it", reply=reply.id)
         return held
-
-    async def _release_dead(self) -> None:
-        """Free at once the replies a killed process on this host held, when the spool can (else their lease
-        runs out)."""
-        release = getattr(self.store, "release_dead_replies", None)
-        if self.owner_dead is None or release is None:
-            return
-        if time.monotonic() - self._released_dead < RELEASE_DEAD_EVERY:
-            return
-        self._released_dead = time.monotonic()
-        if released := await release(self.owner_dead):
-            log.info("replies held by a process that died were released", replies=released)
 
     async def stop(self, deadline: float = 10.0) -> None:
         """Stop claiming; let the group being delivered finish within `deadline`."""
