@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mail2sms.errors import SpoolError
-from mail2sms.model import Awaiting, Job, JobState, ReplyMatch, ReplyState, ReportState, Settled, Submission
+from mail2sms.model import (
+    Awaiting,
+    InboundSms,
+    Job,
+    JobState,
+    ReplyMatch,
+    ReplyState,
+    ReportState,
+    Settled,
+    Submission,
+)
 from mail2sms.spool.quotas import QuotaCharge
 
 
@@ -296,7 +306,8 @@ class Spool(Protocol):
     async def release_followups(self, submission_ids: list[str], owner: str) -> None: ...
 
     async def release_dead_receipts(self, owner_dead: Callable[[str], bool]) -> int:
-        """Free the poll claims and follow-up leases of owners `owner_dead` says are dead; how many."""
+        """Free the poll claims and follow-up leases (and the reply poll and reply mail claims) of owners
+        `owner_dead` says are dead; how many."""
         ...
 
     async def receipt_views(self, submission_id: str) -> dict[str, ReceiptView]:
@@ -305,6 +316,37 @@ class Spool(Protocol):
 
     async def receipt_counts(self) -> dict[str, int]:
         """Jobs per receipt state (pending, delivered, undelivered, no_receipt), for metrics."""
+        ...
+
+    # Two-way replies (issue 17): the ReplyStore the reply poller, the push door and the reply mailer use
+    # (dispatch.reply_store documents each method; spool.replies holds the transitions).
+
+    async def claim_reply_poll(self, provider: str, owner: str, now: float, lease: float) -> tuple[bool, str | None]:
+        ...
+
+    async def store_replies(
+        self,
+        provider: str,
+        found: Sequence[InboundSms],
+        rules: ReplyRules,
+        now: float,
+        *,
+        cursor: str | None = None,
+        owner: str | None = None,
+        next_poll_at: float | None = None,
+    ) -> StoredReplies: ...
+
+    async def release_reply_poll(self, provider: str, owner: str, next_poll_at: float) -> None: ...
+
+    async def claim_replies(self, owner: str, now: float, limit: int, lease: float) -> list[DueReply]: ...
+
+    async def reply_done(self, reply_id: str, owner: str, state: ReplyState, next_at: float, why: str = "") -> bool:
+        ...
+
+    async def reply_counts(self) -> dict[str, int]: ...
+
+    async def purge_replies(self, before: float, limit: int = 500) -> int:
+        """One retention batch of settled replies (mailed, dropped, throttled) fetched before `before`; how many."""
         ...
 
     def problem(self) -> str | None:

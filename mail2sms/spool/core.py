@@ -13,68 +13,47 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
-from mail2sms.model import Account, Awaiting, Job, JobState, ReceiptState, ReportState, Settled, Submission
-from mail2sms.spool import quotas
+from mail2sms.model import (
+    Account,
+    Awaiting,
+    InboundSms,
+    Job,
+    JobState,
+    ReceiptState,
+    ReplyState,
+    ReportState,
+    Settled,
+    Submission,
+)
+from mail2sms.spool import quotas, replies
 from mail2sms.spool.base import (
     CommitResult,
     DueFollowup,
+    DueReply,
     DueReport,
     HeldReport,
     JobUpdate,
     LeaseLost,
     QueueEntry,
     ReceiptView,
+    ReplyRules,
+    StoredReplies,
 )
 from mail2sms.spool.dialect import Dialect
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import INTERRUPTED, Row, job_from_row, job_rows, submission_from_row
+from mail2sms.spool.tx import Q as Q
+from mail2sms.spool.tx import Result as Result
+from mail2sms.spool.tx import Tx as Tx
+from mail2sms.spool.tx import adrive as adrive
+from mail2sms.spool.tx import drive as drive
 
 T = TypeVar("T")
 DEDUPE_PURGE_EVERY = 60.0  # seconds: a key past its window is already treated as new; the purge only frees space
-
-
-@dataclass(frozen=True)
-class Q:
-    """One statement; with `many`, `params` is a sequence of parameter tuples (executemany)."""
-
-    sql: str
-    params: Sequence[Any] = ()
-    many: bool = False
-
-
-@dataclass(frozen=True)
-class Result:
-    rows: Sequence[Row]
-    rowcount: int
-
-
-Tx: TypeAlias = Generator[Q, Result, T]
-
-
-def drive(tx: Tx[T], execute: Callable[[Q], Result]) -> T:
-    """Run a transition to its end with a synchronous `execute` (inside the caller's transaction)."""
-    try:
-        query = next(tx)
-        while True:
-            query = tx.send(execute(query))
-    except StopIteration as stop:
-        done: T = stop.value
-        return done
-
-
-async def adrive(tx: Tx[T], execute: Callable[[Q], Awaitable[Result]]) -> T:
-    """`drive` with an asynchronous `execute`."""
-    try:
-        query = next(tx)
-        while True:
-            query = tx.send(await execute(query))
-    except StopIteration as stop:
-        done: T = stop.value
-        return done
 
 
 def _states(*states: str) -> str:
@@ -455,7 +434,10 @@ def live_counts() -> Tx[dict[str, int]]:
 SETTLED = _states(ReportState.NONE, ReportState.SENT, ReportState.SKIPPED, ReportState.SUMMARISED,
                   ReportState.DROPPED)
 _PURGEABLE = (f"report_state IN {SETTLED} AND finished_at < ? AND report_owner IS NULL "
-              "AND (followup_state IS NULL OR followup_state NOT IN ('waiting', 'pending'))")  # no follow-up owed
+              "AND (followup_state IS NULL OR followup_state NOT IN ('waiting', 'pending'))"  # no follow-up owed
+              # nor a reply to it still to be mailed (its mail threads under this submission; replies_of_submission)
+              " AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.submission_id = submissions.id "
+              "AND r.state = 'pending')")
 
 
 def purge_counts(before: float) -> Tx[tuple[int, int]]:
@@ -682,6 +664,11 @@ def receipt_counts() -> Tx[dict[str, int]]:
     return {r["receipt_state"]: int(r["n"]) for r in found.rows}
 
 
+def _release_dead(d: Dialect, owner_dead: Callable[[str], bool]) -> Tx[int]:
+    receipts = yield from release_dead_receipts(d, owner_dead)
+    return receipts + (yield from replies.release_dead_replies(d, owner_dead))
+
+
 class SpoolCore:
     """The `Spool` protocol's transitions; a backend adds connection handling (`_write`, `_read`, open/close)."""
 
@@ -837,7 +824,42 @@ class SpoolCore:
         return await self._read(lambda: receipt_views(submission_id))
 
     async def release_dead_receipts(self, owner_dead: Callable[[str], bool]) -> int:
-        return await self._write(lambda: release_dead_receipts(self.dialect, owner_dead))
+        # The reporter's dead-owner sweep frees the reply poller's and reply mailer's claims too (issue 17).
+        return await self._write(lambda: _release_dead(self.dialect, owner_dead))
 
     async def receipt_counts(self) -> dict[str, int]:
         return await self._read(receipt_counts)
+
+    # -- two-way replies (dispatch.reply_store.ReplyStore; transitions in spool.replies) --
+
+    async def claim_reply_poll(self, provider: str, owner: str, now: float, lease: float) -> tuple[bool, str | None]:
+        return await self._write(lambda: replies.claim_reply_poll(provider, owner, now, lease))
+
+    async def store_replies(
+        self,
+        provider: str,
+        found: Sequence[InboundSms],
+        rules: ReplyRules,
+        now: float,
+        *,
+        cursor: str | None = None,
+        owner: str | None = None,
+        next_poll_at: float | None = None,
+    ) -> StoredReplies:
+        return await self._write(
+            lambda: replies.store_replies(self.dialect, provider, found, rules, now, cursor, owner, next_poll_at))
+
+    async def release_reply_poll(self, provider: str, owner: str, next_poll_at: float) -> None:
+        await self._write(lambda: replies.release_reply_poll(provider, owner, next_poll_at))
+
+    async def claim_replies(self, owner: str, now: float, limit: int, lease: float) -> list[DueReply]:
+        return await self._write(lambda: replies.claim_replies(self.dialect, owner, now, limit, lease))
+
+    async def reply_done(self, reply_id: str, owner: str, state: ReplyState, next_at: float, why: str = "") -> bool:
+        return await self._write(lambda: replies.reply_done(reply_id, owner, state, next_at, why))
+
+    async def reply_counts(self) -> dict[str, int]:
+        return await self._read(replies.reply_counts)
+
+    async def purge_replies(self, before: float, limit: int = 500) -> int:
+        return await self._write(lambda: replies.purge_replies(self.dialect, before, limit))

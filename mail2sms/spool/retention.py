@@ -1,11 +1,13 @@
-"""Retention: settled submissions, their jobs, old dedupe keys and old quota charges leave the spool in small batches.
+"""Retention: settled submissions, their jobs, settled replies, old dedupe keys and old quota charges leave the spool in
+small batches.
 
-`sweep()` removes everything past `spool.retention` (submissions and jobs) and `server.dedupe_window` (dedupe keys),
+`sweep()` removes everything past `spool.retention` (submissions and jobs; replies mailed, dropped or throttled,
+by when they were fetched) and `server.dedupe_window` (dedupe keys),
 a few hundred rows per write transaction and yielding to the event loop between batches, so accepting mail never
 waits long behind it. `run()` sweeps periodically for `App`; `mail2sms queue purge` calls `sweep()` by hand.
 
-It must never remove a submission that still has an open SMS or owes a report (spool.core.purge decides that), and
-never log row contents.
+It must never remove a submission that still has an open SMS, owes a report or has a reply still to be mailed
+(spool.core.purge decides that), never a reply still to be mailed, and never log row contents.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Swept:
     submissions: int = 0
     jobs: int = 0
     memory: int = 0  # dedupe keys and quota charges
+    replies: int = 0
 
 
 async def sweep(spool: Spool, retention: float, dedupe_window: float, now: float | None = None,
@@ -43,6 +46,12 @@ async def sweep(spool: Spool, retention: float, dedupe_window: float, now: float
         done.submissions += subs
         done.jobs += jobs
         if not subs and not jobs:
+            break
+        await asyncio.sleep(0)
+    while True:
+        gone = await spool.purge_replies(now - retention, batch)
+        done.replies += gone
+        if not gone:
             break
         await asyncio.sleep(0)
     while True:
@@ -59,8 +68,8 @@ async def run(spool: Spool, retention: float, dedupe_window: float, every: float
     while True:
         try:
             done = await sweep(spool, retention, dedupe_window)
-            if done.submissions or done.jobs:
-                log.info("retention purged", submissions=done.submissions, jobs=done.jobs,
+            if done.submissions or done.jobs or done.replies:
+                log.info("retention purged", submissions=done.submissions, jobs=done.jobs, replies=done.replies,
                          dedupe_and_quota_rows=done.memory)
         except asyncio.CancelledError:
             raise

@@ -164,6 +164,49 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX IF NOT EXISTS submissions_followup ON submissions (followup_next_at) "
         "WHERE followup_state = 'pending'",
     )),
+    # Two-way replies (issue 17): each SMS a phone sent back, once per (provider, provider_ref), with where the
+    # storing transaction decided it goes (spool.replies) and its mail claim (owner + lease, like reports); each
+    # provider's replies cursor and poll turn (owner + lease, so nodes take turns). A sent job is found by the id the
+    # provider gave it and by its number; a sent job's `updated_at` is its acceptance time (nothing changes a sent
+    # job's row later but its receipt columns), and unlike `accepted_at` it is set whether receipts are tracked or not.
+    Migration(10, "replies and their poll cursors", (
+        """CREATE TABLE IF NOT EXISTS replies (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    provider_ref TEXT NOT NULL,
+    number TEXT NOT NULL,
+    text TEXT NOT NULL,
+    received_at $real,
+    fetched_at $real NOT NULL,
+    in_reply_to TEXT,
+    "match" TEXT NOT NULL,
+    job_id TEXT,
+    submission_id TEXT,
+    mail_to TEXT,
+    state TEXT NOT NULL,
+    why TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at $real NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until $real,
+    UNIQUE (provider, provider_ref)
+)""",
+        "CREATE INDEX IF NOT EXISTS replies_due ON replies (next_at) WHERE state = 'pending'",
+        "CREATE INDEX IF NOT EXISTS replies_per_number ON replies (number, fetched_at) "
+        "WHERE state IN ('pending', 'mailed')",
+        "CREATE INDEX IF NOT EXISTS replies_settled ON replies (fetched_at) "
+        "WHERE state IN ('mailed', 'dropped', 'throttled')",
+        "CREATE INDEX IF NOT EXISTS replies_of_submission ON replies (submission_id) WHERE state = 'pending'",
+        """CREATE TABLE IF NOT EXISTS reply_polls (
+    provider TEXT PRIMARY KEY,
+    cursor TEXT,
+    next_at $real NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until $real
+)""",
+        "CREATE INDEX IF NOT EXISTS jobs_sent_id ON jobs (provider, provider_id) WHERE state = 'sent'",
+        "CREATE INDEX IF NOT EXISTS jobs_sent_number ON jobs (provider, number, updated_at) WHERE state = 'sent'",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
