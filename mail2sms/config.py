@@ -566,6 +566,7 @@ def _cross_check(config: Config) -> list[str]:
             value = getattr(provider, key)
             if not (value.get_secret_value() if isinstance(value, SecretStr) else value):
                 problems.append(f"providers.{name}.{key}: {problem}")
+    problems += _sender_conflicts(config)
     names = [u.name for u in config.users]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -592,6 +593,23 @@ def _cross_check(config: Config) -> list[str]:
             e = entry.strip()
             if e.lower().startswith("user:") and e[5:].lower() not in user_names:
                 problems.append(f"routes[{i}].allow: {e!r} names no user in [[users]]")
+    return problems
+
+
+def _sender_conflicts(config: Config) -> list[str]:
+    """A sender ID where the provider's options rule one out (BulkSMS's `repliable`), on the provider or a route."""
+    problems: list[str] = []
+    for name, provider in config.providers.items():
+        spec = _provider_spec(provider.type)
+        conflict = spec.sender_conflict(provider.options) if spec and spec.sender_conflict else None
+        if conflict and provider.sender:
+            problems.append(f"providers.{name}.sender: {conflict}")
+    for i, route in enumerate(config.routes):
+        used = config.providers.get(route.provider)
+        spec = _provider_spec(used.type) if used is not None else None
+        conflict = spec.sender_conflict(used.options) if used and spec and spec.sender_conflict else None
+        if conflict and route.sender:
+            problems.append(f"routes[{i}].sender: {conflict}")
     return problems
 
 

@@ -34,6 +34,10 @@ request per batch answers `0|Results to follow` (or `Returns to follow`), a blan
 lines: 11 is delivered; 22-29, 31-33 and 50-57 failed; 0, 10, 12, 60-64, 70 and any other code are not final.
 An error line (`24|…`) or an unreadable answer leaves every number PENDING. The EAPI has no push here.
 
+SMS replies (issue 17, `bulksms_replies.py` says what is confirmed and what is assumed) are polled with
+`reception/get_inbox/1/1.1` (`last_retrieved_id` cursor); `referring_batch_id` is the batch_id of the SMS a reply
+answers (our stored provider id), filled in by BulkSMS for SMS sent with `repliable=1` (`options.repliable`).
+
 Config `options`: api ("eapi"), routing_group (1-3), want_report, repliable, source_id, strip_dup_recipients,
 allow_concat_text_sms, concat_text_sms_max_parts (1-127), test_always_succeed, test_always_fail, replace_msg_id
 (1-7), protocol_id, scheduling_description, timezone, send_batch_size (1-30000).
@@ -68,10 +72,11 @@ from mail2sms.model import (
     Unknown,
 )
 from mail2sms.parse.text import is_gsm7
-from mail2sms.providers import receipts, wire
+from mail2sms.providers import bulksms_replies, inbound, receipts, wire
 from mail2sms.providers.base import Limits, account_for, retry_after
 from mail2sms.providers.explain import GENERIC, explain, same_key_words
 from mail2sms.providers.idempotency import key_expired, stop_dup_id
+from mail2sms.providers.replies import ReplyFetchError, ReplyPage, ReplySupport
 
 TYPE = "bulksms"
 
@@ -181,6 +186,7 @@ REPORT_DELIVERED = frozenset({11})
 REPORT_FAILED = frozenset({*range(22, 30), 31, 32, 33, *range(50, 58)})
 REPORT_PATH = "status_reports/get_report/2/2.0"
 RECEIPTS = receipts.ReceiptSupport(poll=True, push=False, max_ids=1)  # one batch_id per get_report request
+REPLIES = ReplySupport(poll=True, push=False)  # reception/get_inbox; BulkSMS's HTTP relaying is not read here
 SEND_PATH = "submission/send_sms/2/2.0"
 BATCH_PATH = "submission/send_batch/1/1.0"
 CREDITS_PATH = "user/get_credits/1/1.1"
@@ -329,6 +335,7 @@ class BulkSmsProvider:
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
         self.receipts = RECEIPTS
+        self.replies = REPLIES
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST the batch's valid numbers (`send_sms` for one text, else `send_batch`); one Result per job, in order."""
@@ -517,6 +524,37 @@ class BulkSmsProvider:
         if response.status_code != 200:
             return receipts.for_all(items, *receipts.status_words("BulkSMS", response))
         return report_receipts(response.content.decode(CHARSET, "replace"), items)
+
+    async def fetch_replies(self, cursor: str | None) -> ReplyPage:
+        """`reception/get_inbox/1/1.1` with `last_retrieved_id` = the cursor (0 the first time: everything BulkSMS
+        keeps); the next cursor is the largest msg_id in the answer. Polled whether or not `repliable` is set.
+        The provider's own login only (bulksms_replies.py says what is confirmed and what is assumed)."""
+        creds = account_for(self.config, None)
+        last = cursor if cursor and cursor.isdigit() else "0"
+        try:
+            body = wire.form_body(
+                [("username", creds.username), ("password", creds.password), ("last_retrieved_id", last)], CHARSET
+            )
+        except UnicodeEncodeError:
+            raise ReplyFetchError("CHARSET", explain(TYPE, "CHARSET")) from None
+        response = await inbound.fetch(
+            "BulkSMS",
+            self.client.post(
+                f"{self.config.base_url}{bulksms_replies.INBOX_PATH}",
+                content=body,
+                headers={"Content-Type": f"application/x-www-form-urlencoded; charset={CHARSET}"},
+                timeout=self._timeout,
+            ),
+        )
+        found, cursor_next, more = bulksms_replies.inbox_page(
+            response.status_code, response.content.decode(CHARSET, "replace"), cursor, self._zone or UTC,
+            creds.secrets(),
+        )
+        return ReplyPage(replies=found, cursor=cursor_next, more=more)
+
+    async def acknowledge_replies(self, refs: list[str]) -> None:
+        """Nothing to do: the EAPI has no "mark read"; `last_retrieved_id` (and the spool's unique key) keep each
+        reply once."""
 
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `user/get_credits/1/1.1` (`0|2101.15`); ProviderError in plain words otherwise."""

@@ -30,6 +30,12 @@ Delivery receipts (providers/receipts.py): `GET messages/{id}` per message (stat
 FAILED with its subtype is not, ACCEPTED/SCHEDULED/SENT/UNKNOWN and anything else are not final), and BulkSMS's
 webhooks post a JSON array of the same message objects (`parse_receipt_push`).
 
+SMS replies (issue 17, `bulksms_replies.py` says what is confirmed and what is assumed): `GET messages` filtered to
+RECEIVED messages newer than the cursor (the largest id seen), oldest first; `relatedSentMessageId` names the SMS
+a reply answers, which BulkSMS fills in only for SMS sent with `options.repliable = true` (`from: {"type":
+"REPLIABLE"}`). The received-messages webhook posts the same objects (`parse_reply_push`). A sender ID with
+`repliable` is a config error (`sender_conflict`, reported by check-config).
+
 This module must never log, and never put a password or a request parameter into a Result or an exception.
 """
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -50,6 +57,7 @@ from mail2sms.model import (
     Balance,
     Batch,
     DeliveryState,
+    InboundSms,
     Job,
     Receipt,
     ReceiptQuery,
@@ -60,7 +68,7 @@ from mail2sms.model import (
     Unknown,
 )
 from mail2sms.parse.text import is_gsm7
-from mail2sms.providers import receipts, wire
+from mail2sms.providers import bulksms_replies, inbound, receipts, wire
 from mail2sms.providers.base import Limits, Provider, account_for, retry_after
 from mail2sms.providers.bulksms import EXPLAIN as BULKSMS_EXPLAIN
 from mail2sms.providers.bulksms import SCHEDULE_DAYS, SCHEDULE_NOW, TYPE, BulkSmsProvider
@@ -68,6 +76,7 @@ from mail2sms.providers.explain import explain
 from mail2sms.providers.idempotency import key_expired, stop_dup_id
 from mail2sms.providers.receipts import ReceiptSupport
 from mail2sms.providers.registry import ProviderSpec, register
+from mail2sms.providers.replies import ReplyPage, ReplySupport
 
 SEND_PATH = "messages"
 PROFILE_PATH = "profile"
@@ -90,6 +99,7 @@ PROBLEM_CODES = {
 CONFIG_STATUSES = {401: "UNAUTHORIZED", 404: "NOT_FOUND"}  # the account or the url is wrong: no retry helps
 
 RECEIPTS = ReceiptSupport(poll=True, push=True, max_ids=1)  # GET messages/{id}; webhooks post message arrays
+REPLIES = ReplySupport(poll=True, push=True)  # GET messages?filter=type=RECEIVED…; the RECEIVED webhook
 PENDING_TYPES = {"ACCEPTED": "accepted", "SCHEDULED": "scheduled", "SENT": "sent on to the network",
                  "UNKNOWN": "in an unknown state"}
 
@@ -103,6 +113,15 @@ OPTIONS: dict[str, wire.Check] = {
     "protocol_id": wire.integer(0, 255),
     "schedule_description": wire.text(256),
 }
+
+
+def sender_conflict(options: Mapping[str, object]) -> str | None:
+    """Why a sender ID cannot go with these options: a repliable SMS comes from BulkSMS's own number (both APIs)."""
+    if options.get("repliable") is True or options.get("repliable") == 1:
+        return ("options.repliable = true sends from BulkSMS's own repliable number so that replies come back; a "
+                "sender ID cannot go with it (BulkSMS refuses the pair): remove the sender, or set repliable = "
+                "false")
+    return None
 
 
 def build_bulksms(name: str, config: ProviderConfig, client: httpx.AsyncClient) -> Provider:
@@ -217,8 +236,10 @@ def message_receipt(message: Any, number: str | None = None) -> Receipt | None:
 
 
 def receipt_push(method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
-    """The receipts in one webhook call: a JSON array of message objects (or one); [] when unreadable or too big."""
-    entries = receipts.push_json(body) or []
+    """The receipts in one webhook call: a JSON array of message objects (or one); [] when unreadable or too big.
+
+    RECEIVED messages are replies (`parse_reply_push`), not receipts: skipped."""
+    entries = [e for e in receipts.push_json(body) or [] if str(e.get("type") or "").upper() != "RECEIVED"]
     found = [message_receipt(dict(entry)) for entry in entries]
     return [r for r in found if r is not None]
 
@@ -244,6 +265,7 @@ class BulkSmsJsonProvider:
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
         self.receipts = RECEIPTS
+        self.replies = REPLIES
 
     async def send(self, batch: Batch) -> list[Result]:
         """POST one `messages` array for the batch's valid numbers; one Result per job, in order."""
@@ -374,6 +396,34 @@ class BulkSmsJsonProvider:
         """The receipts in one webhook call (see `receipt_push`)."""
         return receipt_push(method, query, body, content_type)
 
+    # -- replies (issue 17; bulksms_replies.py says what is confirmed and what is assumed) -------------------------
+    async def fetch_replies(self, cursor: str | None) -> ReplyPage:
+        """`GET messages?filter=type=RECEIVED&id>{cursor}`, oldest first: the replies after the cursor (the largest
+        message id seen), polled whether or not `repliable` is set (an account may make it its default). Without
+        a cursor BulkSMS lists what it still keeps (its recent days). The provider's own login only."""
+        creds = account_for(self.config, None)
+        response = await inbound.fetch(
+            "BulkSMS",
+            self.client.get(
+                f"{self.config.base_url}{SEND_PATH}",
+                params={"filter": bulksms_replies.json_filter(cursor), "sortOrder": "ASCENDING",
+                        "limit": str(bulksms_replies.JSON_LIMIT)},
+                headers={"Accept": "application/json"},
+                auth=httpx.BasicAuth(creds.username, creds.password),
+                timeout=self._timeout,
+            ),
+        )
+        found, last, more = bulksms_replies.json_page(response.status_code, response.content, cursor,
+                                                      creds.secrets())
+        return ReplyPage(replies=found, cursor=last, more=more)
+
+    async def acknowledge_replies(self, refs: list[str]) -> None:
+        """Nothing to do: BulkSMS has no "mark read"; the cursor (and the spool's unique key) keep each reply once."""
+
+    def parse_reply_push(self, method: str, query: str, body: bytes, content_type: str) -> list[InboundSms]:
+        """The replies in one webhook call: its RECEIVED messages (see `bulksms_replies.json_push`)."""
+        return bulksms_replies.json_push(body)
+
     async def balance(self, account: Account | None = None) -> Balance:
         """Credits from `GET profile` (`credits.balance`); ProviderError in plain words otherwise."""
         creds = account_for(self.config, account)
@@ -406,5 +456,7 @@ SPEC = register(
         urls={"": "https://api.bulksms.com/v1/", "eapi": "https://bulksms.vsms.net/eapi/"},
         explain=BULKSMS_EXPLAIN,
         receipts=RECEIPTS,
+        replies=REPLIES,  # the EAPI (options.api = "eapi") polls only: its adapter says replies = poll
+        sender_conflict=sender_conflict,
     )
 )

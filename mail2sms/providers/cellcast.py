@@ -21,6 +21,11 @@ DLR callback's JSON array `[{message_id, status, recipient, custom_string}]`. Ce
 delivered; `Aborted`, `Rejected`, `Failed` and `Expired` are final failures; `Queued` and `Dispatched` are not final;
 `Unknown` ("no DLR received") and any other word stay PENDING, so the receipts window decides.
 
+SMS replies (issue 17, `cellcast_replies.py` says what is confirmed and what is assumed): `GET get-responses`
+(page 1, `type=sms`; each reply's `original_message_id` is the provider id of the SMS it answers), marked read
+with `inbound-read-bulk` after the spool kept them, and the inbound webhook (`parse_reply_push`) on the same
+`/receipts/<name>/<token>` URL as the DLR callback.
+
 Config `options`: auth ("appkey" | "basic"), timezone, source, custom_string.
 
 This module must never log, and never put the key or a request parameter into a Result or an exception.
@@ -44,6 +49,7 @@ from mail2sms.model import (
     Balance,
     Batch,
     DeliveryState,
+    InboundSms,
     Receipt,
     ReceiptQuery,
     Rejected,
@@ -52,12 +58,13 @@ from mail2sms.model import (
     Sent,
     Unknown,
 )
-from mail2sms.providers import receipts, wire
+from mail2sms.providers import cellcast_replies, inbound, receipts, wire
 from mail2sms.providers.base import Limits, account_for, http_status_result, retry_after
 from mail2sms.providers.explain import explain, explained
 from mail2sms.providers.quote import quote
 from mail2sms.providers.quote import said as quote_said
 from mail2sms.providers.registry import ProviderSpec, register
+from mail2sms.providers.replies import ReplyPage, ReplySupport
 
 TYPE = "cellcast"
 
@@ -96,6 +103,8 @@ _REASON_KEYS = ("reason", "error", "message", "msg", "description", "status")
 _DIGITS = re.compile(r"\D")
 
 RECEIPTS = receipts.ReceiptSupport(poll=True, push=True, max_ids=1)  # get-sms takes one message_id
+REPLIES = ReplySupport(poll=True, push=True)  # get-responses (paged) and the inbound webhook
+SEEN_MAX = 10_000  # reply ids remembered by one adapter, to tell a list that keeps read replies from a new page
 # Cellcast's delivery statuses (its DLR documentation), lower-cased, with what each means for the sender.
 DLR_STATES: Mapping[str, tuple[DeliveryState, str]] = {
     "delivered": (DeliveryState.DELIVERED, "Cellcast reports the SMS delivered to the phone"),
@@ -275,8 +284,11 @@ def dlr_receipt(entry: Any, provider_id: str | None = None, number: str | None =
 
 
 def receipt_push(method: str, query: str, body: bytes, content_type: str) -> list[Receipt]:
-    """The receipts in one DLR callback (a JSON array of status objects, or one); [] when unreadable or too big."""
-    found = [dlr_receipt(entry) for entry in receipts.push_json(body) or []]
+    """The receipts in one DLR callback (a JSON array of status objects, or one); [] when unreadable or too big.
+
+    An inbound SMS posted to the same URL (`from` and `body`, no `status`) is a reply, not a receipt: skipped."""
+    entries = [e for e in receipts.push_json(body) or [] if "status" in e or not ({"from", "body"} & set(e))]
+    found = [dlr_receipt(entry) for entry in entries]
     return [r for r in found if r is not None]
 
 
@@ -310,6 +322,8 @@ class CellcastProvider:
         )
         self._timeout = httpx.Timeout(config.timeout, connect=min(10.0, config.timeout))
         self.receipts = RECEIPTS
+        self.replies = REPLIES
+        self._seen: dict[str, None] = {}  # reply ids already handed out, oldest first (an ordered, bounded set)
 
     def _auth(self, account: Account) -> tuple[dict[str, str], httpx.BasicAuth | None]:
         key = account.key or account.password  # a key given in a mail body arrives as its password
@@ -396,6 +410,72 @@ class CellcastProvider:
         """The receipts in one DLR callback (see `receipt_push`)."""
         return receipt_push(method, query, body, content_type)
 
+    # -- replies (issue 17; cellcast_replies.py says what is confirmed and what is assumed) ----------------------
+    async def fetch_replies(self, cursor: str | None) -> ReplyPage:
+        """Page 1 of `get-responses`: the replies not yet marked read, oldest first (assumed).
+
+        The poller marks each page read (`acknowledge_replies`) after the spool kept it, so page 1 always holds the
+        next replies and the cursor is not needed (it is handed back unchanged). `more` says that further pages
+        exist and this page brought replies this adapter had not handed out before: a list that keeps read
+        replies (the other reading of Cellcast's page) therefore ends the round instead of asking page 1 forever.
+        Replies of the provider's own key only (per-user keys given in mail bodies are not polled)."""
+        account = account_for(self.config, None)
+        headers, auth = self._auth(account)
+        response = await inbound.fetch(
+            "Cellcast",
+            self.client.get(
+                f"{self.config.base_url}{cellcast_replies.RESPONSES_PATH}",
+                params={"page": "1", "type": "sms"},
+                headers={**headers, "Accept": "application/json"},
+                auth=auth or httpx.USE_CLIENT_DEFAULT,
+                timeout=self._timeout,
+            ),
+        )
+        found, number, count = cellcast_replies.responses_page(
+            response.status_code, response.content.decode("utf-8", "replace"), self._zone, account.secrets()
+        )
+        new = [r.provider_ref for r in found if r.provider_ref not in self._seen]
+        for ref in new:
+            self._seen[ref] = None
+        while len(self._seen) > SEEN_MAX:
+            del self._seen[next(iter(self._seen))]
+        more = bool(new) and number is not None and count is not None and count > number
+        return ReplyPage(replies=found, cursor=cursor, more=more)
+
+    async def acknowledge_replies(self, refs: list[str]) -> None:
+        """Mark the replies read with `inbound-read-bulk`; one `inbound-read` per id where the bulk call is not
+        there (HTTP 404). ReplyFetchError when Cellcast did not confirm: they are fetched again and kept once."""
+        account = account_for(self.config, None)
+        for start in range(0, len(refs), cellcast_replies.READ_CHUNK):
+            chunk = refs[start : start + cellcast_replies.READ_CHUNK]
+            status, body = await self._post_read(account, cellcast_replies.READ_BULK_PATH, {"message_id": chunk})
+            if status == 404:
+                for ref in chunk:
+                    one_status, one_body = await self._post_read(
+                        account, cellcast_replies.READ_ONE_PATH, {"message_id": ref}
+                    )
+                    cellcast_replies.read_answer(one_status, one_body, account.secrets())
+                continue
+            cellcast_replies.read_answer(status, body, account.secrets())
+
+    async def _post_read(self, account: Account, path: str, payload: dict[str, Any]) -> tuple[int, str]:
+        headers, auth = self._auth(account)
+        response = await inbound.fetch(
+            "Cellcast",
+            self.client.post(
+                f"{self.config.base_url}{path}",
+                content=json.dumps(payload).encode("utf-8"),
+                headers={**headers, "Content-Type": "application/json", "Accept": "application/json"},
+                auth=auth or httpx.USE_CLIENT_DEFAULT,
+                timeout=self._timeout,
+            ),
+        )
+        return response.status_code, response.content.decode("utf-8", "replace")
+
+    def parse_reply_push(self, method: str, query: str, body: bytes, content_type: str) -> list[InboundSms]:
+        """The replies in one inbound webhook call (see `cellcast_replies.reply_push`)."""
+        return cellcast_replies.reply_push(body, self._zone)
+
     async def balance(self, account: Account | None = None) -> Balance:
         """`data.sms_balance` from `GET account`; ProviderError in plain words when it cannot be read."""
         headers, auth = self._auth(account_for(self.config, account))
@@ -435,5 +515,6 @@ SPEC = register(
         required={"key": "cellcast needs an API key (key, key_env or key_file)"},
         explain=EXPLAIN,
         receipts=RECEIPTS,
+        replies=REPLIES,
     )
 )

@@ -26,6 +26,7 @@ from mail2sms.config import ProviderConfig
 from mail2sms.errors import ConfigError
 from mail2sms.providers.base import Provider
 from mail2sms.providers.receipts import ReceiptSupport
+from mail2sms.providers.replies import ReplySupport
 
 Factory = Callable[[str, ProviderConfig, httpx.AsyncClient], Provider]
 
@@ -45,6 +46,11 @@ class ProviderSpec:
     explain: Mapping[str, str] = field(default_factory=dict)
     # How the provider tells delivery (providers/receipts.py); None: it cannot (the outbox).
     receipts: ReceiptSupport | None = None
+    # How the provider hands over SMS replies (providers/replies.py); None: it has no replies API.
+    replies: ReplySupport | None = None
+    # Why a sender ID cannot go with these `options` (BulkSMS's repliable SMS), or None: config.py reports it at
+    # `providers.<name>.sender` and `routes[i].sender`, so check-config says so before anything is sent.
+    sender_conflict: Callable[[Mapping[str, object]], str | None] | None = None
 
     def default_url(self, options: Mapping[str, object]) -> str:
         """The base URL for these options: the one for `options.api`, else the type's default."""

@@ -18,6 +18,21 @@ Unconfirmed readings are switchable: `error_batch_id=True` adds a batch id to er
 that `send_time` is read in. `misconfigured(status)` makes every request answer as a host that is not the
 account's does (301 to another host, 401, or 404 for a removed version) until `misconfigured(None)`.
 
+Replies (issue 17; `mail2sms/providers/bulksms_replies.py` says what is confirmed and what is assumed), the same
+call on both fakes: `add_reply(to_message_id, text, number=None) -> str` holds an SMS a phone sent back and
+returns its id. `to_message_id` is the batch_id (EAPI) or message id (JSON) of an SMS the fake accepted: the reply
+comes from that SMS's number (unless `number` says otherwise) to the same account; `None` links to nothing and
+needs `number`. Like BulkSMS, the fake links a reply only to the most recent SMS to that number that was sent
+repliable (EAPI `repliable=1`, JSON `from: {"type": "REPLIABLE"}`): `referring_batch_id` 0 /
+`relatedSentMessageId` null otherwise, whatever `to_message_id` said.
+- EAPI `reception/get_inbox/1/1.1` (`last_retrieved_id` required, an integer) answers `0|records to follow|N`, a
+  blank line, then `msg_id|sender|message|received_time|msisdn|referring_batch_id|encoding` lines with id >
+  last_retrieved_id, oldest first, at most `inbox_limit` (1000); newlines escaped as `\n`/`\r`; text that
+  ISO-8859-1 cannot carry as `16bit` hex of UTF-16BE; times in `zone`.
+- JSON `GET messages?filter=…&sortOrder=ASCENDING|DESCENDING&limit=N` reads `type=SENT|RECEIVED`, `id>N`, `id<N`
+  clauses joined by `&` (any other clause is 400 bad_request, as BulkSMS does); `received_body(ids)` is the body
+  the received-messages webhook posts (a JSON array of RECEIVED message objects).
+
 It must never accept a request BulkSMS would refuse: a fake that accepts anything proves nothing.
 """
 
@@ -42,6 +57,8 @@ SEND = "submission/send_sms/2/2.0"
 BATCH = "submission/send_batch/1/1.0"
 CREDITS = "user/get_credits/1/1.1"
 REPORT = "status_reports/get_report/2/2.0"
+INBOX = "reception/get_inbox/1/1.1"
+OUR_NUMBER = "447700900000"  # the BulkSMS number repliable SMS come from (and replies go to)
 DESCRIPTIONS = {
     0: "IN_PROGRESS",
     1: "SCHEDULED",
@@ -84,6 +101,18 @@ class BulkSent:
     params: dict[str, str]  # every parameter but the password, for wire checks
 
 
+@dataclass(frozen=True)
+class BulkReply:
+    """One SMS a phone sent back, as either fake holds it."""
+
+    id: str
+    username: str
+    number: str  # digits
+    text: str
+    received_at: datetime
+    related: str | None  # batch_id (EAPI) or message id (JSON) of the SMS it answers, as BulkSMS links it
+
+
 def _gsm_parts(text: str, single: int = 160, multi: int = 153) -> int:
     return 1 if len(text) <= single else math.ceil(len(text) / multi)
 
@@ -100,10 +129,14 @@ class FakeBulkSms(FakeProvider):
         error_batch_id: bool = False,
         report_header: str = "Results to follow",
         zone: str = "UTC",
+        inbox_limit: int = 1000,
     ) -> None:
         super().__init__()
         given = accounts if accounts is not None else {"user": ("pass", 100.0)}
         self.accounts = {u: BulkAccount(p, float(c)) for u, (p, c) in given.items()}
+        self.inbox_limit = inbox_limit
+        self.inbox: list[BulkReply] = []
+        self._next_inbox = 19
         self.max_batch = max_batch
         self.error_batch_id = error_batch_id
         self.report_header = report_header
@@ -138,13 +171,15 @@ class FakeBulkSms(FakeProvider):
     def handle(self, request: RecordedRequest) -> Reply:
         self.handled += 1
         path = request.path.removeprefix(self.base_path)
-        endpoints = {SEND: self._send, BATCH: self._send_batch, CREDITS: self._credits, REPORT: self._report}
+        endpoints = {SEND: self._send, BATCH: self._send_batch, CREDITS: self._credits, REPORT: self._report,
+                     INBOX: self._get_inbox}
         if self._misconfigured is not None:
             location = {"Location": "https://bulksms.example.net/eapi/" + path} if self._misconfigured < 400 else {}
             return Reply(self._misconfigured, "<html>wrong host</html>", headers=location)
         if not request.path.startswith(self.base_path) or path not in endpoints:
             return Reply(404, "Not Found")
-        return Reply(200, endpoints[path](request), content_type="text/plain; charset=ISO-8859-1")
+        answer = endpoints[path](request).encode("iso-8859-1", "replace")  # the charset the answer declares
+        return Reply(200, answer, content_type="text/plain; charset=ISO-8859-1")
 
     def _line(self, code: int, description: str = "", batch_id: str | None = None) -> str:
         text = f"{code}|{description or DESCRIPTIONS.get(code, 'ERROR')}"
@@ -332,6 +367,43 @@ class FakeBulkSms(FakeProvider):
         with self._lock:
             self.report_status[f"{batch_id}:{number}"] = code
 
+    def add_reply(self, to_message_id: str | None, text: str, number: str | None = None) -> str:
+        """Hold a reply to the SMS of batch `to_message_id` (see the module docstring); its msg_id."""
+        with self._lock:
+            original = next((m for m in self.sent if m.batch_id == to_message_id), None)
+            if to_message_id is not None and original is None:
+                raise KeyError(f"the fake accepted no batch {to_message_id!r}")
+            if number is None and original is None:
+                raise ValueError("a reply that links to nothing needs a number")
+            digits = (number or (original.number if original else "")).lstrip("+")
+            username = original.username if original is not None else next(iter(self.accounts))
+            repliable = [m for m in self.sent if m.username == username and m.number == digits
+                         and m.params.get("repliable") == "1"]
+            self._next_inbox += 1
+            self.inbox.append(BulkReply(str(self._next_inbox), username, digits, text, datetime.now(self.zone),
+                                        repliable[-1].batch_id if repliable else None))
+            self._changed.notify_all()
+            return str(self._next_inbox)
+
+    def _get_inbox(self, request: RecordedRequest) -> str:
+        if self._login(request) is None:
+            return self._line(23, "invalid credentials")
+        last = request.param("last_retrieved_id")
+        if last is None or not last.isdigit():
+            return self._line(24, "last_retrieved_id is required")
+        rows = [r for r in self.inbox if r.username == request.param("username") and int(r.id) > int(last)]
+        rows = rows[: self.inbox_limit]
+        lines = []
+        for r in rows:
+            try:
+                r.text.encode("iso-8859-1")
+                message, encoding = r.text.replace("\r", "\\r").replace("\n", "\\n"), "7bit"
+            except UnicodeEncodeError:
+                message, encoding = r.text.encode("utf-16-be").hex(), "16bit"
+            when = r.received_at.astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S")
+            lines.append(f"{r.id}|{r.number}|{message}|{when}|{OUR_NUMBER}|{r.related or 0}|{encoding}")
+        return f"0|records to follow|{len(rows)}\n\n" + "".join(line + "\n" for line in lines)
+
 
 # == JSON REST API v1 ==================================================================================
 JSON_ACCEPTED = ("ACCEPTED", "SCHEDULED", "SENT", "DELIVERED")
@@ -401,6 +473,7 @@ class FakeBulkSmsJson(FakeProvider):
         self._forced: deque[Reply] = deque()
         self._misconfigured: int | None = None
         self._next_id = 1_000_000_000 + secrets.randbelow(1_000_000)
+        self.received: list[BulkReply] = []
 
     def force(self, *replies: Reply) -> None:
         """Answer the next valid, authenticated submissions with these replies, one each."""
@@ -436,6 +509,8 @@ class FakeBulkSmsJson(FakeProvider):
                                           "credits": {"balance": credits, "isTransferAllowed": False, "limit": 0},
                                           "quota": {"size": 100_000, "remaining": 100_000}}),
                          content_type="application/json")
+        if request.method == "GET" and path == "messages":
+            return self._list(request, username)
         if request.method == "GET" and path.startswith("messages/"):
             found = [m for m in self.sent if m.id == path.removeprefix("messages/") and m.username == username]
             if not found:
@@ -580,3 +655,66 @@ class FakeBulkSmsJson(FakeProvider):
         with self._lock:
             self.sent = [dataclasses.replace(m, status=kind, subtype=subtype) if m.id == message_id else m
                          for m in self.sent]
+
+    # -- replies ----------------------------------------------------------------------------------
+    def add_reply(self, to_message_id: str | None, text: str, number: str | None = None) -> str:
+        """Hold a reply to the SMS `to_message_id` (see the module docstring); its message id."""
+        with self._lock:
+            original = next((m for m in self.sent if m.id == to_message_id), None)
+            if to_message_id is not None and original is None:
+                raise KeyError(f"the fake created no message {to_message_id!r}")
+            if number is None and original is None:
+                raise ValueError("a reply that links to nothing needs a number")
+            digits = (number or (original.number if original else "")).lstrip("+")
+            username = original.username if original is not None else next(iter(self.accounts))
+            repliable = [m for m in self.sent if m.username == username and m.number == digits
+                         and isinstance(m.sender, dict) and m.sender.get("type") == "REPLIABLE"]
+            self._next_id += 1
+            self.received.append(BulkReply(str(self._next_id), username, digits, text, datetime.now(UTC),
+                                           repliable[-1].id if repliable else None))
+            self._changed.notify_all()
+            return str(self._next_id)
+
+    @staticmethod
+    def _received_object(r: BulkReply) -> dict[str, object]:
+        unicode = not set(r.text) <= _GSM
+        return {"id": r.id, "type": "RECEIVED", "from": f"+{r.number}", "to": f"+{OUR_NUMBER}", "body": r.text,
+                "encoding": "UNICODE" if unicode else "TEXT", "protocolId": 0, "messageClass": 0,
+                "numberOfParts": 1, "creditCost": 0,
+                "submission": {"id": f"2-{int(r.id):020d}", "date": r.received_at.isoformat()},
+                "status": {"id": "RECEIVED", "type": "RECEIVED", "subtype": None},
+                "relatedSentMessageId": r.related}
+
+    def received_body(self, message_ids: list[str]) -> bytes:
+        """The body BulkSMS's received-messages webhook posts for these replies: a JSON array of them."""
+        with self._lock:
+            by_id = {r.id: r for r in self.received}
+            return json.dumps([self._received_object(by_id[i]) for i in message_ids]).encode("utf-8")
+
+    def _list(self, request: RecordedRequest, username: str) -> Reply:
+        """`GET messages`: the account's messages, filtered, sorted and limited as BulkSMS documents."""
+        kind: str | None = None
+        above, below = -1, 2**63
+        for clause in (request.param("filter") or "").split("&") if request.param("filter") else []:
+            match = re.fullmatch(r"(type)=(SENT|RECEIVED)|(id)([<>])(\d+)", clause)
+            if match is None:
+                return problem(400, "Bad Request", f"Invalid filter clause: {clause!r}", "bad-request")
+            if match.group(1):
+                kind = match.group(2)
+            elif match.group(4) == ">":
+                above = int(match.group(5))
+            else:
+                below = int(match.group(5))
+        order = request.param("sortOrder", "DESCENDING")
+        limit_text = request.param("limit", "1000") or ""
+        if order not in ("ASCENDING", "DESCENDING") or not limit_text.isdigit() or int(limit_text) < 1:
+            return problem(400, "Bad Request", "Invalid sortOrder or limit", "bad-request")
+        found: list[tuple[int, dict[str, object]]] = []
+        if kind in (None, "SENT"):
+            found += [(int(m.id), self._object(m)) for m in self.sent if m.username == username]
+        if kind in (None, "RECEIVED"):
+            found += [(int(r.id), self._received_object(r)) for r in self.received if r.username == username]
+        found = sorted((f for f in found if above < f[0] < below), key=lambda f: f[0],
+                       reverse=order == "DESCENDING")
+        body = [obj for _, obj in found[: min(int(limit_text), 1000)]]
+        return Reply(200, json.dumps(body), content_type="application/json")

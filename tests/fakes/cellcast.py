@@ -22,6 +22,22 @@ Delivery status: `get-sms?message_id=` answers `{"meta": SUCCESS, "msg": "Record
 (Cellcast's words: Dispatched, Delivered, Failed, Rejected, Expired, Aborted, Unknown). `dlr_body(ids)` is the DLR
 callback body Cellcast would post for those messages: `[{message_id, status, recipient, custom_string}]`.
 
+Replies (issue 17; `mail2sms/providers/cellcast_replies.py` says what is confirmed and what is assumed):
+- `add_reply(to_message_id, text, number=None, received_at=None) -> str` holds an SMS a phone sent back and returns
+  its inbound message id. With the `message_id` of an SMS the fake queued, the reply is linked to it
+  (`original_message_id`, `original_body`), comes from that SMS's number unless `number` says otherwise, and
+  belongs to that SMS's key; with `to_message_id=None` it links to nothing and `number` is required (first key).
+- `GET get-responses?page=N&type=sms` lists the key's replies not yet read, oldest first, 25 per page, as
+  `{"meta": SUCCESS, "msg": "You have N response(s)", "data": {"page": {"count", "number"}, "total": "N",
+  "responses": [{from, body, received_at, custom_string, original_body, original_message_id, message_id}]}}`; no
+  reply (or a page past the last) is Cellcast's ugly HTTP 400 `NOT_FOUND` "No Response are available!". A `type`
+  other than sms/mms is FIELD_INVALID. `list_read=True` lists read replies too (the other reading of the page).
+- `POST inbound-read-bulk {"message_id": [ids]}` and `POST inbound-read {"message_id": id}` (or `{"date_before":
+  unix}`) mark replies read ("Inbound messages have been marked as read."); `read_bulk=False` makes the bulk call
+  a 404, as an account without it would see. `is_read(id)` tells; `read_calls` counts marking requests.
+- `inbound_body(id)` is the inbound webhook body Cellcast posts for a reply: one JSON object `{from, body,
+  received_at, message_id, custom_string, type: "SMS", original_message_id, original_body}`.
+
 It must never accept a request Cellcast would refuse: a fake that accepts anything proves nothing.
 """
 
@@ -71,6 +87,19 @@ class CellcastSent:
     body: dict[str, Any]  # the request's JSON, for wire checks
 
 
+@dataclass
+class CellcastReply:
+    """One SMS a phone sent back, as the fake holds it."""
+
+    message_id: str
+    key: str
+    number: str  # "+<digits>", as Cellcast writes `from`
+    text: str
+    received_at: datetime  # in the fake's zone
+    original: CellcastSent | None
+    read: bool = False
+
+
 def valid_sender(sender: Any) -> bool:
     """A-Z a-z 0-9, space and dash; a numeric sender ID at most 16 digits, an alphanumeric one at most 11."""
     if not isinstance(sender, str) or not sender:
@@ -104,6 +133,8 @@ class FakeCellcast(FakeProvider):
         msg: str = "Queued",
         reasons: Reasons = "none",
         ids: Ids = "messages",
+        list_read: bool = False,
+        read_bulk: bool = True,
     ) -> None:
         super().__init__()
         given = keys if keys is not None else {"key": 100.0}
@@ -121,6 +152,51 @@ class FakeCellcast(FakeProvider):
         self.handled = 0
         self._calls: dict[str, deque[float]] = {}
         self.dlr_status: dict[str, str] = {}  # message id → Cellcast's delivery status word
+        self.list_read = list_read
+        self.read_bulk = read_bulk
+        self.replies: list[CellcastReply] = []
+        self.read_calls = 0
+        self._next_reply = 5_000_000_000
+
+    def add_reply(
+        self, to_message_id: str | None, text: str, number: str | None = None, received_at: datetime | None = None
+    ) -> str:
+        """Hold a reply (see the module docstring); its inbound message id."""
+        with self._lock:
+            original = next((m for m in self.sent if m.message_id == to_message_id), None)
+            if to_message_id is not None and original is None:
+                raise KeyError(f"the fake queued no message {to_message_id!r}")
+            if number is None and original is None:
+                raise ValueError("a reply that links to nothing needs a number")
+            digits = (number or (original.to if original else "")).lstrip("+")
+            key = original.key if original is not None else next(iter(self.accounts))
+            self._next_reply += 1
+            when = received_at or datetime.now(self.zone)
+            self.replies.append(CellcastReply(str(self._next_reply), key, "+" + digits, text, when, original))
+            self._changed.notify_all()
+            return str(self._next_reply)
+
+    def is_read(self, message_id: str) -> bool:
+        with self._lock:
+            return any(r.read for r in self.replies if r.message_id == message_id)
+
+    def inbound_body(self, message_id: str) -> bytes:
+        """The inbound webhook body Cellcast posts for this reply."""
+        with self._lock:
+            reply = next(r for r in self.replies if r.message_id == message_id)
+            return json.dumps({**self._response(reply), "type": "SMS"}).encode("utf-8")
+
+    def _response(self, reply: CellcastReply) -> dict[str, Any]:
+        original = reply.original
+        return {
+            "from": reply.number,
+            "body": reply.text,
+            "received_at": reply.received_at.astimezone(self.zone).strftime("%Y-%m-%d %H:%M:%S"),
+            "custom_string": original.body.get("custom_string", "") if original else "",
+            "original_body": original.text if original else "",
+            "original_message_id": original.message_id if original else "",
+            "message_id": reply.message_id,
+        }
 
     def set_status(self, message_id: str, word: str) -> None:
         with self._lock:
@@ -148,7 +224,12 @@ class FakeCellcast(FakeProvider):
             ("POST", "send-sms"): self._send,
             ("GET", "account"): self._account,
             ("GET", "get-sms"): self._get_sms,
+            ("GET", "get-responses"): self._get_responses,
+            ("POST", "inbound-read"): self._inbound_read,
+            ("POST", "inbound-read-bulk"): self._inbound_read_bulk,
         }
+        if path == "inbound-read-bulk" and not self.read_bulk:
+            return self._error(404, "NOT_FOUND", "Not found")
         if not request.path.startswith(self.base_path) or (request.method, path) not in routes:
             return self._error(404, "NOT_FOUND", "Not found")
         key = self._key(request)
@@ -269,3 +350,55 @@ class FakeCellcast(FakeProvider):
                     200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": "Record founded", "data": data}
                 )
         return self._error(400, "FIELD_INVALID", "message_id not found")
+
+    def _get_responses(self, request: RecordedRequest, key: str) -> Reply:
+        kind = request.param("type")
+        if kind not in (None, "sms", "mms"):
+            return self._error(400, "FIELD_INVALID", "type must be sms or mms")
+        page_text = request.param("page") or "1"
+        if not page_text.isdigit() or int(page_text) < 1:
+            return self._error(400, "FIELD_INVALID", "page must be a positive number")
+        page = int(page_text)
+        mine = [r for r in self.replies if r.key == key and (self.list_read or not r.read) and kind != "mms"]
+        count = -(-len(mine) // 25)
+        if not mine or page > count:
+            return self._error(400, "NOT_FOUND", "No Response are available!")
+        data = {"page": {"count": count, "number": page}, "total": str(len(mine)),
+                "responses": [self._response(r) for r in mine[(page - 1) * 25 : page * 25]]}
+        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"}, "msg": f"You have {len(mine)} "
+                                "response(s)", "data": data})
+
+    def _read_body(self, request: RecordedRequest) -> dict[str, Any] | None:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return None
+        try:
+            body = json.loads(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _marked(self, key: str, ids: set[str] | None = None, before: float | None = None) -> Reply:
+        self.read_calls += 1
+        for reply in self.replies:
+            if reply.key == key and ((ids is not None and reply.message_id in ids)
+                                     or (before is not None and reply.received_at.timestamp() < before)):
+                reply.read = True
+        return self._json(200, {"meta": {"code": 200, "status": "SUCCESS"},
+                                "msg": "Inbound messages have been marked as read.", "data": []})
+
+    def _inbound_read(self, request: RecordedRequest, key: str) -> Reply:
+        body = self._read_body(request)
+        if body is None:
+            return self._error(400, "FIELD_INVALID", "The body must be a JSON object")
+        if isinstance(body.get("message_id"), str | int) and not isinstance(body.get("message_id"), bool):
+            return self._marked(key, ids={str(body["message_id"])})
+        if isinstance(body.get("date_before"), int) and not isinstance(body.get("date_before"), bool):
+            return self._marked(key, before=float(body["date_before"]))
+        return self._error(400, "FIELD_INVALID", "message_id or date_before is required")
+
+    def _inbound_read_bulk(self, request: RecordedRequest, key: str) -> Reply:
+        body = self._read_body(request)
+        ids = body.get("message_id") if body is not None else None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            return self._error(400, "FIELD_INVALID", "message_id must be an array of message ids")
+        return self._marked(key, ids=set(ids))
