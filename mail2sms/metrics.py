@@ -40,6 +40,10 @@ RECEIPT_PUSH_REFUSED = Counter("mail2sms_receipt_push_refused", "Receipt pushes 
                                ["provider"], registry=REGISTRY)
 RECEIPT_PUSHES = Counter("mail2sms_receipt_pushes", "Receipt pushes accepted, by provider",
                          ["provider"], registry=REGISTRY)
+# Two-way replies (issue 17): counted where a reply takes a state — pending, throttled or dropped when it is stored
+# (reply poller, push door), mailed or dropped when its mail is settled (report/replier.py).
+REPLIES = Counter("mail2sms_replies", "SMS replies by provider and the state they took", ["provider", "state"],
+                  registry=REGISTRY)
 PROVIDER_LATENCY = Histogram("mail2sms_provider_request_seconds", "Time of one provider send() call",
                              ["provider"], registry=REGISTRY,
                              buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))

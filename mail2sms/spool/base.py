@@ -11,7 +11,7 @@ A spool never logs credentials; body credentials are deleted when their submissi
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from mail2sms.errors import SpoolError
@@ -123,6 +123,7 @@ class StoredReplies:
 
     new: int
     states: dict[str, ReplyState]  # provider_ref → the state it was stored in (only the new ones)
+    why: dict[str, str] = field(default_factory=dict)  # provider_ref → why it is not mailed (THROTTLED, DROPPED)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ def store_replies(
         for number in sorted({r.number for r in fresh.values()}):
             yield Q(lock, (f"reply-number:{number}",))
     states: dict[str, ReplyState] = {}
+    whys: dict[str, str] = {}
     for ref, reply in fresh.items():
         decision = yield from decide(d, provider, reply, rules, now)
         stored = yield Q(
@@ -166,13 +167,15 @@ def store_replies(
         )
         if stored.rows:  # else another node stored it between our look and our insert
             states[ref] = decision.state
+            if decision.state in (ReplyState.THROTTLED, ReplyState.DROPPED):
+                whys[ref] = decision.why
     if owner is not None:
         yield Q(
             f"UPDATE reply_polls SET cursor = COALESCE(?, cursor), next_at = COALESCE(?, next_at), {_UNLEASE} "
             "WHERE provider = ? AND owner = ?",
             (cursor, next_poll_at, provider, owner),
         )
-    return StoredReplies(len(states), states)
+    return StoredReplies(len(states), states, whys)
 
 
 def claim_reply_poll(provider: str, owner: str, now: float, lease: float) -> Tx[tuple[bool, str | None]]:
