@@ -100,7 +100,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from mail2sms.checks import warnings
 
     config = _load(args.config)
-    asyncio.run(_build_providers_once(config))  # adapter options are checked when adapters are built
+    providers = asyncio.run(_build_providers_once(config))  # adapter options are checked when adapters are built
+    if getattr(args, "verbose", False):
+        from mail2sms.providers.facts import provider_facts
+
+        for line in provider_facts(config, providers):
+            print(line)
     found = warnings(config)
     for warning in found:
         print(f"warning: {warning}", file=sys.stderr)
@@ -109,13 +114,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 1 if found and args.strict else 0
 
 
-async def _build_providers_once(config: configmod.Config) -> None:
-    """Build every adapter (no network I/O) so their option errors surface, then close their clients."""
+async def _build_providers_once(config: configmod.Config) -> dict[str, object]:
+    """Build every adapter (no network I/O) so their option errors surface, then close their clients; the adapters
+    stay readable (check-config --verbose says what each can do)."""
     from mail2sms.app import build_providers
 
-    _, clients = build_providers(config)
+    providers, clients = build_providers(config)
     for client in clients:
         await client.aclose()
+    return dict(providers)
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
@@ -207,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(func=cmd_serve)
     check = with_config(sub.add_parser("check-config", help="validate a config file; exit 1 naming each wrong key"))
     check.add_argument("--strict", action="store_true", help="exit 1 also when there are warnings (unsafe settings)")
+    check.add_argument("--verbose", "-v", action="store_true",
+                       help="also say, per provider, how it reports delivery and whether SMS replies come back")
     check.set_defaults(func=cmd_check_config)
     with_config(sub.add_parser("show-config", help="print the effective config, secrets as ***")
                 ).set_defaults(func=cmd_show_config)

@@ -4,7 +4,11 @@ their push parsers read webhook bodies that really arrived over HTTP, posted as 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +30,7 @@ from tests.fakes.bulksms import FakeBulkSms, FakeBulkSmsJson
 from tests.fakes.cellcast import FakeCellcast
 from tests.fakes.receiver import ReceiptReceiver
 from tests.fakes.server import FakeProvider, RecordedRequest
+from tests.harness import ROOT
 
 PASSWORD = "pa55-w0rd"
 AU = "61412345678"
@@ -295,3 +300,77 @@ async def test_which_adapters_poll_and_which_take_pushes(client: httpx.AsyncClie
         facts = {name: (reply_source(p) is not None, reply_push_receiver(p) is not None) for name, p in found.items()}
         assert facts == {"cellcast": (True, True), "bulksms": (True, True), "eapi": (True, False),
                          "kapow": (False, False), "kwtsms": (False, False), "kobomobile": (False, False)}
+
+
+# == check-config ===================================================================================================
+CONFIG = """
+[spool]
+url = "sqlite://{tmp}/spool.db"
+
+[reports]
+maildir = "{tmp}/reports"
+
+[providers.out]
+type = "outbox"
+path = "{tmp}/outbox.jsonl"
+
+[providers.cell]
+type = "cellcast"
+key = "cell-key-123"
+
+[providers.bulk]
+type = "bulksms"
+username = "u"
+password = "bulk-pass-456"
+{bulk}
+
+[providers.legacy]
+type = "bulksms"
+username = "u"
+password = "bulk-pass-456"
+replies = false
+options = {{ api = "eapi" }}
+
+[providers.kwt]
+type = "kwtsms"
+username = "u"
+password = "kwt-pass-789"
+sender = "KWT-SMS"
+
+[[routes]]
+match = "*@sms.test"
+format = "address"
+provider = "bulk"
+{route}
+"""
+
+
+def check_config(tmp: Path, bulk: str = "", route: str = "") -> subprocess.CompletedProcess[str]:
+    path = tmp / "mail2sms.toml"
+    path.write_text(CONFIG.format(tmp=tmp, bulk=bulk, route=route), encoding="utf-8")
+    path.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    return subprocess.run([sys.executable, "-m", "mail2sms", "check-config", "--verbose", "--config", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, timeout=60,
+                          check=False)
+
+
+def test_check_config_verbose_says_which_providers_mail_replies_back(tmp_path: Path) -> None:
+    """`check-config --verbose` names, per provider, whether SMS replies come back, and shows no secret."""
+    result = check_config(tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(" ", 1)[0]: line for line in result.stdout.splitlines() if line.startswith("providers.")}
+    assert "SMS replies by polling and push, mailed back to the sender" in lines["providers.cell"]
+    assert "SMS replies by polling and push, mailed back to the sender" in lines["providers.bulk"]
+    assert "providers.legacy.replies = false: SMS replies are not mailed back" in lines["providers.legacy"]
+    for name in ("providers.kwt", "providers.out"):
+        assert lines[name].endswith("no replies API: SMS replies are not mailed back")
+    for secret in ("cell-key-123", "bulk-pass-456", "kwt-pass-789"):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_check_config_refuses_repliable_with_a_route_sender(tmp_path: Path) -> None:
+    """`options.repliable = true` with a route's sender ID fails check-config naming routes[0].sender."""
+    result = check_config(tmp_path, bulk="options = { repliable = true }", route='sender = "Alarm"')
+    assert result.returncode == 1
+    assert "routes[0].sender: options.repliable = true" in result.stdout + result.stderr
