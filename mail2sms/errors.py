@@ -6,6 +6,7 @@
     │   └── NumberError        a value is not a usable phone number (550 5.1.1 at RCPT, 554 5.6.0 in a body)
     ├── LimitError             too big / too many recipients or rows (552 5.3.4)
     ├── LoopError              too many Received: headers (554 5.4.6)
+    │   └── AutoReplyError     an automatic reply (Auto-Submitted: auto-replied, vacation markers) (550 5.7.1)
     ├── PolicyError            a route's number rules or quota refuse the mail (550 5.7.1; 450 4.7.1 if temporary)
     ├── SpoolError             the spool could not store or read (451 4.3.0; never shown to the client)
     │   └── SpoolFullError     the spool has no room (452 4.3.1)
@@ -46,6 +47,11 @@ class LimitError(Mail2SmsError):
 
 class LoopError(Mail2SmsError):
     """The mail has passed through too many hops: a mail loop."""
+
+
+class AutoReplyError(LoopError):
+    """The mail is an automatic reply (parse.autoreply); the message names the marker, e.g. "Auto-Submitted:
+    auto-replied". A LoopError, so a caller that knows only loops still refuses it."""
 
 
 class PolicyError(Mail2SmsError):

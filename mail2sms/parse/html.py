@@ -6,6 +6,12 @@ a line break, `<li>` "- ", links keep their text, quoted blocks get "> " so that
 them like plain-text quotes. Scripts, styles and the document head are dropped. No-break spaces become plain
 spaces and zero-width marks vanish: both are invisible to the writer but would force the SMS into UCS-2.
 
+A reply's history and signature are dropped where the client marks them: Thunderbird's `moz-cite-prefix`,
+`moz-signature` and `<blockquote type="cite">` (also Apple Mail's), Gmail's `gmail_quote` and
+`gmail_signature`, Outlook on the web's `Signature`; and everything from Outlook's `appendonsend`,
+`divRplyFwdMsg` or reply-header rule (`border-top:solid #E1E1E1`) on. Unmarked history is left to
+`text.clean_body()`.
+
 Built on the stdlib `html.parser` (no dependency). Must never raise on malformed HTML, never fetch anything.
 """
 
@@ -26,6 +32,14 @@ _CELL = frozenset({"td", "th"})
 _SPACE = re.compile(r"[ \t\n\r\f\v\xa0]+")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u00ad"))  # zero-width space, BOM, soft hyphen
 _MARKED_SECTION_END = re.compile(r"\]\s*\]?\s*>")
+# Elements whose whole content is reply history or a signature (class or id tokens, as the clients write them).
+_HIDDEN_CLASSES = frozenset({"moz-cite-prefix", "moz-signature", "gmail_quote", "gmail_quote_container",
+                             "gmail_signature", "gmail_signature_prefix"})
+_HIDDEN_IDS = frozenset({"signature", "applemailsignature"})
+# Elements after which everything is the original: Outlook on the web / new Outlook, Outlook for Mac.
+_HISTORY_IDS = frozenset({"appendonsend", "divrplyfwdmsg", "mail-editor-reference-message-container"})
+# Outlook desktop's reply header: a div whose top border is the rule above "From: … Sent: …".
+_OUTLOOK_RULE = re.compile(r"border-top:\s*solid\s+#(e1e1e1|b5c4df)", re.IGNORECASE)
 
 
 def html_to_text(html: str) -> str:
@@ -52,14 +66,24 @@ class _TextParser(HTMLParser):
         self._space = False  # a space owed before the next text
         self._bullet = False
         self._line_start = True
+        self._hidden: str | None = None  # the tag of a marked quote or signature being dropped
+        self._hidden_depth = 0
+        self._history = False  # the original began: nothing more is read
 
     def text(self) -> str:
         lines = [line.rstrip() for line in "".join(self._out).split("\n")]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._history:
+            return
+        if self._hidden is not None:
+            self._hidden_depth += tag == self._hidden
+            return
         if tag == "body":
             self._skip.clear()  # an unclosed <head> or <title> must not swallow the body
+        if not self._skip and self._reply_part(tag, attrs):
+            return
         if tag in _SKIP:
             self._skip.append(tag)
             return
@@ -68,10 +92,36 @@ class _TextParser(HTMLParser):
         self._block_tag(tag, opening=True)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._history or self._hidden is not None:
+            return
         if not self._skip and tag not in _SKIP:
             self._block_tag(tag, opening=True)
 
+    def _reply_part(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+        """Whether this start tag opens a marked quote or signature (then dropped to its end tag) or the original
+        (then nothing more is read)."""
+        values = {name: (value or "") for name, value in attrs}
+        ident = values.get("id", "").strip().lower()
+        if ident in _HISTORY_IDS or (tag == "div" and _OUTLOOK_RULE.search(values.get("style", ""))):
+            self._history = True
+            return True
+        classes = set(values.get("class", "").lower().split())
+        cite = tag == "blockquote" and values.get("type", "").strip().lower() == "cite"
+        if cite or classes & _HIDDEN_CLASSES or ident in _HIDDEN_IDS:
+            self._hidden, self._hidden_depth = tag, 1
+            return True
+        return False
+
     def handle_endtag(self, tag: str) -> None:
+        if self._history:
+            return
+        if self._hidden is not None:
+            if tag == self._hidden:
+                self._hidden_depth -= 1
+                if not self._hidden_depth:
+                    self._hidden = None
+                    self._owe_breaks(1)
+            return
         if tag in self._skip:
             while self._skip and self._skip.pop() != tag:
                 pass
@@ -103,7 +153,7 @@ class _TextParser(HTMLParser):
         self._space = False
 
     def handle_data(self, data: str) -> None:
-        if self._skip:
+        if self._skip or self._hidden is not None or self._history:
             return
         data = data.translate(_INVISIBLE)
         if self._pre:

@@ -44,7 +44,7 @@ from mail2sms.parse.charsets import LATIN1_LABELS, charset_codec
 from mail2sms.parse.headers import HeaderBounds, check_top
 from mail2sms.parse.html import html_to_text
 
-LOOP_HEADERS = ("auto-submitted", "precedence", "list-id", "references", "in-reply-to")
+LOOP_HEADERS = ("auto-submitted", "precedence", "list-id", "references", "in-reply-to", "x-autoreply", "x-autorespond")
 MAX_LINES = 256 * 1024  # a 10 MiB attachment in base64 is 140,000 lines; a 100,000-row CSV is 100,000
 
 

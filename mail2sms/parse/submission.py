@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mail2sms.config import ProviderConfig, RouteConfig
-from mail2sms.errors import ContentError, LimitError, LoopError, NumberError
+from mail2sms.errors import AutoReplyError, ContentError, LimitError, LoopError, NumberError
 from mail2sms.limits import Limits as ProviderLimits
 from mail2sms.limits import check_job
 from mail2sms.model import Account, Job, JobState, SmsOptions, Submission
 from mail2sms.parse.address import parse_kapow_credentials
+from mail2sms.parse.autoreply import auto_reply_marker
 from mail2sms.parse.csvfile import CsvFile, decode_csv
 from mail2sms.parse.fit import fit_jobs
 from mail2sms.parse.keyvalue import parse_keyvalue
@@ -82,7 +83,7 @@ DEFAULT_MAX_PARTS = 10
 
 
 def _text_for(route: RouteConfig, mail: MailContent) -> str:
-    body = clean_body(mail.text, route.end_markers)
+    body = clean_body(mail.text, route.end_markers, sender=mail.from_, reply=bool(mail.headers.get("in-reply-to")))
     subject = " ".join(mail.subject.split())
     if route.text_from == "subject":
         return subject
@@ -305,6 +306,9 @@ def read_submission(
     mail = read_message(raw, max_parts=limits.max_parts, max_depth=limits.max_depth)
     if mail.received_count >= limits.max_received:
         raise LoopError(f"the mail has passed {mail.received_count} relays")
+    marker = auto_reply_marker(mail.headers)
+    if marker is not None:  # a vacation responder answering a reply mail must never text the number
+        raise AutoReplyError(marker)
     groups: dict[str, tuple[RouteConfig, list[RoutedRecipient]]] = {}
     for rcpt in envelope.recipients:
         groups.setdefault(rcpt.route.match, (rcpt.route, []))[1].append(rcpt)

@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Literal
 
 # 3GPP TS 23.038 6.2.1: the default alphabet, and the extension table reached through ESC (two septets each).
@@ -171,14 +172,49 @@ def _splits_cluster(text: str, k: int) -> bool:
 
 # Reply attributions from the common clients, in the languages mail2sms's users write.
 _ATTRIBUTION = re.compile(
-    r"^\s*(On\s.*\swrote|Am\s.*\sschrieb|Le\s.*\sa\s+écrit|El\s.*\sescribió|Op\s.*\sschreef)\s*:\s*$",
+    r"^\s*>?\s*(On\s.*\swrote|Am\s.*\sschrieb|Le\s.*\sa\s+écrit|El\s.*\sescribió|Op\s.*\sschreef)\s*:\s*$",
     re.IGNORECASE,
 )
-_ATTRIBUTION_START = re.compile(r"^\s*(On|Am|Le|El|Op)\s", re.IGNORECASE)
-# Outlook quotes without '>' but puts one of these above the original; all below it is history.
-_ORIGINAL = re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.IGNORECASE)
+_ATTRIBUTION_START = re.compile(r"^\s*>?\s*(On|Am|Le|El|Op)\s", re.IGNORECASE)
+# A real attribution names when or who: a time, a year, an address or a day or month name. "On db1 the backup
+# job wrote:" above a "> 90% disk" line is an alarm, not a reply.
+_ATTRIBUTION_EVIDENCE = re.compile(
+    r"@|\d{1,2}[:.]\d{2}|\b(?:19|20)\d{2}\b|\b(?:mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep"
+    r"|oct|nov|dec)[a-z]*\b",
+    re.IGNORECASE,
+)
+# Separators above a quoted or forwarded original (Outlook desktop in plain text, Gmail's and Apple Mail's
+# forwards): all below is history.
+_ORIGINAL = re.compile(
+    r"^\s*(-{2,}\s*(Original Message|Forwarded message|Ursprüngliche Nachricht|Message d'origine|Mensaje original"
+    r"|Oorspronkelijk bericht)\s*-{2,}|Begin forwarded message:)\s*$",
+    re.IGNORECASE,
+)
 _RULE = re.compile(r"^\s*_{10,}\s*$")  # Outlook on the web: a rule, then "From: …" of the original
 _SIGNATURE = re.compile(r"^--[ \t]?$")
+# Outlook's header block of the original ("From: / Sent: / To: / Subject:", or the forward's "Date:"), with or
+# without a rule or separator above it: a From line followed, before a blank line, by a date and a subject line.
+# An alarm's own "From: door sensor 12" line has neither below it and stays.
+_HEADER_FROM = re.compile(r"^\s*\*?(From|Von|De|Van|Da|Från|Fra)\s*:", re.IGNORECASE)
+_HEADER_DATE = re.compile(
+    r"^\s*\*?(Sent|Date|Gesendet|Datum|Envoyé|Enviado|Fecha|Verzonden|Inviato|Data|Skickat|Sendt)\s*:", re.IGNORECASE
+)
+_HEADER_SUBJECT = re.compile(r"^\s*\*?(Subject|Betreff|Objet|Asunto|Onderwerp|Oggetto|Ämne|Emne|Assunto)\s*:",
+                             re.IGNORECASE)
+_HEADER_LINES = 6
+# Trailers a phone's mail app adds to every mail; never meant for the SMS.
+_TRAILER = re.compile(
+    r"^(Sent from my \w+( \w+)?|Sent from (Outlook|Mail) for \w+|Get Outlook for \w+|Sent from Yahoo Mail.*"
+    r"|Von meinem \w+ gesendet|Envoyé de mon \w+|Enviado desde mi \w+)\.?$",
+    re.IGNORECASE,
+)
+# Sign-offs that start a signature without a "-- " line (Outlook, Apple Mail), in a reply only.
+_SIGN_OFF = re.compile(
+    r"^(best|best regards|kind regards|regards|many thanks|thanks|thank you|cheers|br|mit freundlichen grüßen|"
+    r"viele grüße|gruß|grüße|cordialement|saludos|groeten|met vriendelijke groet)[,.!]?$",
+    re.IGNORECASE,
+)
+_SIGNATURE_LINES = 6  # non-empty lines a signature without a "-- " line may have; a longer tail is a message
 
 
 # C0 controls other than tab and line feed, DEL and C1 controls: invisible in a mail, and in an SMS they would
@@ -187,8 +223,16 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[ \t]+")
 
 
-def clean_body(text: str, end_markers: Sequence[str] = ()) -> str:
+def clean_body(text: str, end_markers: Sequence[str] = (), sender: str = "", reply: bool = False) -> str:
     """The words meant for the SMS: signature, end-marker tail and quoted history cut, whitespace normalised.
+
+    Quoted history is what mail clients put under (or above) a reply: an "On … wrote:" attribution with its
+    quoted block, Outlook's "-----Original Message-----" or "From: / Sent: / To: / Subject:" header block, a
+    quoted block that ends the mail and looks like a quote (an empty "> " line, a nested or quoted attribution).
+    `sender` is the mail's From header: in a reply (history was cut here, or `reply`: the mail has In-Reply-To,
+    and an HTML body's marked history was already dropped by parse.html), a trailing signature without a "-- "
+    line that starts with the sender's name or a sign-off ("Regards,") goes too. A phone's "Sent from my iPhone" always
+    goes. Nothing else is cut: a "> 90% disk" or "From: door sensor" line of an alarm stays.
 
     Whitespace: CRLF and CR become LF, control characters go, tabs and runs of spaces become one space, lines
     lose their indentation and trailing spaces, runs of blank lines shrink to one, and the text is stripped.
@@ -197,25 +241,53 @@ def clean_body(text: str, end_markers: Sequence[str] = ()) -> str:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     markers = tuple(m for m in end_markers if m)
     kept: list[str] = []
+    history = False
     for i, line in enumerate(lines):
-        if _SIGNATURE.match(line) or _ORIGINAL.match(line):
+        if _SIGNATURE.match(line):
             break
-        if _RULE.match(line) and i + 1 < len(lines) and lines[i + 1].lstrip().lower().startswith("from:"):
+        if _history_starts(lines, i):
+            history = True
             break
         if markers and line.lstrip().startswith(markers):
             break
         kept.append(_SPACES.sub(" ", _CONTROLS.sub("", line)).strip(" "))
-    kept = _drop_quotes(kept)
+    kept, quoted = _drop_quotes(kept)
+    kept = _drop_trailer(kept)
+    if history or quoted or reply:
+        kept = _drop_signature(kept, sender)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+
+
+def _history_starts(lines: list[str], i: int) -> bool:
+    """Whether line `i` begins a forwarded or quoted original that runs to the end of the mail."""
+    line = lines[i]
+    if _ORIGINAL.match(line):
+        return True
+    if _RULE.match(line) and i + 1 < len(lines) and _HEADER_FROM.match(lines[i + 1]):
+        return True
+    return bool(_HEADER_FROM.match(line)) and _header_block(lines, i)
+
+
+def _header_block(lines: list[str], i: int) -> bool:
+    """A From line at `i` with a date and a subject line below it before the next blank line."""
+    date = subject = False
+    for line in lines[i + 1 : i + 1 + _HEADER_LINES]:
+        if not line.strip():
+            break
+        date = date or bool(_HEADER_DATE.match(line))
+        subject = subject or bool(_HEADER_SUBJECT.match(line))
+    return date and subject
 
 
 def _quoted(line: str) -> bool:
     return line.lstrip().startswith(">")
 
 
-def _drop_quotes(lines: list[str]) -> list[str]:
-    """Remove "On … wrote:" with the quoted block under it, and a quoted block that ends the mail."""
+def _drop_quotes(lines: list[str]) -> tuple[list[str], bool]:
+    """Remove "On … wrote:" with the quoted block under it, and a quoted block that ends the mail and looks like
+    a quote; also say whether anything was removed."""
     out: list[str] = []
+    removed = False
     i = 0
     while i < len(lines):
         span = _attribution_span(lines, i)
@@ -224,13 +296,33 @@ def _drop_quotes(lines: list[str]) -> list[str]:
             while j < len(lines) and (_quoted(lines[j]) or not lines[j].strip()):
                 j += 1
             i = j
+            removed = True
             continue
         out.append(lines[i])
         i += 1
     end = len(out)
     while end and (_quoted(out[end - 1]) or not out[end - 1].strip()):
         end -= 1
-    return out[:end]
+    tail = out[end:]
+    if _looks_quoted(tail):
+        return out[:end], True
+    return out, removed
+
+
+def _looks_quoted(block: list[str]) -> bool:
+    """A trailing '>' block is reply history when it has what a client's quote has: an empty quoted line between
+    paragraphs, a quote inside a quote, or a quoted attribution (Apple Mail quotes its "On … wrote:" too).
+    A lone "> 90% disk" at the end of an alarm has none of these."""
+    quoted = [line.lstrip()[1:] for line in block if _quoted(line)]
+    if not quoted:
+        return False
+    if any(not rest.strip() or rest.lstrip().startswith(">") for rest in quoted):
+        return True
+    return _attribution_span(quoted, 0) > 0 or _is_attribution(quoted[0])
+
+
+def _is_attribution(line: str) -> bool:
+    return bool(_ATTRIBUTION.match(line)) and bool(_ATTRIBUTION_EVIDENCE.search(line))
 
 
 def _attribution_span(lines: list[str], i: int) -> int:
@@ -238,10 +330,53 @@ def _attribution_span(lines: list[str], i: int) -> int:
     if not _ATTRIBUTION_START.match(lines[i]):
         return 0
     for span in (1, 2):
-        if i + span > len(lines) or not _ATTRIBUTION.match(" ".join(lines[i : i + span])):
+        if i + span > len(lines) or not _is_attribution(" ".join(lines[i : i + span])):
             continue
         j = i + span
         while j < len(lines) and not lines[j].strip():
             j += 1
         return span if j < len(lines) and _quoted(lines[j]) else 0
     return 0
+
+
+def _drop_trailer(lines: list[str]) -> list[str]:
+    """Without a phone's "Sent from my iPhone" line at the end (when something else is left)."""
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    if end and _TRAILER.match(lines[end - 1]) and any(line.strip() for line in lines[: end - 1]):
+        return lines[: end - 1]
+    return lines
+
+
+def _name_words(sender: str) -> frozenset[str]:
+    """Words of the sender's name (display name, else the address's local part): "Jan Novak" → {jan, novak}."""
+    name, address = parseaddr(sender)
+    source = name or address.rpartition("@")[0]
+    return frozenset(re.findall(r"[^\W\d_]+", source.casefold()))
+
+
+def _signs(line: str, name: frozenset[str]) -> bool:
+    """Whether `line` is a sign-off ("Regards,") or the sender's name or part of it ("Jan", "— Jan Novak")."""
+    if _SIGN_OFF.match(line):
+        return True
+    words = re.findall(r"[^\W\d_]+", line.casefold())
+    if not name or not words or len(words) > 4 or len(line) > 60 or re.search(r"[^\W\d_]\s*[:;]", line):
+        return False
+    return set(words) <= name and not re.search(r"\d", line)
+
+
+def _drop_signature(lines: list[str], sender: str) -> list[str]:
+    """A reply's trailing signature without a "-- " line: from a sign-off or name line (after a blank line, or
+    right after a sign-off) to the end, when that tail is short and something is written above it."""
+    name = _name_words(sender)
+    for k in range(1, len(lines)):
+        line = lines[k]
+        if not line.strip() or not any(x.strip() for x in lines[:k]):
+            continue
+        after_break = not lines[k - 1].strip() or bool(_SIGN_OFF.match(lines[k - 1]))
+        if not (_SIGN_OFF.match(line) or (after_break and _signs(line, name))):
+            continue
+        if sum(1 for x in lines[k:] if x.strip()) <= _SIGNATURE_LINES:
+            return lines[:k]
+    return lines

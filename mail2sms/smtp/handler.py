@@ -19,6 +19,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from mail2sms.config import Config
 from mail2sms.errors import (
+    AutoReplyError,
     ContentError,
     LimitError,
     LoopError,
@@ -176,6 +177,8 @@ class Handler:
             return str(replies.PARSE_TIMEOUT)
         except PolicyError as exc:
             return policy_reply(exc)
+        except AutoReplyError as exc:
+            return replies.AUTO_REPLY.with_detail(str(exc))
         except LoopError as exc:
             return replies.LOOP.with_detail(str(exc))
         except HeaderLimitError as exc:

@@ -63,6 +63,8 @@ TOO_BIG = Reply(552, "5.3.4", "message too big")
 TOO_MANY = Reply(552, "5.3.4", "too many")
 BAD_CONTENT = Reply(554, "5.6.0", "content cannot be sent as SMS")
 LOOP = Reply(554, "5.4.6", "mail loop detected")
+# RFC 3834: an automatic reply (a vacation responder answering a reply mail) never becomes an SMS.
+AUTO_REPLY = Reply(550, "5.7.1", "automatic reply not sent as SMS")
 # RFC 5321 2.3.8: CR and LF only as CRLF. A bare one next to a lone dot is how SMTP smuggling hides a second mail.
 SMUGGLING = Reply(554, "5.6.0", "bare CR or LF next to a line with a single dot: refused")
 

@@ -128,7 +128,7 @@ def test_the_users_own_address_and_allow_listed_senders_get_reports(server: Thre
     ("alarms-request@partner.example", {}),
     ("ops@partner.example", {"List-Unsubscribe": "<mailto:leave@partner.example>"}),
     ("ops@partner.example", {"X-Mailing-List": "alarms@partner.example"}),
-    ("ops@partner.example", {"Precedence": "auto_reply"}),
+    ("ops@partner.example", {"Precedence": "bulk"}),  # Precedence: auto_reply is refused at DATA (parse.autoreply)
 ])
 def test_robots_and_lists_get_no_report(server: ThreadServer, sender: str, headers: dict[str, str]) -> None:
     """Robots (MAILER-DAEMON, owner-, -request) and list or auto-reply mail are taken, but get no report."""

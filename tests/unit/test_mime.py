@@ -245,6 +245,8 @@ def test_headers_for_loops_and_replies() -> None:
         "list-id": ["<alerts.example.org>"],
         "references": ["<a@x> <b@x>"],
         "in-reply-to": ["<b@x>"],
+        "x-autoreply": [],
+        "x-autorespond": [],
     }
 
 
