@@ -8,6 +8,8 @@ sends), store the page — committing it, with the new cursor and the end of the
 then tell the provider they are taken (`acknowledge_replies`), so a crash in between fetches them again and the
 spool keeps them once. A page that says there is more is followed at once, a bounded number of pages per round.
 A provider that cannot be read gives its turn back with its cursor unchanged and is asked again an interval later.
+Pushed replies (the door, dispatch.receipt_push) are stored by `ReplyPushSink` under the same rules, counted and
+logged the same way (`account`).
 
 It must never stop for one provider's trouble, never move a cursor past a reply that is not stored, never
 acknowledge before the store committed, and never log a phone number, a text or a secret: counts, provider
@@ -19,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from mail2sms import metrics
 from mail2sms.config import RepliesConfig
 from mail2sms.dispatch.ratelimit import RateLimiter
 from mail2sms.dispatch.reply_store import ReplyRules, ReplyStore, StoredReplies
-from mail2sms.model import ReplyState
+from mail2sms.model import InboundSms, ReplyState
 from mail2sms.observability import get_logger
 from mail2sms.providers.replies import ReplyFetchError, ReplyPage, ReplySource, reply_source
 
@@ -169,19 +171,48 @@ class ReplyPoller:
             log.warning("replies could not be marked read", provider=name, code=exc.code)
 
     def _account(self, name: str, page: ReplyPage, stored: StoredReplies) -> None:
-        """Count and log what one page stored; a reply kept but never to be mailed is named once, with its
-        reason (it is logged only when it is new to the spool)."""
-        for ref, state in stored.states.items():
-            metrics.REPLIES.labels(name, state.value).inc()
-            if state in (ReplyState.THROTTLED, ReplyState.DROPPED):
-                log.warning(
-                    "reply kept, not mailed",
-                    provider=name,
-                    state=state.value,
-                    provider_ref=ref,
-                    why=stored.why.get(ref, ""),
-                )
         if page.replies:
             log.info("replies fetched", provider=name, fetched=len(page.replies), new=stored.new)
-        if any(state is ReplyState.PENDING for state in stored.states.values()):
+        if account(name, stored):
             self.on_new()
+
+
+def account(provider: str, stored: StoredReplies) -> bool:
+    """Count what one store took, by state, and log each reply kept but never to be mailed once, with its reason
+    (only replies new to the spool are in `stored`, so a reply fetched twice is not logged twice). True when
+    something is to be mailed now."""
+    for ref, state in stored.states.items():
+        metrics.REPLIES.labels(provider, state.value).inc()
+        if state in (ReplyState.THROTTLED, ReplyState.DROPPED):
+            log.warning(
+                "reply kept, not mailed",
+                provider=provider,
+                state=state.value,
+                provider_ref=ref,
+                why=stored.why.get(ref, ""),
+            )
+    return any(state is ReplyState.PENDING for state in stored.states.values())
+
+
+class ReplyPushSink:
+    """The push door's reply sink (dispatch.receipt_push): stores pushed replies without a poll turn, by the same
+    rules, counts and logs them as a poll does, and wakes the reply mailer; returns how many were new."""
+
+    def __init__(
+        self,
+        store: ReplyStore,
+        rules: ReplyRules,
+        *,
+        on_new: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.on_new = on_new
+        self.clock = clock
+
+    async def __call__(self, provider: str, found: Sequence[InboundSms]) -> int:
+        stored = await self.store.store_replies(provider, found, self.rules, self.clock())
+        if account(provider, stored):
+            self.on_new()
+        return stored.new
