@@ -207,6 +207,24 @@ async def test_two_nodes_storing_the_same_replies_at_once_keep_one_row_each(spoo
         await b.close()
 
 
+async def test_two_nodes_claiming_one_poll_turn_at_once_get_it_once(spool_url: str) -> None:
+    """Two spool connections (two nodes' pollers) claiming a provider's poll turn at the same moment, first use
+    included: exactly one gets it."""
+    a, b = open_spool(spool_url), open_spool(spool_url)
+    await a.open()
+    await b.open()
+    try:
+        for round_ in range(5):
+            at = NOW + 100 * round_
+            got = await asyncio.gather(
+                a.claim_reply_poll("cellcast", "node-a", at, 60.0), b.claim_reply_poll("cellcast", "node-b", at, 60.0)
+            )
+            assert sorted(ok for ok, _ in got) == [False, True]
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_poll_turn_is_held_by_one_owner_and_the_cursor_moves_with_the_store(spool: Spool) -> None:
     """claim_reply_poll gives the turn to one owner; store_replies with that owner saves the cursor, sets the next
     turn and ends the claim in one transaction; the next turn hands the cursor back."""
