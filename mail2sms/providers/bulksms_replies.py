@@ -66,7 +66,7 @@ def json_message(message: Any) -> InboundSms | None:
     to = message.get("to")
     return InboundSms(provider_ref=ref, number=number, text=text, received_at=when,
                       in_reply_to=receipts.text_id(message.get("relatedSentMessageId")),
-                      to=to.strip()[:32] if isinstance(to, str) and to.strip() else None)
+                      to=inbound.sms_number(to) or (to.strip()[:32] if isinstance(to, str) and to.strip() else None))
 
 
 def json_page(status: int, body: bytes, cursor: str | None, secrets: Iterable[str] = ()) -> tuple[

@@ -135,7 +135,7 @@ def test_bulksms_json_filter_and_cursor() -> None:
     assert cursor == "1000000007"
     assert not more
     when = datetime(2024, 9, 18, 5, 15, 36, tzinfo=UTC).timestamp()
-    assert found[0] == InboundSms("1000000007", "27831234567", "ACK", when, "1000000001", "+27000000000")
+    assert found[0] == InboundSms("1000000007", "27831234567", "ACK", when, "1000000001", "27000000000")
     assert found[1].in_reply_to is None
 
 
