@@ -370,13 +370,12 @@ def _drop_signature(lines: list[str], sender: str) -> list[str]:
     """A reply's trailing signature without a "-- " line: from a sign-off or name line (after a blank line, or
     right after a sign-off) to the end, when that tail is short and something is written above it."""
     name = _name_words(sender)
-    for k in range(1, len(lines)):
+    filled = [k for k, line in enumerate(lines) if line.strip()]
+    # Only the last few filled lines can start a signature, and the first filled line never does: linear
+    # however long the reply.
+    for k in filled[max(1, len(filled) - _SIGNATURE_LINES) :]:
         line = lines[k]
-        if not line.strip() or not any(x.strip() for x in lines[:k]):
-            continue
         after_break = not lines[k - 1].strip() or bool(_SIGN_OFF.match(lines[k - 1]))
-        if not (_SIGN_OFF.match(line) or (after_break and _signs(line, name))):
-            continue
-        if sum(1 for x in lines[k:] if x.strip()) <= _SIGNATURE_LINES:
+        if _SIGN_OFF.match(line) or (after_break and _signs(line, name)):
             return lines[:k]
     return lines
