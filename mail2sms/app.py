@@ -33,6 +33,8 @@ from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter, SharesRat
 from mail2sms.dispatch.receipt_poller import ReceiptPoller, SourcesOf, idle_for
 from mail2sms.dispatch.receipt_push import ReceiptDoor
 from mail2sms.dispatch.receipt_store import StoreSink
+from mail2sms.dispatch.reply_poller import IDLE as REPLY_IDLE
+from mail2sms.dispatch.reply_poller import ReplyPoller, ReplyPushSink, ReplySourcesOf, reply_rules
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.errors import ConfigError, Mail2SmsError
 from mail2sms.model import Account
@@ -41,6 +43,9 @@ from mail2sms.providers.base import Provider
 from mail2sms.providers.http import build_client
 from mail2sms.providers.receipts import push_receiver, receipt_source
 from mail2sms.providers.registry import build_provider
+from mail2sms.providers.replies import reply_push_receiver, reply_source
+from mail2sms.report.replier import Replier
+from mail2sms.report.reply_mail import address_routes
 from mail2sms.report.reporter import Reporter
 from mail2sms.smtp.auth import Authenticator
 from mail2sms.smtp.handler import Handler
@@ -97,12 +102,30 @@ class App:
         # Delivery receipts (issue 15): polled where a provider has a status call, through the same provider rate
         # as sending, sending first; accepted SMS of those providers await a receipt in the spool.
         polled = [name for name, p in self.providers.items() if receipt_source(p) is not None]
+        # Two-way replies (issue 17): polled from providers with a replies API (unless turned off), pushed to the
+        # receipts door by those that call back; either way mailed by the replier.
+        replies_polled = ReplySourcesOf(self.providers, self._replies_on)
+        repliers = [name for name, p in self.providers.items()
+                    if reply_source(p) is not None or reply_push_receiver(p) is not None]
+        shared = SendingFirst(limiter) if polled or replies_polled else None
+        limiter = shared or limiter
         self.receipt_poller: ReceiptPoller | None = None
-        if polled:
-            limiter = shared = SendingFirst(limiter)
+        if polled and shared is not None:
             window = config.receipts.window
             self.spool.track_receipts(polled, receipt_schedule.first_poll_at(0.0, window), owner=CURRENT_OWNER)
             self.receipt_poller = ReceiptPoller(self.spool, SourcesOf(self.providers), shared.polling, window=window)
+        self.replier: Replier | None = None
+        if repliers:
+            self.replier = Replier(
+                self.spool, self.reporter.sender, from_addr=config.reports.from_, hostname=config.server.hostname,
+                # Read at each group: a reloaded route table decides the From of the next reply mail.
+                routes=lambda: address_routes(self.config.routes),
+                outcome_message_id=self.reporter.outcome_message_id, owner=CURRENT_OWNER)
+        self.reply_poller: ReplyPoller | None = None
+        if replies_polled and shared is not None and self.replier is not None:
+            self.reply_poller = ReplyPoller(
+                self.spool, replies_polled, shared.polling, reply_rules(config.replies),
+                interval=config.replies.poll_interval, owner=CURRENT_OWNER, on_new=self.replier.wake)
         self._stop_polling = asyncio.Event()
         self.dispatcher = Dispatcher(
             self.spool,
@@ -139,8 +162,14 @@ class App:
         self.authenticator = Authenticator(users) if users else None
         self._retired_clients: list[httpx.AsyncClient] = []  # replaced by a reload; closed at stop
         receivers = {name: r for name, p in self.providers.items() if (r := push_receiver(p)) is not None}
-        door = ReceiptDoor(receivers, {name: config.receipt_token(name) for name in receivers},
-                           StoreSink(self.spool, time.time)) if receivers else None
+        reply_receivers = {name: pr for name, p in self.providers.items()
+                           if (pr := reply_push_receiver(p)) is not None}
+        pushers = set(receivers) | set(reply_receivers)
+        reply_sink = ReplyPushSink(self.spool, reply_rules(config.replies), on_new=self.replier.wake
+                                   ) if self.replier is not None and reply_receivers else None
+        door = ReceiptDoor(receivers, {name: config.receipt_token(name) for name in pushers},
+                           StoreSink(self.spool, time.time), reply_receivers=reply_receivers,
+                           reply_sink=reply_sink) if pushers else None
         self.web = WebServer(config.http.listen, self.spool, sessions=lambda: self.gate.total,
                              draining=lambda: self.gate.draining, receipts=door,
                              reuse_port=config.server.workers > 1) if config.http.listen else None
@@ -149,6 +178,12 @@ class App:
         """Submissions became final: their body credentials need no masking any more; their reports are due."""
         SECRETS.release(submissions)
         self.reporter.wake(submissions)
+
+    def _replies_on(self, name: str) -> bool:
+        """Whether `name`'s replies are polled: `replies.enabled` (as started) and `providers.NAME.replies` (as
+        reloaded)."""
+        provider = self.config.providers.get(name)
+        return self.config.replies.enabled and provider is not None and provider.replies
 
     def _is_sms_address(self, address: str) -> bool:
         return self.handler.router.match(address) is not None
@@ -166,6 +201,11 @@ class App:
             asyncio.create_task(self.reporter.run(), name="reporter"),
             *([asyncio.create_task(self.receipt_poller.run(self._stop_polling, idle_for(self.receipt_poller.window)),
                                    name="receipts")] if self.receipt_poller is not None else []),
+            *([asyncio.create_task(self.replier.run(), name="replier")] if self.replier is not None else []),
+            # A round at least as often as the interval asks for (the spool holds each provider's real turn).
+            *([asyncio.create_task(self.reply_poller.run(self._stop_polling,
+                                                         min(REPLY_IDLE, self.config.replies.poll_interval)),
+                                   name="replies")] if self.reply_poller is not None else []),
             # Off the hot path: small batches, yielding between them (spool.retention).
             asyncio.create_task(retention.run(self.spool, self.config.spool.retention,
                                               self.config.server.dedupe_window), name="retention"),
@@ -194,7 +234,9 @@ class App:
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         self.gate.draining = True
-        self._stop_polling.set()  # a status request in flight finishes; its SMS is asked about again after a lapse
+        # A status or replies request in flight finishes; its SMS is asked about again after a lapse, and a page
+        # of replies not stored yet is fetched again (nothing was acknowledged).
+        self._stop_polling.set()
         await asyncio.gather(
             self.gate.drain(deadline),
             self.dispatcher.stop(deadline),
@@ -205,6 +247,8 @@ class App:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), max(0.1, end - loop.time()))
         await self.reporter.stop(max(0.1, end - loop.time()))
+        if self.replier is not None:
+            await self.replier.stop(max(0.1, end - loop.time()))  # its group's mails are recorded, or claimed again
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
