@@ -12,7 +12,8 @@ jobs whose lease ran out while they waited (and that another process or node too
 Flow control, so that one provider never stalls another:
 - each provider has its own queue of claimed batches and its own workers (`providers.NAME.concurrency`), under
   one cap over all providers (`dispatch.concurrency`); the claim loop never waits for a slot, it only claims for
-  providers whose queue has room (about what the provider's rate can send within half a lease);
+  providers whose queue has room: what the provider sends within half a lease, at most a few rounds of its
+  workers (`claims.py`), so other processes and nodes find the rest; it claims again once half of that is sent;
 - nothing is sent that cannot be sent well: a batch is handed back to `queued` without a request when the
   dispatcher is stopping, when its provider's breaker is open (with the pause as its next attempt), when it waited
   half its lease, or when the spool cannot mark it `sending`. That last check runs inside the request itself,
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from mail2sms import metrics
 from mail2sms.dispatch.batching import make_batches
 from mail2sms.dispatch.breaker import Breaker
+from mail2sms.dispatch.claims import ClaimSizer
 from mail2sms.dispatch.ratelimit import LocalRateLimiter, RateLimiter
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.errors import RequestNotSent
@@ -54,8 +56,9 @@ PER_SMS_LOG_LINES = 10  # batches up to this size log each SMS; bigger ones log 
 # Result codes by which the adapters say the provider refused the account's login (providers' explanation
 # tables: generic HTTP, KwtSMS, Kapow, BulkSMS, Cellcast, KoboMobile). Such an SMS, one that "may have been sent"
 # and one that expired are logged at warning: each needs an operator's eyes.
-LOGIN_REFUSED = frozenset({"HTTP401", "HTTP403", "ERR003", "USERPASS", "UNAUTHORIZED", "23", "AUTH_FAILED",
-                           "error_user"})
+LOGIN_REFUSED = frozenset(
+    {"HTTP401", "HTTP403", "ERR003", "USERPASS", "UNAUTHORIZED", "23", "AUTH_FAILED", "error_user"}
+)
 WARN_STATES = frozenset({JobState.UNKNOWN, JobState.EXPIRED})
 RECOVER_EVERY = 5.0  # lease recovery and lifetime expiry: cheap indexed queries
 PROVIDER_CONCURRENCY = 4  # requests in flight per provider unless its config says otherwise
@@ -143,6 +146,8 @@ class DispatchStats:
 
     held: Counter[str] = field(default_factory=Counter)
     record_retries: int = 0
+    most_held: Counter[str] = field(default_factory=Counter)  # provider → the most jobs held here at once
+    recorded: Counter[str] = field(default_factory=Counter)  # job state → jobs whose result this process wrote
 
 
 class Dispatcher:
@@ -162,6 +167,7 @@ class Dispatcher:
         breaker_pause: float = 30.0,
         lease: float = LEASE_SECONDS,
         rate_limiter: RateLimiter | None = None,
+        owner: str | None = None,
     ) -> None:
         self.spool = spool
         self.providers = providers
@@ -169,7 +175,7 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.claim_limit = claim_limit
         self.on_final = on_final
-        self.owner = CURRENT_OWNER
+        self.owner = owner or CURRENT_OWNER  # another name only for a second dispatcher in one process (tests)
         self.lease = lease
         self.rate_share = max(1, rate_share)
         self.stats = DispatchStats()
@@ -184,8 +190,10 @@ class Dispatcher:
         share_cap = concurrency if len(providers) <= 1 else max(1, concurrency - 1)
         self._concurrency = {name: max(1, min(own.get(name, PROVIDER_CONCURRENCY), share_cap)) for name in providers}
         self._queues: dict[str, asyncio.Queue[_Claimed]] = {name: asyncio.Queue() for name in providers}
+        self.sizer = ClaimSizer(
+            providers, self._concurrency, lease=lease, rate_share=self.rate_share, claim_limit=claim_limit
+        )
         self._outstanding: dict[str, int] = dict.fromkeys(providers, 0)  # jobs claimed and not settled yet
-        self._fill: dict[str, float] = dict.fromkeys(providers, 1.0)  # jobs per request in the last claim
         # Jobs held in a batch here. A claim can return one of them again (its lease ran out while it waited, and
         # recovery released it to us): it must not become a second batch, whose hand-back could requeue the job
         # while the first one's request is in flight under the same owner name.
@@ -233,13 +241,15 @@ class Dispatcher:
         self._start_workers()
         try:
             while not self._stopping:
+                # Cleared before the tick, not after it: a batch that settles (or a mail committed) while the tick
+                # runs must wake the next one, or ready jobs would wait a whole poll interval with workers idle.
+                self._wake.clear()
                 try:
                     claimed = await self._tick()
                 except Exception:
                     log.exception("dispatcher tick failed")
                     claimed = 0
                 if claimed == 0 and not self._stopping:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_interval)
         finally:
@@ -255,15 +265,11 @@ class Dispatcher:
                 self._workers.append(worker)
 
     def _budget(self, provider: str) -> int:
-        """Jobs worth holding for `provider`: the requests its rate sends in half a lease (the hand-back point), at
-        least two rounds of its workers, times the jobs one request carried in the last claim (a broadcast fills
-        requests, single mails do not), at most `claim_limit`. More would only sit here while other processes and
-        nodes find nothing to claim (issue 14: work shared fairly)."""
-        p = self.providers[provider]
-        rate = p.limits.rate / self.rate_share if p.limits.rate else float("inf")
-        requests = max(min(rate * self.lease / 2, float(self.claim_limit)), 2.0 * self._concurrency[provider])
-        per_request = min(self._fill[provider], float(max(1, p.limits.max_recipients)))
-        return max(1, min(self.claim_limit, int(requests * per_request)))
+        return self.sizer.budget(provider)
+
+    def claim_cap(self, provider: str) -> int:
+        """The most jobs this dispatcher ever holds for `provider` (claims.py: a few rounds of full requests)."""
+        return self.sizer.cap(provider)
 
     async def _tick(self) -> int:
         # While answers wait to be written, our own recovery must not beat them to their jobs once the spool works
@@ -302,13 +308,9 @@ class Dispatcher:
         if not jobs:
             return 0
         batches = make_batches(jobs, self._max_recipients, self.providers)
-        sizes: dict[str, list[int]] = {}
         for batch in batches:
-            sizes.setdefault(batch.provider, []).append(len(batch.jobs))
             self._enqueue(_Claimed(batch, started))
-        for name, counts in sizes.items():
-            if name in self._fill:
-                self._fill[name] = sum(counts) / len(counts)
+        self.sizer.observe(batches)
         return len(jobs)
 
     def _enqueue(self, item: _Claimed) -> None:
@@ -318,6 +320,7 @@ class Dispatcher:
             self._beside(self._finish(item, [Rejected("NOPROVIDER", why) for _ in item.batch.jobs]))
             return
         self._outstanding[provider] += len(item.batch.jobs)
+        self.stats.most_held[provider] = max(self.stats.most_held[provider], self._outstanding[provider])
         self._held_ids.update(j.id for j in item.batch.jobs)
         self._queues[provider].put_nowait(item)
 
@@ -510,6 +513,7 @@ class Dispatcher:
         finished = await self._record(item, updates)
         if finished is None:
             return
+        self.stats.recorded.update(u.state.value for u in updates)
         self._log_batch(batch, updates)
         await self._final(finished)
 
