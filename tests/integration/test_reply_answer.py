@@ -51,7 +51,7 @@ def test_each_clients_reply_sends_only_the_new_line(tmp_path: Path) -> None:
     with thread_server(path) as server, smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:
         client.ehlo("mail.example.com")
         for count, name in enumerate(names, 1):
-            raw = (FIXTURES / "gmail.eml").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            raw = (FIXTURES / name).read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             client.mail("jan.novak@example.com")
             assert client.rcpt(ADDRESS)[0] == 250
             code, reply = client.data(raw)
