@@ -1,12 +1,12 @@
-"""The claim sizing before issue 14 item 3, kept only as a benchmark baseline; and `serve` with it.
-
-    python bench/legacy_claims.py serve --config FILE
+"""The claim sizing before issue 14 item 3, kept only as a benchmark baseline, and a way to serve with it.
 
 Before, a claim was the requests the provider's rate sends in half a lease (at least two rounds of its workers)
 times the jobs one request carried in the last claim, at most `claim_limit` (5,000): with any generous rate, 5,000
-jobs per claim. `LegacyClaimSizer` is that formula, verbatim, behind today's `ClaimSizer` interface; run as a
-script it puts it in place of `ClaimSizer` and starts mail2sms's own command line, so a benchmark can measure the
-same code with the old sizing and the new one in the same run (with `server.workers = N`, the workers too).
+jobs per claim. `LegacyClaimSizer` is that formula, verbatim, behind today's `ClaimSizer` interface.
+`server_env(tmp)` gives a `ProcessServer` the environment in which `python -m mail2sms serve` (and each of its
+`server.workers` children, which inherit it) starts with `LegacyClaimSizer` in place of `ClaimSizer`: a
+`sitecustomize` module in a folder of `tmp` put on PYTHONPATH. So a benchmark measures the same code with the old
+sizing and the new one in the same run; the server prints `MARK` so the benchmark can check which one ran.
 
 It is never imported by mail2sms itself, and changes nothing but how many jobs a claim asks for.
 """
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mail2sms import workers  # noqa: E402
 from mail2sms.dispatch import dispatcher  # noqa: E402
 from mail2sms.dispatch.claims import ClaimSizer  # noqa: E402
 from mail2sms.model import Batch  # noqa: E402
@@ -31,10 +30,12 @@ from mail2sms.model import Batch  # noqa: E402
 class LegacyClaimSizer(ClaimSizer):
     """The old `Dispatcher._budget`: rate × half a lease (≥ 2 rounds of workers) × the last claim's fill."""
 
-    _fill: dict[str, float]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fill: dict[str, float] = {}  # provider → jobs per request in its last claim
 
     def budget(self, provider: str) -> int:
-        fill = getattr(self, "_fill", {}).get(provider, 1.0)
+        fill = self._fill.get(provider, 1.0)
         limits = self.providers[provider].limits
         rate = limits.rate / self.rate_share if limits.rate else math.inf
         requests = max(min(rate * self.lease / 2, float(self.claim_limit)), 2.0 * self.concurrency[provider])
@@ -48,31 +49,27 @@ class LegacyClaimSizer(ClaimSizer):
         sizes: dict[str, list[int]] = {}
         for batch in batches:
             sizes.setdefault(batch.provider, []).append(len(batch.jobs))
-        if not hasattr(self, "_fill"):
-            self._fill = {}
         for name, counts in sizes.items():
             if name in self.providers:
                 self._fill[name] = sum(counts) / len(counts)
 
 
-def _legacy_workers(command: Callable[..., list[str]]) -> Callable[..., list[str]]:
-    """`server.workers = N` starts each worker as `python -m mail2sms`: start it through this script instead."""
-
-    def worker_command(*args: Any, **kwargs: Any) -> list[str]:
-        argv = command(*args, **kwargs)
-        assert argv[1:3] == ["-m", "mail2sms"], argv
-        return [argv[0], str(Path(__file__).resolve()), *argv[3:]]
-
-    return worker_command
+MARK = "claim sizing: legacy (benchmark baseline)"
 
 
-def main() -> None:
+def install() -> None:
+    """Put the old sizing in place of the new one in this process (before the dispatcher is built)."""
     dispatcher.ClaimSizer = LegacyClaimSizer  # type: ignore[attr-defined]  # the name the dispatcher builds from
-    workers.worker_command = _legacy_workers(workers.worker_command)
-    from mail2sms.cli import main as cli_main
-
-    raise SystemExit(cli_main())
+    print(MARK, file=sys.stderr, flush=True)
 
 
-if __name__ == "__main__":
-    main()
+def server_env(tmp: Path) -> dict[str, str]:
+    """Environment for a mail2sms child process that serves with the old sizing (see the module docstring)."""
+    site = tmp / "legacy-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "import legacy_claims\nlegacy_claims.install()\n",
+        encoding="utf-8",
+    )
+    return {"PYTHONPATH": str(site)}

@@ -15,8 +15,10 @@ How full a request gets is measured, not assumed: the jobs claimed lately (about
 counted by the request they would share (`batch_key`); jobs per distinct key is what one request carries. One
 claim is too small a sample on its own: sixteen rows of a CSV with twenty texts are sixteen different texts,
 yet a hundred rows of it fill twenty requests five deep; remembering the recent claims lets the estimate, and so
-the claim, grow with what the queue shows (a broadcast reaches full requests within a few claims), and shrink
-back within one claim when single mails follow.
+the claim, grow with what the queue shows (the rows of a CSV reach full requests within a dozen claims), and
+shrink back within one claim when single mails follow. What a claim itself shows counts at once: when its jobs
+share requests better than expected (a broadcast after single mails), the dispatcher claims more before it
+batches (`more`), so the broadcast's numbers go in full requests.
 
 It only does arithmetic on what it is told: it never claims, sends or touches the spool.
 """
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mail2sms.limits import Limits
-from mail2sms.model import Account, Batch, SmsOptions
+from mail2sms.model import Account, Batch, Job, SmsOptions
 
 ROUNDS = 4  # rounds of a provider's requests in flight one claim may hold; it claims again at half of it
 
@@ -43,10 +45,10 @@ class _Limited(Protocol):
 BatchKey = tuple[Account | None, str | None, str | None, SmsOptions]
 
 
-def batch_key(batch: Batch, personalised: bool) -> BatchKey:
-    """What the batch's jobs have in common, as `batching.make_batches` groups them: one request's worth of jobs
-    of one provider share it (without the text where the provider takes different texts in one request)."""
-    return (batch.account, batch.sender, None if personalised else batch.text, batch.options)
+def batch_key(item: Batch | Job, personalised: bool) -> BatchKey:
+    """What a batch's jobs have in common, as `batching.make_batches` groups them: the jobs of one provider that may
+    share a request share it (without the text where the provider takes different texts in one request)."""
+    return (item.account, item.sender, None if personalised else item.text, item.options)
 
 
 @dataclass
@@ -113,9 +115,23 @@ class ClaimSizer:
         """Jobs one request is expected to carry, from the recent claims, between 1 and `per_request`."""
         return min(float(self.per_request(provider)), max(1.0, self._recent[provider].fill()))
 
-    def budget(self, provider: str) -> int:
-        """Jobs to hold for `provider` now: its requests times their expected fill, at most `cap`."""
-        return max(1, min(self.cap(provider), math.ceil(self.requests(provider) * self.fill(provider))))
+    def budget(self, provider: str, fill: float = 1.0) -> int:
+        """Jobs to hold for `provider` now: its requests times their expected fill (or `fill`, if more), at most
+        `cap`."""
+        expected = max(self.fill(provider), min(fill, float(self.per_request(provider))))
+        return max(1, min(self.cap(provider), math.ceil(self.requests(provider) * expected)))
+
+    def more(self, provider: str, claimed: Iterable[Job], held: int) -> int:
+        """Jobs to claim at once beyond `claimed` (a full claim, with `held` jobs held before it): when these jobs
+        fill requests better than the recent claims did (a broadcast after single mails), the budget at their fill
+        minus what is held; 0 when it is not more. Claimed together, they are batched together: a 1,000-number
+        broadcast goes in five requests of 200, not in a first small one and then the rest."""
+        personalised = bool(self.providers[provider].limits.max_messages)
+        keys: Counter[BatchKey] = Counter(batch_key(j, personalised) for j in claimed if j.provider == provider)
+        if not keys:
+            return 0
+        fill = keys.total() / len(keys)
+        return max(0, self.budget(provider, fill) - held - keys.total())
 
     def observe(self, batches: Iterable[Batch]) -> None:
         """Learn from one claim's batches how many jobs the queue puts in one request, per provider."""

@@ -293,10 +293,7 @@ class Dispatcher:
         # One claim per provider, each skipping every other configured provider; jobs of a provider that is no
         # longer configured come with any of them and are refused below.
         claims = await asyncio.gather(
-            *(
-                self.spool.claim(self.owner, now, room, self.lease, sorted(names - {name}))
-                for name, room in rooms.items()
-            ),
+            *(self._claim(name, room, now, sorted(names - {name})) for name, room in rooms.items()),
             return_exceptions=True,
         )
         jobs: list[Job] = []
@@ -312,6 +309,20 @@ class Dispatcher:
             self._enqueue(_Claimed(batch, started))
         self.sizer.observe(batches)
         return len(jobs)
+
+    async def _claim(self, provider: str, room: int, now: float, skip: list[str]) -> list[Job]:
+        """Up to `room` jobs for `provider`; while a full claim shows fuller requests than the budget assumed, more
+        at once (claims.py `more`), so that they are batched together."""
+        jobs = await self.spool.claim(self.owner, now, room, self.lease, skip)
+        got, asked = len(jobs), room
+        while provider in self.providers and got >= asked:  # full: more may be ready
+            asked = self.sizer.more(provider, jobs, self._outstanding[provider])
+            if asked <= 0:
+                break
+            extra = await self.spool.claim(self.owner, now, asked, self.lease, skip)
+            jobs.extend(extra)
+            got = len(extra)
+        return jobs
 
     def _enqueue(self, item: _Claimed) -> None:
         provider = item.batch.provider

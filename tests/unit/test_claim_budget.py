@@ -107,6 +107,18 @@ def test_single_mails_after_a_broadcast_are_seen_for_what_they_are_after_one_cla
     assert s.budget("p") == 4 * ROUNDS
 
 
+def test_a_claim_that_shows_a_broadcast_asks_for_the_rest_at_once() -> None:
+    """After single mails, a first claim of one broadcast's numbers (all one text) asks for as many more as full
+    requests take, up to the cap; a claim of single mails asks for nothing more."""
+    s = sizer(Limits(max_recipients=200, rate=10_000.0), concurrency=4)
+    claim(s, jobs(5_000, texts=5_000, start=200_000))
+    first = jobs(s.budget("p"), texts=1)
+    assert len(first) == 4 * ROUNDS
+    assert s.more("p", first, held=0) == 4 * ROUNDS * 4 * ROUNDS - len(first)  # 16 requests of 16
+    assert s.more("p", jobs(256, texts=1), held=0) == s.cap("p") - 256  # 16 full requests of 200
+    assert s.more("p", jobs(16, texts=16), held=0) == 0
+
+
 def test_personalised_requests_fill_with_different_texts() -> None:
     """A provider taking different texts in one request (max_messages) fills requests from a CSV of distinct texts."""
     s = sizer(Limits(max_recipients=1, max_messages=100, rate=10.0), concurrency=2)
@@ -154,8 +166,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def kwtsms(fake: GatedKwtSms, client: httpx.AsyncClient) -> Provider:
-    """The real KwtSMS adapter against the fake: one number per request, a rate that is never the limit."""
+def kwtsms(fake: GatedKwtSms, client: httpx.AsyncClient, max_recipients: int = 1) -> Provider:
+    """The real KwtSMS adapter against the fake: one number per request unless told, a rate that is never the
+    limit."""
     settings = {
         "type": "kwtsms",
         "url": fake.url,
@@ -163,7 +176,7 @@ def kwtsms(fake: GatedKwtSms, client: httpx.AsyncClient) -> Provider:
         "password": PASSWORD,
         "sender": "KWT-MESSAGE",
         "rate": 1000,
-        "max_recipients": 1,
+        "max_recipients": max_recipients,
     }
     return build_provider("kwt", ProviderConfig.model_validate(settings), client)
 
@@ -261,6 +274,35 @@ async def test_two_dispatchers_on_one_spool_both_send_a_share(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_broadcast_after_single_mails_goes_in_full_requests(
+    tmp_path: Path, fake: GatedKwtSms, client: httpx.AsyncClient
+) -> None:
+    """After 40 single mails (one request each), one mail to 1,000 numbers with one text is claimed at once and
+    goes in five requests of 200, though the claims before it were single jobs."""
+    spool = open_spool(f"sqlite://{tmp_path}/spool.db")
+    await spool.open()
+    fake.gate.set()
+    one = dispatcher(spool, kwtsms(fake, client, max_recipients=200))
+    try:
+        run = asyncio.create_task(one.run())
+        await queue(spool, 40)
+        await until(fake, lambda: len(fake.sent) >= 40)
+        singles = len(fake.requests)
+        numbers = [f"9657{i:07d}" for i in range(1000)]
+        broadcast = [Job(number=n, text="Water off 10-12 tomorrow", provider="kwt") for n in numbers]
+        sub = Submission("a@example.org", ["x"], broadcast, "r", received_at=time.time())
+        await spool.commit(sub, [f"b-{n}" for n in numbers], 86400)
+        one.wake()
+        await until(fake, lambda: len(fake.sent) >= 1040)
+        await one.stop(BOUND)
+        await asyncio.gather(run, return_exceptions=True)
+        assert singles == 40
+        assert len(fake.requests) - singles == 5
+        assert await spool.counts() == {"sent": 1040}
+    finally:
+        await spool.close()
 
 
 async def test_claims_follow_each_other_without_waiting_for_the_poll(
