@@ -107,8 +107,8 @@ def decide(d: Dialect, provider: str, reply: InboundSms, rules: ReplyRules, now:
     )
     if int(counted.rows[0]["n"]) >= rules.per_number_per_hour:
         why = (
-            f"{rules.per_number_per_hour} replies from this number were already mailed within the hour "
-            "(replies.per_number_per_hour): kept, not mailed"
+            f"{rules.per_number_per_hour} replies from this number within the hour were already mailed or are "
+            "being mailed (replies.per_number_per_hour): kept, not mailed"
         )
         return Decision(match, ReplyState.THROTTLED, mail_to, why, job_id, sid)
     return Decision(match, ReplyState.PENDING, mail_to, why, job_id, sid)
