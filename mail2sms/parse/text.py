@@ -232,30 +232,50 @@ def clean_body(text: str, end_markers: Sequence[str] = (), sender: str = "", rep
     `sender` is the mail's From header: in a reply (history was cut here, or `reply`: the mail has In-Reply-To,
     and an HTML body's marked history was already dropped by parse.html), a trailing signature without a "-- "
     line that starts with the sender's name or a sign-off ("Regards,") goes too. A phone's "Sent from my iPhone" always
-    goes. Nothing else is cut: a "> 90% disk" or "From: door sensor" line of an alarm stays.
+    goes. Nothing else is cut: a "> 90% disk" or "From: door sensor" line of an alarm stays. A forward with nothing
+    written above it (an alarm mail forwarded to a number) is not cut to nothing: its original's body is the text,
+    without the separator and the original's header block.
 
     Whitespace: CRLF and CR become LF, control characters go, tabs and runs of spaces become one space, lines
     lose their indentation and trailing spaces, runs of blank lines shrink to one, and the text is stripped.
     Other Unicode spaces (no-break, thin, …) are left to smart replacement.
     """
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    markers = tuple(m for m in end_markers if m)
+    return _clean(lines, tuple(m for m in end_markers if m), sender, reply, unwrap=True)
+
+
+def _clean(lines: list[str], markers: tuple[str, ...], sender: str, reply: bool, *, unwrap: bool) -> str:
     kept: list[str] = []
-    history = False
+    history: int | None = None  # the line where a forwarded or quoted original begins
     for i, line in enumerate(lines):
         if _SIGNATURE.match(line):
             break
         if _history_starts(lines, i):
-            history = True
+            history = i
             break
         if markers and line.lstrip().startswith(markers):
             break
         kept.append(_SPACES.sub(" ", _CONTROLS.sub("", line)).strip(" "))
     kept, quoted = _drop_quotes(kept)
     kept = _drop_trailer(kept)
-    if history or quoted or reply:
+    if history is not None or quoted or reply:
         kept = _drop_signature(kept, sender)
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+    if not text and history is not None and unwrap:  # once: a forward of a forward is not unpacked again
+        return _clean(lines[_original_body(lines, history) :], markers, sender, reply, unwrap=False)
+    return text
+
+
+def _original_body(lines: list[str], start: int) -> int:
+    """Where the body of the original that begins at `start` begins: after its separator or rule line and its
+    header block ("From: … Date: … Subject: …", up to the first blank line)."""
+    i = start + 1 if _ORIGINAL.match(lines[start]) or _RULE.match(lines[start]) else start
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i < len(lines) and _HEADER_FROM.match(lines[i]):
+        while i < len(lines) and lines[i].strip():
+            i += 1
+    return i
 
 
 def _history_starts(lines: list[str], i: int) -> bool:

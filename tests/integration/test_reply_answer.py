@@ -61,6 +61,22 @@ def test_each_clients_reply_sends_only_the_new_line(tmp_path: Path) -> None:
             assert (records[-1]["number"].lstrip("+"), records[-1]["text"]) == (NUMBER[1:], "ACK, on my way"), name
 
 
+def test_an_alarm_forwarded_without_a_word_is_sent_as_the_alarm(tmp_path: Path) -> None:
+    """Gmail's forward of an alarm mail with nothing typed above it becomes the alarm's own text, not a refusal
+    for an empty body (the forward separator cuts history only when something was written above it)."""
+    path, _, out = config(tmp_path)
+    body = (
+        "---------- Forwarded message ---------\nFrom: Panel <panel@example.com>\n"
+        "Date: Tue, 1 Dec 2026 at 20:40\nSubject: ALARM\nTo: <ops@example.com>\n\n\nALARM web1 down (HTTP 503)\n"
+    )
+    with thread_server(path) as server, smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:
+        client.ehlo("mail.example.com")
+        msg = message(ADDRESS, body, sender="jan.novak@example.com", subject="Fwd: ALARM")
+        assert client.sendmail("jan.novak@example.com", [ADDRESS], msg.as_bytes()) == {}
+        records = wait_until(lambda: sent(out))
+        assert [r["text"] for r in records] == ["ALARM web1 down (HTTP 503)"]
+
+
 AUTO_REPLIES = [
     {"Auto-Submitted": "auto-replied"},
     {"Auto-Submitted": 'Auto-Replied; owner-email="jan.novak@example.com" (vacation)'},

@@ -163,3 +163,31 @@ def test_mime_collects_the_vacation_headers() -> None:
     mail = read_message(raw)
     assert mail.headers["x-autoreply"] == ["yes"]
     assert mail.headers["x-autorespond"] == ["yes"]
+
+
+GMAIL_FORWARD = (
+    "---------- Forwarded message ---------\nFrom: Panel <panel@example.com>\nDate: Tue, 1 Dec 2026 at 20:40\n"
+    "Subject: ALARM\nTo: <ops@example.com>\n\n\nALARM web1 down (HTTP 503)\n-- \nPanel 3000\n"
+)
+OUTLOOK_FORWARD = (
+    "\n\nFrom: Panel <panel@example.com>\nSent: Tuesday, December 1, 2026 8:40 PM\nTo: Ops <ops@example.com>\n"
+    "Subject: ALARM\n\nALARM web1 down (HTTP 503)\n"
+)
+APPLE_FORWARD = (
+    "Begin forwarded message:\n\nFrom: Panel <panel@example.com>\nSubject: ALARM\n"
+    "Date: 1 December 2026 at 20:40:00 GMT\nTo: ops@example.com\n\nALARM web1 down (HTTP 503)\n"
+)
+
+
+@pytest.mark.parametrize("body", [GMAIL_FORWARD, OUTLOOK_FORWARD, APPLE_FORWARD])
+def test_a_forward_with_nothing_written_above_sends_the_forwarded_text(body: str) -> None:
+    """An alarm mail forwarded to a number without a word added is not cut to nothing: its own body is sent."""
+    assert clean_body(body) == "ALARM web1 down (HTTP 503)"
+
+
+def test_a_forward_is_unpacked_once_and_a_written_note_wins() -> None:
+    """With a note above the forward, the note is the text; a forward inside a forward is not unpacked again."""
+    assert clean_body("Please check\n\n" + GMAIL_FORWARD) == "Please check"
+    nested = "-----Original Message-----\nFrom: x\nSent: y\nSubject: z\n\nold\n\n-----Original Message-----\nolder"
+    assert clean_body(nested) == "old"
+    assert clean_body("-----Original Message-----\n\n" + GMAIL_FORWARD) == ""
