@@ -286,6 +286,19 @@ async def test_eapi_wrong_password_is_a_fetch_error(client: httpx.AsyncClient) -
         assert PASSWORD not in caught.value.why
 
 
+async def test_wrong_host_answers_in_prose_are_fetch_errors(client: httpx.AsyncClient) -> None:
+    """A host that is not the account's (the EAPI's 404 page in prose, the JSON API's 301) is a ReplyFetchError
+    that says to check the url and login, never a page of replies."""
+    with FakeBulkSms(accounts={"user": (PASSWORD, 1.0)}) as eapi, FakeBulkSmsJson() as bulk:
+        eapi.misconfigured(404)
+        bulk.misconfigured(301)
+        for provider in (adapter("bulksms", eapi, client, options={"api": "eapi"}), adapter("bulksms", bulk, client)):
+            with pytest.raises(ReplyFetchError) as caught:
+                await fetch(provider, "7")
+            assert caught.value.code in ("HTTP404", "HTTP301")
+            assert "check the provider's url and login" in caught.value.why
+
+
 async def test_which_adapters_poll_and_which_take_pushes(client: httpx.AsyncClient) -> None:
     """Cellcast and BulkSMS JSON poll and take pushes; the EAPI polls only; the others have no replies API."""
     with FakeCellcast() as cell, FakeBulkSmsJson() as bulk, FakeBulkSms() as eapi:
