@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.fakes.bulksms import FakeBulkSmsJson
@@ -53,9 +54,14 @@ def config(
     per_hour: int = 10,
     http: int = 0,
     cellcast_polled: bool = True,
+    spool: str = "",
+    maildir: Path | None = None,
 ) -> Path:
     """Cellcast on `*@cc.test` (AU), BulkSMS JSON with repliable SMS on `*@bulk.test` (GB); outcome mail always, to
-    the maildir; replies polled every 0.2 s."""
+    the maildir (`tmp/reports` unless given); replies polled every 0.2 s; the spool in `tmp` unless `spool` names
+    one."""
+    spool = spool or f"sqlite://{tmp}/spool.db"
+    maildir = maildir or tmp / "reports"
     push = f'[receipts]\ntoken = "{TOKEN}"\n' if http else ""
     web = f"127.0.0.1:{http}" if http else ""
     text = f"""
@@ -64,10 +70,10 @@ listen = ["127.0.0.1:{smtp}"]
 hostname = "sms.test"
 
 [spool]
-url = "sqlite://{tmp}/spool.db"
+url = "{spool}"
 
 [reports]
-maildir = "{tmp}/reports"
+maildir = "{maildir}"
 from = "mail2sms@sms.test"
 when = "always"
 
@@ -354,3 +360,44 @@ def test_kill_storm_while_replies_are_fetched_and_mailed_loses_none_and_doubles_
     bodies = [body.get_content().splitlines()[0] for m in found if (body := m.get_body(("plain",))) is not None]
     assert sorted(bodies) == sorted(texts)
     assert all(r.read for r in _locked(fakes.cellcast, "replies"))
+
+
+def pg_reply_states(url: str) -> dict[str, int]:
+    """Stored replies per state, read from the PostgreSQL spool."""
+    with psycopg.connect(url) as conn:
+        try:
+            return {str(k): int(v) for k, v in conn.execute("SELECT state, count(*) FROM replies GROUP BY state")}
+        except psycopg.errors.UndefinedTable:  # not migrated yet
+            return {}
+
+
+def test_two_nodes_on_postgresql_mail_each_reply_once_through_a_kill(tmp_path: Path, fakes: Fakes, pg_url: str) -> None:
+    """Two nodes on one PostgreSQL spool poll the same Cellcast account holding 100 answers, taking turns; one node
+    is SIGKILLed mid-way and restarted: every answer reaches the shared maildir exactly once."""
+    way = WAYS["cellcast"]
+    maildir = tmp_path / "reports"
+    nodes = {}
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        port = free_port()
+        path = config(home, fakes, smtp=port, per_hour=1000, spool=pg_url, maildir=maildir)
+        nodes[name] = (path, port, home / "server.log", {"MAIL2SMS_NODE": f"node-{name}"})
+    running = {name: ProcessServer(*args).start() for name, args in nodes.items()}
+    try:
+        assert send(nodes["a"][1], message(f"+{way.number}@{way.domain}", "Door open", subject="Door"))[0] == 250
+        [(sms_id, _, _)] = sms_sent(fakes, way, 1)
+        texts = {f"answer {n:03d}" for n in range(100)}
+        for text in sorted(texts):
+            way.add_reply(fakes, sms_id, text, None)
+        wait_until(lambda: sum(pg_reply_states(pg_url).values()) > 0, timeout=120)
+        running["a"].kill()
+        running["a"] = ProcessServer(*nodes["a"]).start()
+        wait_until(lambda: pg_reply_states(pg_url) == {"mailed": 100}, timeout=300)
+    finally:
+        for server in running.values():
+            assert server.terminate() == 0
+    found = reply_mails(maildir)
+    assert len({str(m["Message-ID"]) for m in found}) == len(found) == 100
+    bodies = [body.get_content().splitlines()[0] for m in found if (body := m.get_body(("plain",))) is not None]
+    assert sorted(bodies) == sorted(texts)
