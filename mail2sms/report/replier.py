@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from mail2sms import metrics
 from mail2sms.dispatch.retry import RetryPolicy
 from mail2sms.model import ReplyState
 from mail2sms.observability import get_logger
@@ -136,6 +137,7 @@ class Replier:
     async def _settle(self, reply: DueReply, outcome: DeliveryOutcome) -> None:
         if outcome is DeliveryOutcome.DELIVERED:
             if await self._done(reply, ReplyState.MAILED, 0.0):
+                metrics.REPLIES.labels(reply.provider, ReplyState.MAILED.value).inc()
                 await self.sender.forget([key(reply.id)])
             log.info("reply mailed", reply=reply.id, provider=reply.provider, match=str(reply.match))
         elif outcome is DeliveryOutcome.RETRY and reply.attempts + 1 < self.retry.max_attempts:
@@ -149,7 +151,8 @@ class Replier:
                 else f"the mail could not be delivered in {reply.attempts + 1} tries"
             )
             log.error("reply mail failed permanently; dropped", reply=reply.id, why=why)
-            await self._done(reply, ReplyState.DROPPED, 0.0, why)
+            if await self._done(reply, ReplyState.DROPPED, 0.0, why):
+                metrics.REPLIES.labels(reply.provider, ReplyState.DROPPED.value).inc()
 
     async def _done(self, reply: DueReply, state: ReplyState, next_at: float, why: str = "") -> bool:
         held = await self.store.reply_done(reply.id, self.owner, state, next_at, why)

@@ -29,6 +29,7 @@ from mail2sms.report import headers
 from mail2sms.spool.base import DueReply
 
 ANSWER_LINE = "Reply to this mail to answer by SMS; only your new text is sent."
+NO_MATCH_LINE = "mail2sms found no SMS it sent to this number that this could answer."
 NO_ROUTE_LINE = (
     "Replies by mail are not possible: mail2sms has no address-format route (`<number>@domain`) to send them by."
 )
@@ -107,7 +108,7 @@ def text(reply: DueReply, routed: bool) -> str:
     lines = [reply.text, "", f"SMS from +{reply.number}, received {_iso(_when(reply))} through {reply.provider}"]
     lines.append(ANSWER_LINE if routed else NO_ROUTE_LINE)
     if reply.match is ReplyMatch.NONE:
-        lines.append("mail2sms found no SMS it sent to this number that this could answer.")
+        lines.append(NO_MATCH_LINE)
     elif reply.job is not None:
         sent = f" on {_iso(reply.job.first_attempt_at)}" if reply.job.first_attempt_at else ""
         lines += ["", f"It answers the SMS sent to +{reply.job.number}{sent}:", "", reply.job.text]
@@ -123,7 +124,9 @@ def rich(reply: DueReply, routed: bool) -> str:
         f'<p style="font-size:13px;opacity:.72">SMS from +{e(reply.number)}, received {e(_iso(_when(reply)))} '
         f"through {e(reply.provider)}<br>{e(ANSWER_LINE if routed else NO_ROUTE_LINE)}</p>",
     ]
-    if reply.match is not ReplyMatch.NONE and reply.job is not None:
+    if reply.match is ReplyMatch.NONE:
+        parts.append(f'<p style="font-size:13px;opacity:.72">{e(NO_MATCH_LINE)}</p>')
+    elif reply.job is not None:
         parts.append(
             f'<blockquote style="margin:0;padding-left:10px;border-left:3px solid rgba(128,128,128,.35)">'
             f'<div style="font-size:13px;opacity:.72">It answers the SMS sent to +{e(reply.job.number)}:</div>'

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mail2sms import metrics
 from mail2sms.config import ReportsConfig, RouteConfig
 from mail2sms.model import Job, JobState, ReplyMatch, ReplyState, Submission
 from mail2sms.report.replier import Replier, key
@@ -110,6 +111,21 @@ async def test_a_due_reply_is_mailed_and_recorded(tmp_path: Path) -> None:
     assert sorted(str(m["Message-ID"]) for m in in_new(tmp_path)) == ["<R1.reply@sms.test>", "<R2.reply@sms.test>"]
     assert {rid: state for rid, (state, _, _) in box.done.items()} == {"R1": ReplyState.MAILED, "R2": ReplyState.MAILED}
     assert list((tmp_path / INDEX_DIR).iterdir()) == []
+
+
+def mailed_count() -> float:
+    return (
+        metrics.REGISTRY.get_sample_value("mail2sms_replies_total", {"provider": "cellcast", "state": "mailed"}) or 0.0
+    )
+
+
+async def test_a_mailed_reply_is_counted_once(tmp_path: Path) -> None:
+    """mail2sms_replies_total{state="mailed"} counts a reply when the spool recorded it mailed, not a lost claim."""
+    sender = ReportSender(ReportsConfig(maildir=str(tmp_path)))
+    before = mailed_count()
+    await replier(Mailbox([reply(1)]), sender).tick()
+    await replier(Mailbox([reply(2)], holds=False), sender).tick()
+    assert mailed_count() - before == 1
 
 
 async def test_delivered_before_a_crash_is_not_mailed_twice(tmp_path: Path) -> None:

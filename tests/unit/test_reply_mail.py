@@ -13,6 +13,7 @@ from mail2sms.config import RouteConfig
 from mail2sms.model import Account, Job, JobState, ReplyMatch, Submission
 from mail2sms.report.reply_mail import (
     ANSWER_LINE,
+    NO_MATCH_LINE,
     NO_ROUTE_LINE,
     address_routes,
     compose_reply,
@@ -176,6 +177,9 @@ def test_unmatched_reply_is_its_own_mail_with_a_subject_that_says_so() -> None:
     assert message["In-Reply-To"] is None
     assert message["References"] is None
     assert message["From"].addresses[0].addr_spec == "+96550000001@sms.example.org"
+    plain, rich = parts(message)
+    assert NO_MATCH_LINE in plain
+    assert NO_MATCH_LINE in rich
 
 
 def test_reply_for_a_sender_who_may_not_be_mailed_goes_unthreaded_to_unmatched_to() -> None:
