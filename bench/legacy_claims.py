@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from mail2sms.dispatch import dispatcher  # noqa: E402
 from mail2sms.dispatch.claims import ClaimSizer  # noqa: E402
-from mail2sms.model import Batch  # noqa: E402
+from mail2sms.model import Batch, Job  # noqa: E402
 
 
 class LegacyClaimSizer(ClaimSizer):
@@ -34,8 +34,8 @@ class LegacyClaimSizer(ClaimSizer):
         super().__init__(*args, **kwargs)
         self._fill: dict[str, float] = {}  # provider → jobs per request in its last claim
 
-    def budget(self, provider: str) -> int:
-        fill = self._fill.get(provider, 1.0)
+    def budget(self, provider: str, fill: float = 1.0) -> int:
+        fill = self._fill.get(provider, 1.0)  # the old sizing knew only the last claim's fill
         limits = self.providers[provider].limits
         rate = limits.rate / self.rate_share if limits.rate else math.inf
         requests = max(min(rate * self.lease / 2, float(self.claim_limit)), 2.0 * self.concurrency[provider])
@@ -44,6 +44,9 @@ class LegacyClaimSizer(ClaimSizer):
 
     def cap(self, provider: str) -> int:
         return self.claim_limit
+
+    def more(self, provider: str, claimed: Sequence[Job], last: int, held: int) -> int:
+        return 0  # one claim per provider and tick, as before
 
     def observe(self, batches: Iterable[Batch]) -> None:
         sizes: dict[str, list[int]] = {}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from mail2sms.limits import Limits
 from mail2sms.model import Account, Batch, Job, SmsOptions
 
 ROUNDS = 4  # rounds of a provider's requests in flight one claim may hold; it claims again at half of it
+GROW = 4  # a claim whose jobs mostly repeat requests seen before asks at once for this many times more
 
 
 class _Limited(Protocol):
@@ -121,17 +122,26 @@ class ClaimSizer:
         expected = max(self.fill(provider), min(fill, float(self.per_request(provider))))
         return max(1, min(self.cap(provider), math.ceil(self.requests(provider) * expected)))
 
-    def more(self, provider: str, claimed: Iterable[Job], held: int) -> int:
-        """Jobs to claim at once beyond `claimed` (a full claim, with `held` jobs held before it): when these jobs
-        fill requests better than the recent claims did (a broadcast after single mails), the budget at their fill
-        minus what is held; 0 when it is not more. Claimed together, they are batched together: a 1,000-number
-        broadcast goes in five requests of 200, not in a first small one and then the rest."""
+    def more(self, provider: str, claimed: Sequence[Job], last: int, held: int) -> int:
+        """Jobs to claim at once beyond `claimed` (this tick's claims so far; the last `last` of them a full claim),
+        with `held` jobs held before the tick; 0 for none. Claimed together, jobs are batched together.
+
+        More is asked when the jobs fill requests better than the recent claims did (a broadcast after single
+        mails: the budget at their fill), or when most of the last claim's jobs share a request with jobs seen
+        before (the rows of a CSV whose texts take turns: `GROW` times what is claimed, so that the claims reach
+        full requests within the tick instead of over a dozen claims). Single mails, each with its own text, show
+        neither and ask for nothing more. Never beyond `cap`."""
         personalised = bool(self.providers[provider].limits.max_messages)
-        keys: Counter[BatchKey] = Counter(batch_key(j, personalised) for j in claimed if j.provider == provider)
+        keys = [batch_key(j, personalised) for j in claimed if j.provider == provider]
         if not keys:
             return 0
-        fill = keys.total() / len(keys)
-        return max(0, self.budget(provider, fill) - held - keys.total())
+        fresh = keys[max(0, len(keys) - last) :]
+        earlier = set(keys[: len(keys) - len(fresh)]) | set(self._recent[provider].keys)
+        repeats = len(fresh) - len(set(fresh) - earlier)  # jobs of the last claim whose request was seen before
+        target = self.budget(provider, len(keys) / len(set(keys)))
+        if fresh and repeats * 2 >= len(fresh):
+            target = max(target, min(self.cap(provider), GROW * len(keys)))
+        return max(0, target - held - len(keys))
 
     def observe(self, batches: Iterable[Batch]) -> None:
         """Learn from one claim's batches how many jobs the queue puts in one request, per provider."""

@@ -315,13 +315,17 @@ class Dispatcher:
         at once (claims.py `more`), so that they are batched together."""
         jobs = await self.spool.claim(self.owner, now, room, self.lease, skip)
         got, asked = len(jobs), room
-        while provider in self.providers and got >= asked:  # full: more may be ready
-            asked = self.sizer.more(provider, jobs, self._outstanding[provider])
-            if asked <= 0:
-                break
-            extra = await self.spool.claim(self.owner, now, asked, self.lease, skip)
-            jobs.extend(extra)
-            got = len(extra)
+        try:
+            while provider in self.providers and got >= asked:  # full: more may be ready
+                asked = self.sizer.more(provider, jobs, got, self._outstanding[provider])
+                if asked <= 0:
+                    break
+                extra = await self.spool.claim(self.owner, now, asked, self.lease, skip)
+                jobs.extend(extra)
+                got = len(extra)
+        except Exception as exc:
+            # What is claimed already is ours under its lease: send it rather than leave it to wait a lease out.
+            log.error("claiming more jobs failed", provider=provider, error=type(exc).__name__)
         return jobs
 
     def _enqueue(self, item: _Claimed) -> None:

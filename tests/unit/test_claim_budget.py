@@ -46,9 +46,9 @@ def sizer(limits: Limits, *, concurrency: int = 4, lease: float = 300.0, claim_l
     return ClaimSizer({"p": _Limited(limits)}, {"p": concurrency}, lease=lease, rate_share=1, claim_limit=claim_limit)
 
 
-def jobs(count: int, texts: int, start: int = 0) -> list[Job]:
+def jobs(count: int, texts: int, start: int = 0, word: str = "Reminder") -> list[Job]:
     """A CSV's rows as the spool hands them out: one number each, the texts taking turns row by row."""
-    return [Job(number=f"9655{i:07d}", text=f"Reminder {i % texts}", provider="p") for i in range(start, start + count)]
+    return [Job(number=f"9655{i:07d}", text=f"{word} {i % texts}", provider="p") for i in range(start, start + count)]
 
 
 def claim(s: ClaimSizer, todo: list[Job]) -> int:
@@ -57,6 +57,26 @@ def claim(s: ClaimSizer, todo: list[Job]) -> int:
     del todo[: len(taken)]
     s.observe(make_batches(taken, lambda _: s.per_request("p")))
     return len(taken)
+
+
+def tick(s: ClaimSizer, todo: list[Job]) -> list[int]:
+    """One tick of the dispatcher's claim loop, nothing held before it: a budget's worth, then more while the
+    claims come back full and the sizer asks for more; the sizes of the requests it makes."""
+    asked = s.budget("p")
+    taken = todo[:asked]
+    del todo[:asked]
+    got = len(taken)
+    while got >= asked:
+        asked = s.more("p", taken, got, 0)
+        if asked <= 0:
+            break
+        extra = todo[:asked]
+        del todo[:asked]
+        taken += extra
+        got = len(extra)
+    batches = make_batches(taken, lambda _: s.per_request("p"))
+    s.observe(batches)
+    return [len(b.jobs) for b in batches]
 
 
 # -- the arithmetic -------------------------------------------------------------------------------------------
@@ -114,9 +134,33 @@ def test_a_claim_that_shows_a_broadcast_asks_for_the_rest_at_once() -> None:
     claim(s, jobs(5_000, texts=5_000, start=200_000))
     first = jobs(s.budget("p"), texts=1)
     assert len(first) == 4 * ROUNDS
-    assert s.more("p", first, held=0) == 4 * ROUNDS * 4 * ROUNDS - len(first)  # 16 requests of 16
-    assert s.more("p", jobs(256, texts=1), held=0) == s.cap("p") - 256  # 16 full requests of 200
-    assert s.more("p", jobs(16, texts=16), held=0) == 0
+    assert s.more("p", first, len(first), 0) == 4 * ROUNDS * 4 * ROUNDS - len(first)  # 16 requests of 16
+    assert s.more("p", jobs(256, texts=1), 256, 0) == s.cap("p") - 256  # 16 full requests of 200
+    assert s.more("p", jobs(16, texts=16, word="Code"), 16, 0) == 0
+
+
+def test_a_csv_whose_texts_take_turns_reaches_full_requests_in_its_second_tick() -> None:
+    """The 5,000 rows of a CSV with twenty texts taking turns: the first tick sees sixteen texts once each (sixteen
+    requests of one); in the second most rows repeat a text seen before, so it claims GROW times more at once until
+    the cap, and from then on requests carry 80 rows or more."""
+    s = sizer(Limits(max_recipients=200, rate=10_000.0), concurrency=4)
+    todo = jobs(5_000, texts=20)
+    ticks = []
+    while todo:
+        ticks.append(tick(s, todo))
+    assert ticks[0] == [1] * 4 * ROUNDS
+    assert sum(ticks[1]) == s.cap("p")
+    assert all(size >= 80 for sizes in ticks[1:-1] for size in sizes)
+    assert sum(len(sizes) for sizes in ticks) <= 4 * ROUNDS + 2 * 20 + 20  # the old sizing: 40 requests
+
+
+def test_single_mails_never_ask_for_more() -> None:
+    """A long queue of single mails (each its own text) is claimed a budget at a time: one job per request, never
+    more than concurrency × ROUNDS requests in a tick."""
+    s = sizer(Limits(max_recipients=200, rate=10_000.0), concurrency=4)
+    todo = jobs(2_000, texts=2_000)
+    for _ in range(20):
+        assert tick(s, todo) == [1] * 4 * ROUNDS
 
 
 def test_personalised_requests_fill_with_different_texts() -> None:
