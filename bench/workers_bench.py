@@ -1,6 +1,6 @@
 """Benchmark: do two worker processes send twice as fast as one when the provider's latency is the limit?
 
-    python bench/workers_bench.py [--mails 600] [--latency 0.1] [--concurrency 4] [--out FILE]
+    python bench/workers_bench.py [--mails 600] [--latency 0.1] [--concurrency 4] [--lease S] [--legacy] [--out FILE]
 
 The same queue of single-recipient mails (each its own text, so each SMS is its own HTTP request) goes through a
 real mail2sms (`python -m mail2sms serve`) with `server.workers = 1` and then `server.workers = 2`, on one SQLite
@@ -8,8 +8,10 @@ spool, to the KwtSMS fake of `tests/fakes/kwtsms.py` on 127.0.0.1, which here an
 `--latency` seconds (as a distant provider does; its answers are otherwise exactly the fake's). Each worker keeps
 `--concurrency` requests in flight, so one worker can send at most concurrency / latency SMS/s; the provider's
 `rate` is set well above that for both runs (it is split between the workers on SQLite) and is never the limit.
-`dispatch.lease` is short (`--lease`, default 4 s) so that what a worker claims, about rate × half a lease, is a
-fraction of the queue: the point is that the second worker finds work while the first is busy (issue 14, item 3).
+`dispatch.lease` is the default (5 minutes) unless `--lease` says otherwise: a worker claims a few rounds of its
+own requests (dispatch/claims.py), not what the rate could send in half a lease, so the second worker finds work
+while the first is busy (issue 14, item 3). `--legacy` adds a third run: two workers with the claim sizing from
+before (`bench/legacy_claims.py`), where the first worker to claim took up to 5,000 jobs.
 
 The rate is measured at the fake, over the middle 80 % of the SMS (the first 10 % overlap the mail submission, the
 last 10 % the drain), from the moment the fake accepted each one. The ratio of the two runs is the result.
@@ -34,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import legacy_claims  # noqa: E402
 from tests.fakes.kwtsms import FakeKwtSms  # noqa: E402
 from tests.fakes.server import RecordedRequest, Reply, _Handler  # noqa: E402
 from tests.harness import ProcessServer, message, write_config  # noqa: E402
@@ -108,18 +111,19 @@ def middle_rate(times: list[float]) -> float:
     return (high - low) / (times[high] - times[low])
 
 
-def run_case(workers: int, args: argparse.Namespace) -> tuple[float, float]:
-    """(SMS/s over the middle 80 %, seconds from the first mail to the last SMS) with `workers` workers."""
+def run_case(workers: int, args: argparse.Namespace, legacy: bool = False) -> tuple[float, float]:
+    """(SMS/s over the middle 80 %, seconds from the first mail to the last SMS) with `workers` workers (with the
+    old claim sizing when `legacy`)."""
     tmp = Path(tempfile.mkdtemp(prefix="mail2sms-workersbench-"))
     try:
         with SlowKwtSms(args.latency) as fake:
             path, port = write_config(tmp, CONFIG.format(url=fake.url, rate=args.rate, concurrency=args.concurrency))
             text = path.read_text().replace('hostname = "sms.test"', f'hostname = "sms.test"\nworkers = {workers}', 1)
             # write_config's [dispatch] table gets this run's settings (a second [dispatch] table would be invalid)
-            path.write_text(
-                text.replace("[dispatch]\n", f"[dispatch]\nconcurrency = {args.concurrency}\nlease = {args.lease}\n", 1)
-            )
-            server = ProcessServer(path, port, tmp / "server.log").start(timeout=60)
+            lease = f"lease = {args.lease}\n" if args.lease else ""
+            path.write_text(text.replace("[dispatch]\n", f"[dispatch]\nconcurrency = {args.concurrency}\n{lease}", 1))
+            env = legacy_claims.server_env(tmp) if legacy else None
+            server = ProcessServer(path, port, tmp / "server.log", env=env).start(timeout=60)
             try:
                 start = time.monotonic()
                 submit(port, args.mails)
@@ -132,6 +136,8 @@ def run_case(workers: int, args: argparse.Namespace) -> tuple[float, float]:
                 rate = middle_rate(fake.accepted_at)
             finally:
                 server.terminate(60)
+            if legacy != (legacy_claims.MARK in (tmp / "server.log").read_text(errors="replace")):
+                raise SystemExit("the server did not run with the claim sizing asked for")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rate, end - start
@@ -141,6 +147,18 @@ def run(args: argparse.Namespace) -> list[tuple[str, ...]]:
     one_rate, one_seconds = run_case(1, args)
     two_rate, two_seconds = run_case(2, args)
     ceiling = args.concurrency / args.latency
+    legacy: list[tuple[str, ...]] = []
+    if args.legacy:
+        old_rate, old_seconds = run_case(2, args, legacy=True)
+        legacy.append(
+            (
+                "2 workers, the claim sizing before (`bench/legacy_claims.py`)",
+                f"{old_rate:,.1f} SMS/s",
+                f"{old_rate / one_rate:.2f}×",
+                f"{old_seconds:.1f} s",
+                f"{2 * ceiling:,.0f} SMS/s",
+            )
+        )
     return [
         ("1 worker (baseline)", f"{one_rate:,.1f} SMS/s", "1.00×", f"{one_seconds:.1f} s", f"{ceiling:,.0f} SMS/s"),
         (
@@ -150,6 +168,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, ...]]:
             f"{two_seconds:.1f} s",
             f"{2 * ceiling:,.0f} SMS/s",
         ),
+        *legacy,
     ]
 
 
@@ -157,7 +176,7 @@ def markdown(args: argparse.Namespace, table: list[tuple[str, ...]]) -> str:
     head = (
         f"Workers benchmark — {args.mails:,} single-recipient mails, one request per SMS, provider latency "
         f"{args.latency * 1000:.0f} ms, concurrency {args.concurrency} per worker, rate {args.rate:g}/s, "
-        f"lease {args.lease:g} s; {platform.python_implementation()} {platform.python_version()}, "
+        f"lease {args.lease or 300:g} s; {platform.python_implementation()} {platform.python_version()}, "
         f"{len(os.sched_getaffinity(0))} CPUs\n\n"
         "| workers | SMS/s (middle 80 %) | vs 1 worker | first mail → last SMS | latency ceiling |\n"
         "|---|---|---|---|---|\n"
@@ -171,7 +190,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds the fake takes to answer a request")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per worker")
     parser.add_argument("--rate", type=float, default=200.0, help="the provider's rate (all workers together)")
-    parser.add_argument("--lease", type=float, default=4.0, help="dispatch.lease in seconds")
+    parser.add_argument("--lease", type=float, default=0.0, help="dispatch.lease in seconds (default: the default)")
+    parser.add_argument("--legacy", action="store_true", help="also two workers with the old claim sizing")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     text = markdown(args, run(args))

@@ -126,21 +126,26 @@ class ClaimSizer:
         """Jobs to claim at once beyond `claimed` (this tick's claims so far; the last `last` of them a full claim),
         with `held` jobs held before the tick; 0 for none. Claimed together, jobs are batched together.
 
-        More is asked when the jobs fill requests better than the recent claims did (a broadcast after single
-        mails: the budget at their fill), or when most of the last claim's jobs share a request with jobs seen
-        before (the rows of a CSV whose texts take turns: `GROW` times what is claimed, so that the claims reach
-        full requests within the tick instead of over a dozen claims). Single mails, each with its own text, show
+        More is asked when the jobs share requests two or more deep themselves (a broadcast, even after single
+        mails: up to `cap` at once), or when most of the last claim's jobs share a request with jobs seen before
+        (the rows of a CSV whose texts take turns: `GROW` times what is claimed, so that the claims reach full
+        requests within the tick instead of over a dozen claims). Single mails, each with its own text, show
         neither and ask for nothing more. Never beyond `cap`."""
         personalised = bool(self.providers[provider].limits.max_messages)
         keys = [batch_key(j, personalised) for j in claimed if j.provider == provider]
         if not keys:
             return 0
-        fresh = keys[max(0, len(keys) - last) :]
-        earlier = set(keys[: len(keys) - len(fresh)]) | set(self._recent[provider].keys)
-        repeats = len(fresh) - len(set(fresh) - earlier)  # jobs of the last claim whose request was seen before
-        target = self.budget(provider, len(keys) / len(set(keys)))
-        if fresh and repeats * 2 >= len(fresh):
-            target = max(target, min(self.cap(provider), GROW * len(keys)))
+        if len(keys) >= 2 * len(set(keys)):
+            # These jobs themselves share requests (a broadcast): the rest in one claim, the fewer claims the less
+            # another worker's claim can come between them and split the broadcast into more requests.
+            target = self.cap(provider)
+        else:
+            fresh = keys[max(0, len(keys) - last) :]
+            earlier = set(keys[: len(keys) - len(fresh)]) | set(self._recent[provider].keys)
+            repeats = len(fresh) - len(set(fresh) - earlier)  # jobs of the last claim whose request was seen before
+            target = self.budget(provider, len(keys) / len(set(keys)))
+            if fresh and repeats * 2 >= len(fresh):
+                target = max(target, min(self.cap(provider), GROW * len(keys)))
         return max(0, target - held - len(keys))
 
     def observe(self, batches: Iterable[Batch]) -> None:
