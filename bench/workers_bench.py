@@ -13,6 +13,11 @@ own requests (dispatch/claims.py), not what the rate could send in half a lease,
 while the first is busy (issue 14, item 3). `--legacy` adds a third run: two workers with the claim sizing from
 before (`bench/legacy_claims.py`), where the first worker to claim took up to 5,000 jobs.
 
+`--backlog` makes the queue long before anyone sends: the same SMS come as one CSV mail whose rows are all
+scheduled `--hold` seconds ahead (mail2sms holds a KwtSMS job `scheduled` until its time), so every job becomes
+ready at the same moment, as after an outage or a restart. Without it, mails arrive one by one over SMTP and each
+worker claims what has arrived, so even the old sizing shared the work fairly well.
+
 The rate is measured at the fake, over the middle 80 % of the SMS (the first 10 % overlap the mail submission, the
 last 10 % the drain), from the moment the fake accepted each one. The ratio of the two runs is the result.
 
@@ -31,6 +36,8 @@ import smtplib
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +58,12 @@ sender = "KWT-MESSAGE"
 rate = {rate}
 concurrency = {concurrency}
 max_recipients = 1
+
+[[routes]]
+match = "list@sms.test"
+format = "csv"
+provider = "kwt"
+region = "KW"
 
 [[routes]]
 match = "*@sms.test"
@@ -102,6 +115,23 @@ def submit(port: int, count: int) -> None:
                     raise SystemExit(f"mail refused: {refused}")
 
 
+def submit_backlog(port: int, count: int, hold: float) -> None:
+    """One CSV mail, a row per number with its own text, every row scheduled `hold` seconds from now (UTC)."""
+    at = datetime.fromtimestamp(time.time() + hold, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    rows = "".join(f"{n},Your code for {n} is {int(n) % 9973},{at}\r\n" for n in numbers(count))
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "bench@example.org", "list@sms.test", "backlog"
+    msg.set_content("The list is attached.")
+    msg.add_attachment(
+        ("mobile,message,sendtime\r\n" + rows).encode(), maintype="text", subtype="csv", filename="backlog.csv"
+    )
+    with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+        client.ehlo("bench.example.org")
+        refused = client.sendmail("bench@example.org", ["list@sms.test"], msg.as_bytes(policy=email.policy.SMTP))
+        if refused:
+            raise SystemExit(f"mail refused: {refused}")
+
+
 def middle_rate(times: list[float]) -> float:
     """SMS per second between the 10th and the 90th percentile of the acceptance times."""
     times = sorted(times)
@@ -126,8 +156,13 @@ def run_case(workers: int, args: argparse.Namespace, legacy: bool = False) -> tu
             server = ProcessServer(path, port, tmp / "server.log", env=env).start(timeout=60)
             try:
                 start = time.monotonic()
-                submit(port, args.mails)
-                fake.wait_until(lambda: len(fake.sent) >= args.mails, timeout=args.mails * args.latency + 300)
+                if args.backlog:
+                    submit_backlog(port, args.mails, args.hold)
+                else:
+                    submit(port, args.mails)
+                fake.wait_until(
+                    lambda: len(fake.sent) >= args.mails, timeout=args.mails * args.latency + args.hold + 300
+                )
                 end = time.monotonic()
                 if len(fake.sent) != args.mails or len({s.number for s in fake.sent}) != args.mails:
                     raise SystemExit(f"{len(fake.sent)} SMS accepted for {args.mails} mails: not one each")
@@ -140,7 +175,7 @@ def run_case(workers: int, args: argparse.Namespace, legacy: bool = False) -> tu
                 raise SystemExit("the server did not run with the claim sizing asked for")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return rate, end - start
+    return rate, end - start - (args.hold if args.backlog else 0.0)  # with a backlog: from when it was ready
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, ...]]:
@@ -174,7 +209,9 @@ def run(args: argparse.Namespace) -> list[tuple[str, ...]]:
 
 def markdown(args: argparse.Namespace, table: list[tuple[str, ...]]) -> str:
     head = (
-        f"Workers benchmark — {args.mails:,} single-recipient mails, one request per SMS, provider latency "
+        f"Workers benchmark — {args.mails:,} "
+        f"{'CSV rows, all ready at once' if args.backlog else 'single-recipient mails'}, one request per SMS, "
+        "provider latency "
         f"{args.latency * 1000:.0f} ms, concurrency {args.concurrency} per worker, rate {args.rate:g}/s, "
         f"lease {args.lease or 300:g} s; {platform.python_implementation()} {platform.python_version()}, "
         f"{len(os.sched_getaffinity(0))} CPUs\n\n"
@@ -192,6 +229,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="the provider's rate (all workers together)")
     parser.add_argument("--lease", type=float, default=0.0, help="dispatch.lease in seconds (default: the default)")
     parser.add_argument("--legacy", action="store_true", help="also two workers with the old claim sizing")
+    parser.add_argument("--backlog", action="store_true", help="every SMS ready at once (one scheduled CSV)")
+    parser.add_argument("--hold", type=float, default=75.0, help="with --backlog: seconds until they are ready")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
     text = markdown(args, run(args))
