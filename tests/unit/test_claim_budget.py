@@ -349,6 +349,40 @@ async def test_a_broadcast_after_single_mails_goes_in_full_requests(
         await spool.close()
 
 
+async def test_a_failed_follow_up_claim_keeps_what_was_claimed(
+    tmp_path: Path, fake: GatedKwtSms, client: httpx.AsyncClient
+) -> None:
+    """When the spool fails the claim that was to fetch the rest of a broadcast, the jobs of the first claim are
+    still sent (not left to wait out their lease), the rest follow, and every number gets its SMS once."""
+    spool = open_spool(f"sqlite://{tmp_path}/spool.db")
+    await spool.open()
+    fake.gate.set()
+    real_claim, calls = spool.claim, []
+
+    async def claim(*args: Any, **kwargs: Any) -> list[Job]:
+        calls.append(args)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("database is locked")
+        return await real_claim(*args, **kwargs)
+
+    spool.claim = claim  # type: ignore[method-assign]
+    one = dispatcher(spool, kwtsms(fake, client, max_recipients=200))
+    try:
+        numbers = [f"9657{i:07d}" for i in range(100)]
+        broadcast = [Job(number=n, text="Water off 10-12 tomorrow", provider="kwt") for n in numbers]
+        sub = Submission("a@example.org", ["x"], broadcast, "r", received_at=time.time())
+        await spool.commit(sub, [f"b-{n}" for n in numbers], 86400)
+        run = asyncio.create_task(one.run())
+        await until(fake, lambda: len(fake.sent) >= 100)
+        await one.stop(BOUND)
+        await asyncio.gather(run, return_exceptions=True)
+        assert sorted(s.number for s in fake.sent) == numbers
+        assert len(fake.requests[0].param("mobile").split(",")) == 2 * ROUNDS  # the first claim, alone
+        assert await spool.counts() == {"sent": 100}
+    finally:
+        await spool.close()
+
+
 async def test_claims_follow_each_other_without_waiting_for_the_poll(
     tmp_path: Path, fake: GatedKwtSms, client: httpx.AsyncClient
 ) -> None:
