@@ -15,10 +15,13 @@ How full a request gets is measured, not assumed: the jobs claimed lately (about
 counted by the request they would share (`batch_key`); jobs per distinct key is what one request carries. One
 claim is too small a sample on its own: sixteen rows of a CSV with twenty texts are sixteen different texts,
 yet a hundred rows of it fill twenty requests five deep; remembering the recent claims lets the estimate, and so
-the claim, grow with what the queue shows (the rows of a CSV reach full requests within a dozen claims), and
-shrink back within one claim when single mails follow. What a claim itself shows counts at once: when its jobs
-share requests better than expected (a broadcast after single mails), the dispatcher claims more before it
-batches (`more`), so the broadcast's numbers go in full requests.
+the claim, grow with what the queue shows, and shrink back within one claim when single mails follow. What a claim
+itself shows counts at once (`more`): when its jobs share requests (a broadcast after single mails), or mostly
+repeat the requests of the claims before (the CSV's second claim), the dispatcher claims more before it batches,
+so the numbers go in full requests. Single mails show neither and are claimed a budget at a time.
+
+Two workers may still each take part of one broadcast that became ready while both were idle: at most one partly
+filled request more per worker, the price of neither holding the whole queue.
 
 It only does arithmetic on what it is told: it never claims, sends or touches the spool.
 """
