@@ -216,6 +216,6 @@ async def _purge(spool: Spool, args: argparse.Namespace, config: Config) -> int:
         print(f"would purge {subs} submissions ({jobs} SMS) settled before {when(now - older)}")
         return 0
     done = await retention.sweep(spool, older, config.server.dedupe_window, now)
-    print(f"purged {done.submissions} submissions ({done.jobs} SMS) settled before {when(now - older)}, "
-          f"and {done.memory} expired dedupe keys and quota charges")
+    print(f"purged {done.submissions} submissions ({done.jobs} SMS) and {done.replies} SMS replies settled before "
+          f"{when(now - older)}, and {done.memory} expired dedupe keys and quota charges")
     return 0

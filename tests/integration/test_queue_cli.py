@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mail2sms.model import Job, JobState, ReportState, SmsOptions, Submission
+from mail2sms.model import InboundSms, Job, JobState, ReplyState, ReportState, SmsOptions, Submission
 from mail2sms.spool import open_spool
-from mail2sms.spool.base import JobUpdate
+from mail2sms.spool.base import JobUpdate, ReplyRules
 from tests.harness import write_config
 from tests.integration.test_cli import run
 
@@ -234,9 +234,22 @@ def test_cancel_then_delete(tmp_path: Path) -> None:
     assert run("queue", "show", ids.retrying, "--config", str(path)).returncode == 0
 
 
+async def store_replies(url: str) -> None:
+    """Two SMS replies tied to nothing, so kept as dropped: one taken ten days ago, one now."""
+    spool = open_spool(url)
+    await spool.open()
+    rules = ReplyRules(match_window=DAY, per_number_per_hour=10, unmatched_to=None)
+    try:
+        for ref, at in (("old", time.time() - 10 * DAY), ("new", time.time())):
+            stored = await spool.store_replies("cellcast", [InboundSms(ref, "61400000001", "ok")], rules, at)
+            assert stored.states == {ref: ReplyState.DROPPED}
+    finally:
+        await spool.close()
+
+
 def test_purge_by_hand_with_dry_run(tmp_path: Path, spool_url: str) -> None:
     """purge --dry-run counts what is older than --older-than and removes nothing; purge removes exactly the settled
-    submissions that old, keeping recent and live ones."""
+    submissions (and SMS replies) that old, keeping recent and live ones, and says how many."""
     ids = asyncio.run(populate(spool_url))
     path = config_for(tmp_path, spool_url)
 
@@ -249,9 +262,10 @@ def test_purge_by_hand_with_dry_run(tmp_path: Path, spool_url: str) -> None:
     assert kept.returncode == 0, kept
     assert "purged 0 submissions" in kept.stdout, kept
 
+    asyncio.run(store_replies(spool_url))
     purged = run("queue", "purge", "--older-than", "7d", "--config", str(path))
     assert purged.returncode == 0, purged.stderr
-    assert "purged 1 submissions (1 SMS)" in purged.stdout
+    assert "purged 1 submissions (1 SMS) and 1 SMS replies" in purged.stdout, purged.stdout
     assert run("queue", "show", ids.final, "--config", str(path)).returncode == 1
     for still in (ids.live, ids.retrying, ids.recent):
         assert run("queue", "show", still, "--config", str(path)).returncode == 0
