@@ -22,7 +22,7 @@ from typing import Any
 from mail2sms.config import Config, parse_duration
 from mail2sms.model import Job, JobState, Submission
 from mail2sms.spool import open_spool, retention
-from mail2sms.spool.base import QueueEntry, ReceiptView, Spool
+from mail2sms.spool.base import QueueEntry, ReceiptView, ReplyView, Spool
 
 LIST_LIMIT = 10_000
 # --state word → job states; "queued" includes SMS held for their sendtime, "failed" is the provider's refusals.
@@ -81,7 +81,7 @@ async def run(args: argparse.Namespace, config: Config) -> int:
             return 1
         sub, jobs = found
         if args.action == "show":
-            return _show(sub, jobs, args.json, await spool.receipt_views(sub.id))
+            return _show(sub, jobs, args.json, await spool.receipt_views(sub.id), await spool.reply_views(sub.id))
         if args.action == "retry":
             return await _retry(spool, sub, jobs, args.now)
         if args.action == "cancel":
@@ -127,14 +127,26 @@ def _receipt_line(r: ReceiptView) -> str:
     return f"{r.state.replace('_', ' ')} ({r.via}, {when(r.at)})" + (f": {r.why}" if r.why else "")
 
 
-def _show(sub: Submission, jobs: list[Job], as_json: bool, receipts: dict[str, ReceiptView] | None = None) -> int:
+def _reply_line(r: ReplyView) -> str:
+    """An SMS reply (issue 17) in one line: when it came, its text, and where it went."""
+    went = {"mailed": f"mailed to {r.mail_to}", "pending": f"to be mailed to {r.mail_to}"}.get(r.state, r.state)
+    return f"{when(r.fetched_at)} {r.text!r}: {went} ({r.match})" + (f": {r.why}" if r.why else "")
+
+
+def _show(sub: Submission, jobs: list[Job], as_json: bool, receipts: dict[str, ReceiptView] | None = None,
+          replies: list[ReplyView] | None = None) -> int:
     receipts = receipts or {}
+    by_job: dict[str, list[ReplyView]] = {}
+    for reply in replies or []:
+        by_job.setdefault(reply.job_id, []).append(reply)
     if as_json:
         print(json.dumps({"id": sub.id, "received_at": sub.received_at, "from": sub.envelope_from,
                           "route": sub.route, "subject": sub.subject, "report_to": sub.report_to,
                           "dry_run": sub.dry_run,
                           "jobs": [{**_job_json(j), "receipt": dataclasses.asdict(receipts[j.id])
-                                    if j.id in receipts else None} for j in jobs]}, indent=1))
+                                    if j.id in receipts else None,
+                                    "replies": [dataclasses.asdict(r) for r in by_job.get(j.id, [])]}
+                                   for j in jobs]}, indent=1))
         return 0
     print(f"submission {sub.id}\n  received  {when(sub.received_at)} from {sub.envelope_from or '<>'} "
           f"(route {sub.route})\n  report to {sub.report_to or '- (none)'}" + ("\n  dry run" if sub.dry_run else ""))
@@ -151,6 +163,8 @@ def _show(sub: Submission, jobs: list[Job], as_json: bool, receipts: dict[str, R
                 print(f"    {label:<9} {value}")
         if j.id in receipts:
             print(f"    receipt   {_receipt_line(receipts[j.id])}")
+        for reply in by_job.get(j.id, []):
+            print(f"    reply     {_reply_line(reply)}")
     return 0
 
 

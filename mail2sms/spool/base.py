@@ -91,6 +91,21 @@ class DueFollowup:
 
 
 @dataclass(frozen=True)
+class ReplyView:
+    """An SMS reply tied to one SMS of a submission, as `mail2sms queue show` prints it."""
+
+    job_id: str
+    number: str
+    text: str
+    state: str  # pending | mailed | dropped | throttled
+    match: str  # linked | number
+    mail_to: str | None
+    why: str | None
+    fetched_at: float
+    provider: str
+
+
+@dataclass(frozen=True)
 class ReplyRules:
     """How the spool decides, in the transaction that stores a reply, where it goes (issue 17; `[replies]`)."""
 
@@ -345,6 +360,10 @@ class Spool(Protocol):
         ...
 
     async def reply_counts(self) -> dict[str, int]: ...
+
+    async def reply_views(self, submission_id: str) -> list[ReplyView]:
+        """The SMS replies tied to the submission's SMS, oldest first (`queue show`)."""
+        ...
 
     async def purge_replies(self, before: float, limit: int = 500) -> int:
         """One retention batch of settled replies (mailed, dropped, throttled) fetched before `before`; how many."""

@@ -41,6 +41,7 @@ from mail2sms.spool.base import (
     QueueEntry,
     ReceiptView,
     ReplyRules,
+    ReplyView,
     StoredReplies,
 )
 from mail2sms.spool.dialect import Dialect
@@ -860,6 +861,9 @@ class SpoolCore:
 
     async def reply_counts(self) -> dict[str, int]:
         return await self._read(replies.reply_counts)
+
+    async def reply_views(self, submission_id: str) -> list[ReplyView]:
+        return await self._read(lambda: replies.reply_views(submission_id))
 
     async def purge_replies(self, before: float, limit: int = 500) -> int:
         return await self._write(lambda: replies.purge_replies(self.dialect, before, limit))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mail2sms.model import InboundSms, Job, ReplyMatch, ReplyState, Submission
-from mail2sms.spool.base import DueReply, ReplyRules, StoredReplies
+from mail2sms.spool.base import DueReply, ReplyRules, ReplyView, StoredReplies
 from mail2sms.spool.dialect import Dialect
 from mail2sms.spool.ids import new_id
 from mail2sms.spool.rows import Row, job_from_row, submission_from_row
@@ -282,3 +282,17 @@ def purge_replies(d: Dialect, before: float, limit: int) -> Tx[int]:
         (before, limit),
     )
     return gone.rowcount
+
+
+def reply_views(submission_id: str) -> Tx[list[ReplyView]]:
+    """The replies tied to one submission's SMS, oldest first."""
+    found = yield Q(
+        'SELECT job_id, number, text, state, "match", mail_to, why, fetched_at, provider FROM replies '
+        "WHERE submission_id = ? ORDER BY fetched_at, id",
+        (submission_id,),
+    )
+    return [
+        ReplyView(r["job_id"], r["number"], r["text"], r["state"], r["match"], r["mail_to"], r["why"] or None,
+                  r["fetched_at"], r["provider"])
+        for r in found.rows
+    ]

@@ -196,7 +196,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "WHERE state IN ('pending', 'mailed')",
         "CREATE INDEX IF NOT EXISTS replies_settled ON replies (fetched_at) "
         "WHERE state IN ('mailed', 'dropped', 'throttled')",
-        "CREATE INDEX IF NOT EXISTS replies_of_submission ON replies (submission_id) WHERE state = 'pending'",
+        "CREATE INDEX IF NOT EXISTS replies_of_submission ON replies (submission_id)",
         """CREATE TABLE IF NOT EXISTS reply_polls (
     provider TEXT PRIMARY KEY,
     cursor TEXT,

@@ -247,6 +247,35 @@ async def store_replies(url: str) -> None:
         await spool.close()
 
 
+def test_show_lists_the_sms_replies_of_each_sms(tmp_path: Path, spool_url: str) -> None:
+    """queue show prints, under the SMS it answers, each SMS reply with its text and where it went (issue 17), and
+    the JSON carries the same per SMS."""
+    ids = asyncio.run(populate(spool_url))
+    path = config_for(tmp_path, spool_url)
+
+    async def reply() -> None:
+        spool = open_spool(spool_url)
+        await spool.open()
+        try:
+            rules = ReplyRules(match_window=DAY, per_number_per_hour=10, unmatched_to=None)
+            answer = InboundSms("r-1", "96550000401", "ACK, on my way", in_reply_to="OK-401")
+            assert (await spool.store_replies("kwt", [answer], rules, time.time())).states == {
+                "r-1": ReplyState.PENDING}
+        finally:
+            await spool.close()
+
+    asyncio.run(reply())
+    shown = run("queue", "show", ids.recent, "--config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "reply     " in shown.stdout, shown.stdout
+    assert "'ACK, on my way': to be mailed to alice@example.org (linked)" in shown.stdout, shown.stdout
+    data = json.loads(run("queue", "show", ids.recent, "--json", "-c", str(path)).stdout)
+    [replies] = [j["replies"] for j in data["jobs"]]
+    assert [(r["text"], r["state"], r["match"], r["mail_to"]) for r in replies] == [
+        ("ACK, on my way", "pending", "linked", "alice@example.org")]
+    assert "reply " not in run("queue", "show", ids.final, "-c", str(path)).stdout
+
+
 def test_purge_by_hand_with_dry_run(tmp_path: Path, spool_url: str) -> None:
     """purge --dry-run counts what is older than --older-than and removes nothing; purge removes exactly the settled
     submissions (and SMS replies) that old, keeping recent and live ones, and says how many."""
