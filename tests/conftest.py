@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from mail2sms.spool import open_spool
+from mail2sms.spool.base import Spool
 from tests.pgcluster import Cluster, why_unavailable
 
 # CI machines are shared and busy: property tests keep their example counts but never fail on wall-clock deadlines
@@ -57,3 +59,21 @@ def pg_cluster() -> Iterator[Cluster]:
 def pg_url(pg_cluster: Cluster) -> str:
     """The URL of a fresh, empty database on the session's cluster."""
     return pg_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for an empty spool of each backend: a test that takes it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/spool.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def spool(spool_url: str) -> AsyncIterator[Spool]:
+    """An open spool of each backend; closed after the test (a file may override it, e.g. to track receipts)."""
+    s = open_spool(spool_url)
+    await s.open()
+    yield s
+    await s.close()

@@ -152,15 +152,6 @@ def test_spool_locked_at_mark_sending_is_retried_never_unknown(tmp_path: Path, g
         assert all(s.startswith("SMS sent") and "may have been" not in s for s in subjects), subjects
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty spool of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/spool.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def test_result_from_a_node_that_lost_the_lease_is_refused(spool_url: str) -> None:
     """Node A marks a job sending, its lease runs out, node B recovers, sends and records `sent`: A's late `unknown`
     is refused by the spool (both backends), and the job stays `sent`."""

@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from mail2sms.model import InboundSms, Job, JobState, ReplyState, ReportState, SmsOptions, Submission
 from mail2sms.spool import open_spool
 from mail2sms.spool.base import JobUpdate, ReplyRules
@@ -19,15 +17,6 @@ from tests.integration.test_cli import run
 
 DAY = 86400.0
 LATER = "2030-01-02T09:00:00+00:00"  # a sendtime mail2sms holds the SMS for
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty spool of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/spool.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 def config_for(tmp_path: Path, url: str, retention: str = "30d") -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,15 +15,6 @@ from mail2sms.spool.base import JobUpdate, Spool
 
 NOW = 1_800_000_000.0
 WINDOW = 86400.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for an empty spool of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/spool.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 @pytest.fixture

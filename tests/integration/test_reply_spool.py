@@ -5,10 +5,6 @@ two nodes store it at once, poll turns and cursors, mail claims, dead owners' cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from mail2sms.model import Account, InboundSms, Job, JobState, ReplyMatch, ReplyState, ReportState, Submission
 from mail2sms.spool import open_spool
@@ -18,24 +14,6 @@ NOW = 1_800_000_000.0
 WINDOW = 86400.0
 RULES = ReplyRules(match_window=7 * 86400.0, per_number_per_hour=10, unmatched_to="ops@example.org")
 NO_UNMATCHED = ReplyRules(match_window=7 * 86400.0, per_number_per_hour=10, unmatched_to=None)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for an empty spool of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/spool.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def spool(spool_url: str) -> AsyncIterator[Spool]:
-    """An open spool."""
-    s = open_spool(spool_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def sent_sms(

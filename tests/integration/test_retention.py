@@ -8,8 +8,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import pytest
-
 from mail2sms.model import Job, JobState, ReportState, Submission
 from mail2sms.spool import open_spool, retention
 from mail2sms.spool.base import JobUpdate, Spool
@@ -19,15 +17,6 @@ from tests.secure import config, http_get
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty spool of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/spool.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 async def stored(spool: Spool, numbers: list[str], at: float, tag: str, settle: JobState | None = JobState.SENT,

@@ -7,8 +7,7 @@ use either without knowing which.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -19,24 +18,6 @@ from mail2sms.spool.quotas import QuotaCharge, QuotaExceeded, QuotaLimit
 
 NOW = 1_800_000_000.0
 WINDOW = 86400.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def spool_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL for an empty spool of each backend."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/spool.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def spool(spool_url: str) -> AsyncIterator[Spool]:
-    """An open spool; closed after the test."""
-    s = open_spool(spool_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def submission(numbers: list[str], *, text: str = "hello", provider: str = "p", report_to: str | None = "a@b.c",
