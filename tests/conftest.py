@@ -6,11 +6,14 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
+from mail2sms.providers.http import build_client
 from mail2sms.spool import open_spool
 from mail2sms.spool.base import Spool
+from tests.fakes.receiver import ReceiptReceiver
 from tests.pgcluster import Cluster, why_unavailable
 
 # CI machines are shared and busy: property tests keep their example counts but never fail on wall-clock deadlines
@@ -77,3 +80,19 @@ async def spool(spool_url: str) -> AsyncIterator[Spool]:
     await s.open()
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """mail2sms's own HTTP client (as adapters get it), for adapters under test and for pushes; the timeout is only
+    a bound against a hang."""
+    async with build_client(timeout=10.0) as http:
+        yield http
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiptReceiver]:
+    """A loopback HTTP server that records what a fake provider pushes (delivery receipts, replies)."""
+    with ReceiptReceiver() as fake:
+        yield fake
+    assert fake.errors == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -14,7 +14,6 @@ import pytest
 from mail2sms.config import ProviderConfig
 from mail2sms.model import Account, Batch, Job, Rejected, Retry, Sent, SmsOptions, Unknown
 from mail2sms.providers.explain import explain
-from mail2sms.providers.http import build_client
 from mail2sms.providers.kapow import KapowProvider
 from mail2sms.providers.kwtsms import KwtSmsProvider
 from tests.fakes.kapow import FakeKapow
@@ -36,12 +35,6 @@ def make_batch(
     return Batch(
         provider="p", account=account, sender=sender, text=text, options=SmsOptions(**options), jobs=jobs
     )
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_client(timeout=5.0) as http:
-        yield http
 
 
 @pytest.fixture

@@ -57,12 +57,6 @@ class CountingLimiter:
         self.turns[provider] = self.turns.get(provider, 0) + 1
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_client(timeout=10.0) as http:
-        yield http
-
-
 def adapter(name: str, settings: dict[str, Any], client: httpx.AsyncClient) -> Any:
     return build_provider(name, ProviderConfig.model_validate(settings), client)
 

@@ -4,7 +4,6 @@ fake calls the `dlr` URL it was given; Cellcast's and BulkSMS's bodies are poste
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -12,7 +11,6 @@ import pytest
 
 from mail2sms.config import ProviderConfig
 from mail2sms.model import Batch, DeliveryState, Job, Receipt, ReceiptQuery, Sent, SmsOptions
-from mail2sms.providers.http import build_client
 from mail2sms.providers.receipts import PushReceiver, ReceiptSource, push_receiver, receipt_source
 from mail2sms.providers.registry import build_provider
 from tests.fakes.bulksms import FakeBulkSms, FakeBulkSmsJson
@@ -25,19 +23,6 @@ from tests.fakes.server import FakeProvider, RecordedRequest
 
 D, U, P = DeliveryState.DELIVERED, DeliveryState.UNDELIVERED, DeliveryState.PENDING
 PASSWORD = "pa55-w0rd"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_client(timeout=5.0) as http:
-        yield http
-
-
-@pytest.fixture
-def receiver() -> Iterator[ReceiptReceiver]:
-    with ReceiptReceiver() as fake:
-        yield fake
-    assert fake.errors == []
 
 
 def adapter(kind: str, fake: FakeProvider, client: httpx.AsyncClient, **config: Any) -> Any:

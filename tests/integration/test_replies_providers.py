@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import pytest
 
 from mail2sms.config import ProviderConfig
 from mail2sms.model import Batch, InboundSms, Job, Sent, SmsOptions
-from mail2sms.providers.http import build_client
 from mail2sms.providers.registry import build_provider
 from mail2sms.providers.replies import (
     ReplyFetchError,
@@ -34,19 +32,6 @@ from tests.harness import ROOT
 
 PASSWORD = "pa55-w0rd"
 AU = "61412345678"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_client(timeout=5.0) as http:
-        yield http
-
-
-@pytest.fixture
-def receiver() -> Iterator[ReceiptReceiver]:
-    with ReceiptReceiver() as fake:
-        yield fake
-    assert fake.errors == []
 
 
 def adapter(kind: str, fake: FakeProvider, client: httpx.AsyncClient, **config: Any) -> Any:

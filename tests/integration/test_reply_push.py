@@ -23,7 +23,6 @@ from mail2sms.dispatch.receipt_push import ReceiptDoor
 from mail2sms.dispatch.receipt_store import Awaiting, ReceiptState, StoreSink
 from mail2sms.dispatch.reply_poller import ReplyPoller, ReplyPushSink, ReplySourcesOf, reply_rules
 from mail2sms.model import Batch, Job, JobState, ReplyMatch, Sent, SmsOptions, Submission
-from mail2sms.providers.http import build_client
 from mail2sms.providers.receipts import push_receiver
 from mail2sms.providers.registry import build_provider
 from mail2sms.providers.replies import reply_push_receiver
@@ -58,13 +57,6 @@ class Wired:
 
     def url(self, token: str = TOKEN, name: str = "cc") -> str:
         return f"http://127.0.0.1:{self.web.port}/receipts/{name}/{token}"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """The HTTP client the adapter sends with and the tests push with."""
-    async with build_client(timeout=10.0) as http:
-        yield http
 
 
 async def sent_through(spool: Spool, provider: Any) -> Awaiting:
