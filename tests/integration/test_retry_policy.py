@@ -79,6 +79,15 @@ def due_again(db: Path, number: str) -> bool:
     return row is not None and row[0] == "queued" and row[1] is not None and float(row[1]) <= time.time()
 
 
+def waiting_an_hour(db: Path, number: str, attempts: int) -> bool:
+    """True when the job for `number` has had `attempts` attempts, holds no lease, and waits most of an hour."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT state, attempts, next_attempt_at, lease_until FROM jobs WHERE number = ?",
+                           (number,)).fetchone()
+    return (row is not None and row[0] == "queued" and row[1] == attempts and row[3] is None
+            and float(row[2]) > time.time() + 1800)
+
+
 def report_states(db: Path) -> list[str]:
     """Every submission's report state, sorted."""
     with sqlite3.connect(db) as conn:
@@ -159,18 +168,24 @@ def test_queue_commands(tmp_path: Path) -> None:
     """queue list shows a waiting submission, show lists its SMS, retry and cancel act on it, and delete then removes
     the final submission (delete refuses an open one: cancel comes first)."""
     with FakeKwtSms(accounts={"user": ("pass", 1000.0)}) as kwt, FakeKapow() as kapow:
-        kwt.refuse()
+        # KwtSMS busy for an hour (429 + Retry-After), every time: the SMS waits an hour after each attempt, so what
+        # the commands find never depends on how fast the machine is.
+        for _ in range(10):
+            kwt.fail_next(429, "", {"Retry-After": "3600"})
         path = config(tmp_path, kwt, kapow)
+        db = tmp_path / "spool.db"
         with thread_server(path) as server:
             code, text = send(server.port, message("96550000720@kwt.test", "stuck"))
             assert replies.QUEUED.matches(code, text)
             sid = text.decode().split()[-1]
-            wait_until(lambda: sid in run_cli("queue", "list", "--config", str(path)).stdout)
+            wait_until(lambda: waiting_an_hour(db, "96550000720", attempts=1))
+            assert sid in run_cli("queue", "list", "--config", str(path)).stdout
             shown = run_cli("queue", "show", sid, "--config", str(path))
             assert shown.returncode == 0
             assert "+96550000720" in shown.stdout
             assert "queued" in shown.stdout
             assert run_cli("queue", "retry", sid, "--config", str(path)).returncode == 0
+            wait_until(lambda: waiting_an_hour(db, "96550000720", attempts=2))  # retried at once, busy again
             refused = run_cli("queue", "delete", sid, "--config", str(path))
             assert refused.returncode == 1
             assert "queue cancel" in refused.stdout + refused.stderr
