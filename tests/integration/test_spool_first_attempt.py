@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from mail2sms.model import JobState
 from mail2sms.spool.base import JobUpdate, Spool
-from tests.integration.test_spool_contract import NOW, commit, spool, spool_url  # noqa: F401  (fixtures)
+from tests.integration.test_spool_contract import NOW, commit
 
 
-async def test_first_attempt_is_set_once_and_carried_on_claim(spool: Spool) -> None:  # noqa: F811
+async def test_first_attempt_is_set_once_and_carried_on_claim(spool: Spool) -> None:
     """A new job has none; the first mark_sending sets it; a retry's mark_sending keeps the first time."""
     await commit(spool, ["96550000001"])
     [job] = await spool.claim("a", NOW, 10, 60.0)
@@ -24,7 +24,7 @@ async def test_first_attempt_is_set_once_and_carried_on_claim(spool: Spool) -> N
     assert third.first_attempt_at == NOW + 1
 
 
-async def test_mark_sending_without_owner_sets_it_too(spool: Spool) -> None:  # noqa: F811
+async def test_mark_sending_without_owner_sets_it_too(spool: Spool) -> None:
     """The owner-less mark_sending (single-process use) keeps the same rule."""
     await commit(spool, ["96550000001"])
     [job] = await spool.claim("a", NOW, 10, 60.0)
