@@ -13,8 +13,6 @@ applied the backscatter rules and `replies.unmatched_to`), and never log a reply
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -25,6 +23,7 @@ from mail2sms.model import ReplyState
 from mail2sms.observability import get_logger
 from mail2sms.report.reply_mail import AddressRoute, compose_reply
 from mail2sms.report.send import DeliveryOutcome, Outgoing, ReportSender
+from mail2sms.report.ticker import Ticker
 from mail2sms.spool.base import DueReply
 
 log = get_logger("mail2sms.report")
@@ -49,7 +48,7 @@ def key(reply_id: str) -> str:
     return f"reply-{reply_id}"
 
 
-class Replier:
+class Replier(Ticker):
     """Claims due replies and mails them. `routes` is read at every composition, so a reload's routes count."""
 
     def __init__(
@@ -65,6 +64,7 @@ class Replier:
         poll_interval: float = 2.0,
         lease: float = LEASE,
     ) -> None:
+        super().__init__(poll_interval, "reply mail")
         self.store = store
         self.sender = sender
         self.from_addr = from_addr
@@ -72,31 +72,8 @@ class Replier:
         self.routes = routes
         self.outcome_message_id = outcome_message_id
         self.owner = owner
-        self.poll_interval = poll_interval
         self.lease = lease
         self.retry = RetryPolicy(base=30.0, cap=3600.0, max_attempts=30)
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._ticking: asyncio.Task[int] | None = None
-
-    def wake(self) -> None:
-        """New replies were stored (a push): look now rather than at the next poll."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            self._ticking = asyncio.create_task(self.tick())
-            try:
-                claimed = await asyncio.shield(self._ticking)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reply mail tick failed")
-                claimed = 0
-            if not claimed and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
     async def tick(self) -> int:
         """Claim up to one group of due replies and deliver it; how many were claimed."""
@@ -161,10 +138,3 @@ class Replier:
             # fixed Message-ID keep the copies one).
             log.warning("reply lease lost; another process settles it", reply=reply.id)
         return held
-
-    async def stop(self, deadline: float = 10.0) -> None:
-        """Stop claiming; let the group being delivered finish within `deadline`."""
-        self._stopping = True
-        self._wake.set()
-        if self._ticking is not None and not self._ticking.done():
-            await asyncio.wait([self._ticking], timeout=deadline)

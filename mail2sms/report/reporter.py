@@ -22,7 +22,6 @@ was delivered, and never log a report's content.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from mail2sms.report.backscatter import SenderRateLimit
 from mail2sms.report.compose import compose
 from mail2sms.report.followup import compose_followup, receipted, wanted
 from mail2sms.report.send import DeliveryOutcome, Outgoing, ReportSender
+from mail2sms.report.ticker import Ticker
 from mail2sms.spool.base import DueFollowup, DueReport, HeldReport, Spool
 
 log = get_logger("mail2sms.report")
@@ -59,7 +59,7 @@ class _Ready:
     attempts: int = 0
 
 
-class Reporter:
+class Reporter(Ticker):
     def __init__(
         self, spool: Spool, config: ReportsConfig, hostname: str, *, poll_interval: float = 2.0,
         owner: str = "reporter", concurrency: int = 4, lease: float = LEASE,
@@ -67,9 +67,9 @@ class Reporter:
     ) -> None:
         self.spool = spool
         self.config = config
+        super().__init__(poll_interval, "report")
         self.hostname = hostname
         self.sender = ReportSender(config)
-        self.poll_interval = poll_interval
         self.owner = owner
         self.concurrency = concurrency
         self.lease = lease
@@ -77,29 +77,8 @@ class Reporter:
         self._released_dead = float("-inf")
         self.retry = RetryPolicy(base=30.0, cap=3600.0, max_attempts=30)
         self.rate = SenderRateLimit(config.per_sender_per_hour)
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._ticking: asyncio.Task[int] | None = None
 
-    def wake(self, _submissions: list[str] | None = None) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            self._ticking = asyncio.create_task(self._tick())
-            try:
-                claimed = await asyncio.shield(self._ticking)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("report tick failed")
-                claimed = 0
-            if not claimed and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-
-    async def _tick(self) -> int:
+    async def tick(self) -> int:
         """Claim due reports and deliver them, `concurrency` groups at once; how many were claimed."""
         if self.owner_dead is not None and time.monotonic() - self._released_dead >= RELEASE_DEAD_EVERY:
             self._released_dead = time.monotonic()
@@ -320,13 +299,6 @@ class Reporter:
         await self.spool.delay_notice_done(sub.id, self.owner, notified, next_at)
         if notified:
             await self.sender.forget([key])
-
-    async def stop(self, deadline: float = 10.0) -> None:
-        """Stop claiming; let the groups being delivered finish (and hand back the rest) within `deadline`."""
-        self._stopping = True
-        self._wake.set()
-        if self._ticking is not None and not self._ticking.done():
-            await asyncio.wait([self._ticking], timeout=deadline)
 
 
 def _summary(held: list[HeldReport], per_hour: int) -> str:
